@@ -1,0 +1,61 @@
+//! The control API's wire types, shared by forkletd and the forklet CLI.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// One module as `forklet get` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleView {
+    pub name: String,
+    pub namespace: String,
+    pub workspace: String,
+    pub workspace_namespace: String,
+    /// `installing`, `ready`, `sleeping`, `sleeped`, `resuming`,
+    /// `uninstalling`, `failed`; `pending` while a manifest names a module
+    /// forklet has not started yet.
+    pub phase: String,
+    pub message: String,
+    pub container_id: Option<String>,
+    pub image: Option<String>,
+    /// What the manifest asks for.
+    pub hibernated: bool,
+    /// The manifest file that defines the module, when one does.
+    pub file: Option<String>,
+    pub config: Map<String, Value>,
+    pub metadata: Map<String, Value>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub last_activity: Option<DateTime<Utc>>,
+    /// Newest last; only on single-module requests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<EventView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventView {
+    pub at: DateTime<Utc>,
+    pub reason: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceView {
+    pub name: String,
+    pub namespace: String,
+    /// `ready`, `hibernated` or `failed`.
+    pub phase: String,
+    pub message: String,
+    pub connection: String,
+    pub hibernated: bool,
+    pub modules: usize,
+    pub file: Option<String>,
+}
+
+/// Every error response carries this body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}

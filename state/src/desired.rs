@@ -1,0 +1,395 @@
+//! From parsed manifests to the desired state: every Module resolved against
+//! its Workspace and definition, config validated, ready to run.
+//!
+//! Objects whose documents exist but cannot be resolved are `held`: the
+//! daemon keeps them on their last good version rather than treating a typo
+//! as a deletion.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::definition::{CustomDefinition, Permission, parse_definition};
+use crate::manifest::{
+    ConnectionType, Document, Kind, Manifest, ModuleSpec, ObjectKey, ParsedFile, WorkspaceSpec,
+};
+use crate::problem::Problem;
+use crate::schema::validate_config;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredWorkspace {
+    pub key: ObjectKey,
+    pub file: PathBuf,
+    pub spec: WorkspaceSpec,
+}
+
+/// Which kubeconfig a module with the `workspace` permission receives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KubeconfigSource {
+    /// `None`: the daemon user's default (`$KUBECONFIG`, else `~/.kube/config`).
+    pub path: Option<PathBuf>,
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredModule {
+    pub key: ObjectKey,
+    pub file: PathBuf,
+    pub workspace: ObjectKey,
+    pub definition: CustomDefinition,
+    /// The config the module receives: validated, defaults applied.
+    pub config: Map<String, Value>,
+    pub hibernated: bool,
+    pub kubeconfig: Option<KubeconfigSource>,
+    /// Changes when the runner container must be replaced.
+    pub runner_hash: String,
+    /// Changes when `/install` must be called again.
+    pub install_hash: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DesiredState {
+    pub workspaces: BTreeMap<ObjectKey, DesiredWorkspace>,
+    pub modules: BTreeMap<ObjectKey, DesiredModule>,
+    /// Named by a document but not resolvable now.
+    pub held: BTreeSet<(Kind, ObjectKey)>,
+    pub problems: Vec<Problem>,
+}
+
+impl DesiredState {
+    pub fn build<'a>(files: impl IntoIterator<Item = &'a ParsedFile>) -> Self {
+        let mut state = DesiredState::default();
+        let mut workspace_docs: BTreeMap<ObjectKey, Vec<&Document<WorkspaceSpec>>> =
+            BTreeMap::new();
+        let mut module_docs: BTreeMap<ObjectKey, Vec<&Document<ModuleSpec>>> = BTreeMap::new();
+        for file in files {
+            state.problems.extend(file.problems.iter().cloned());
+            for manifest in &file.manifests {
+                match manifest {
+                    Manifest::Workspace(doc) => {
+                        workspace_docs.entry(doc.key.clone()).or_default().push(doc)
+                    }
+                    Manifest::Module(doc) => {
+                        module_docs.entry(doc.key.clone()).or_default().push(doc)
+                    }
+                }
+            }
+        }
+        for (key, docs) in workspace_docs {
+            match unique(Kind::Workspace, &key, &docs) {
+                Ok(doc) => {
+                    let workspace = DesiredWorkspace {
+                        key: key.clone(),
+                        file: doc.file.clone(),
+                        spec: doc.spec.clone(),
+                    };
+                    state.workspaces.insert(key, workspace);
+                }
+                Err(problems) => state.hold(Kind::Workspace, key, problems),
+            }
+        }
+        for (key, docs) in module_docs {
+            match unique(Kind::Module, &key, &docs)
+                .and_then(|doc| resolve_module(doc, &state.workspaces))
+            {
+                Ok(module) => {
+                    state.modules.insert(key, module);
+                }
+                Err(problems) => state.hold(Kind::Module, key, problems),
+            }
+        }
+        state
+    }
+
+    fn hold(&mut self, kind: Kind, key: ObjectKey, problems: Vec<Problem>) {
+        self.problems.extend(problems);
+        self.held.insert((kind, key));
+    }
+
+    /// Problems attached to one object, for showing on it.
+    pub fn problems_of(&self, kind: Kind, key: &ObjectKey) -> impl Iterator<Item = &Problem> {
+        self.problems
+            .iter()
+            .filter(move |p| p.kind == Some(kind) && p.object.as_ref() == Some(key))
+    }
+}
+
+/// Two documents for one object is an error on both, never a silent winner.
+fn unique<'d, S>(
+    kind: Kind,
+    key: &ObjectKey,
+    docs: &[&'d Document<S>],
+) -> Result<&'d Document<S>, Vec<Problem>> {
+    if let [doc] = docs {
+        return Ok(doc);
+    }
+    let places: Vec<String> = docs
+        .iter()
+        .map(|d| format!("{} (document {})", d.file.display(), d.position))
+        .collect();
+    Err(docs
+        .iter()
+        .map(|d| {
+            Problem::document(
+                &d.file,
+                kind,
+                key,
+                "metadata.name",
+                format!("defined more than once: {}", places.join(", ")),
+            )
+        })
+        .collect())
+}
+
+fn resolve_module(
+    doc: &Document<ModuleSpec>,
+    workspaces: &BTreeMap<ObjectKey, DesiredWorkspace>,
+) -> Result<DesiredModule, Vec<Problem>> {
+    let problem = |field: &str, message: String| {
+        Problem::document(&doc.file, Kind::Module, &doc.key, field, message)
+    };
+    let source = &doc.spec.source;
+    let set = [
+        source.raw.is_some(),
+        source.http_url.is_some(),
+        source.config_map.is_some(),
+        source.existing_helm_release.is_some(),
+    ];
+    if set.iter().filter(|s| **s).count() != 1 {
+        return Err(vec![problem(
+            "spec.source",
+            "exactly one of raw, httpURL, configMap, existingHelmRelease must be set".into(),
+        )]);
+    }
+    let Some(raw) = &source.raw else {
+        let field = if source.http_url.is_some() {
+            "spec.source.httpURL"
+        } else if source.config_map.is_some() {
+            "spec.source.configMap"
+        } else {
+            "spec.source.existingHelmRelease"
+        };
+        return Err(vec![problem(
+            field,
+            "not supported by forklet yet (use spec.source.raw)".into(),
+        )]);
+    };
+    let definition = parse_definition(raw)
+        .map_err(|(path, message)| vec![problem(&format!("spec.source.raw{path}"), message)])?;
+    let config =
+        validate_config(definition.config.as_deref(), &doc.spec.config).map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|(alias, message)| problem(&format!("spec.config.{alias}"), message))
+                .collect::<Vec<_>>()
+        })?;
+    let workspace_key = doc.spec.workspace.key();
+    let Some(workspace) = workspaces.get(&workspace_key) else {
+        return Err(vec![problem(
+            "spec.workspace",
+            format!("workspace {workspace_key} is not defined in any manifest"),
+        )]);
+    };
+    let kubeconfig = if definition.spec.has(Permission::Workspace) {
+        Some(
+            kubeconfig_source(workspace)
+                .map_err(|message| vec![problem("spec.workspace", message)])?,
+        )
+    } else {
+        None
+    };
+    let runner_hash = hash(&json!({
+        "image": definition.spec.image,
+        "permissions": definition.spec.permissions,
+        "imagePullSecrets": definition.spec.image_pull_secrets,
+        "resourceUsage": definition.metadata.resource_usage,
+    }));
+    // Hashed from the definition as written (not forklet's structs), so a
+    // newer daemon computes the same hash and adopts instead of reinstalling.
+    let install_hash = hash(&json!({
+        "definition": raw,
+        "config": config,
+        "workspace": workspace_key,
+        "kubeconfig": kubeconfig,
+    }));
+    Ok(DesiredModule {
+        key: doc.key.clone(),
+        file: doc.file.clone(),
+        workspace: workspace_key,
+        definition,
+        config,
+        hibernated: doc.spec.hibernated,
+        kubeconfig,
+        runner_hash,
+        install_hash,
+    })
+}
+
+fn kubeconfig_source(workspace: &DesiredWorkspace) -> Result<KubeconfigSource, String> {
+    let connection = &workspace.spec.connection;
+    let path = connection
+        .kubeconfig
+        .as_ref()
+        .map(|p| absolute_from(&workspace.file, p));
+    match connection.kind {
+        // in-cluster means "the cluster the controller runs in"; for forklet
+        // that is the cluster the daemon user's kubeconfig points at.
+        ConnectionType::Local | ConnectionType::InCluster => {}
+        ConnectionType::Kubeconfig if path.is_some() => {}
+        ConnectionType::Kubeconfig => {
+            return Err(format!(
+                "workspace {}: connection type kubeconfig needs connection.kubeconfig (a file path; \
+                 secretReference needs Kubernetes)",
+                workspace.key
+            ));
+        }
+    }
+    Ok(KubeconfigSource {
+        path,
+        context: connection.context.clone(),
+    })
+}
+
+/// `~/x` from `$HOME`, relative paths from the manifest's own directory.
+fn absolute_from(manifest: &Path, path: &Path) -> PathBuf {
+    if let Ok(rest) = path.strip_prefix("~")
+        && let Some(home) = std::env::var_os("HOME")
+    {
+        return PathBuf::from(home).join(rest);
+    }
+    match manifest.parent() {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_owned(),
+    }
+}
+
+/// SHA-256 of the canonical JSON (serde_json maps are sorted).
+pub fn hash(value: &Value) -> String {
+    let digest = Sha256::digest(value.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::parse_file;
+
+    const WORKSPACE: &str = "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\nspec:\n  connection: {type: local, kubeconfig: kube/config, context: kind-dev}\n";
+
+    fn module(name: &str, config: &str) -> String {
+        format!(
+            "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {{name: {name}}}\nspec:\n  workspace: {{name: dev}}\n  source:\n    raw:\n      kind: Custom\n      metadata: {{name: m, version: 1.0.0, supportedOperatorVersion: '>= 0.0.0'}}\n      config:\n        - {{type: integer, name: replicas, alias: replicas, spec: {{default: 1, max: 3}}}}\n      spec: {{image: 'img:1', permissions: [workspace]}}\n  config: {config}\n"
+        )
+    }
+
+    fn build(files: &[(&str, String)]) -> DesiredState {
+        let parsed: Vec<ParsedFile> = files
+            .iter()
+            .map(|(name, text)| parse_file(Path::new(name), text))
+            .collect();
+        DesiredState::build(&parsed)
+    }
+
+    #[test]
+    fn a_module_resolves_with_its_workspace_kubeconfig() {
+        let state = build(&[
+            ("/m/ws.yaml", WORKSPACE.into()),
+            ("/m/app.yaml", module("app", "{}")),
+        ]);
+        assert_eq!(state.problems, vec![]);
+        let app = &state.modules[&ObjectKey::new("default", "app")];
+        assert_eq!(
+            app.config,
+            json!({"replicas": 1}).as_object().unwrap().clone()
+        );
+        assert_eq!(
+            app.kubeconfig,
+            Some(KubeconfigSource {
+                path: Some("/m/kube/config".into()),
+                context: Some("kind-dev".into())
+            })
+        );
+    }
+
+    #[test]
+    fn config_changes_the_install_hash_but_not_the_runner_hash() {
+        let a = build(&[
+            ("/m/ws.yaml", WORKSPACE.into()),
+            ("/m/app.yaml", module("app", "{replicas: 2}")),
+        ]);
+        let b = build(&[
+            ("/m/ws.yaml", WORKSPACE.into()),
+            ("/m/app.yaml", module("app", "{replicas: 3}")),
+        ]);
+        let key = ObjectKey::new("default", "app");
+        assert_eq!(a.modules[&key].runner_hash, b.modules[&key].runner_hash);
+        assert_ne!(a.modules[&key].install_hash, b.modules[&key].install_hash);
+    }
+
+    #[test]
+    fn an_invalid_module_is_held_with_a_problem_naming_file_and_field() {
+        let state = build(&[
+            ("/m/ws.yaml", WORKSPACE.into()),
+            ("/m/app.yaml", module("app", "{replicas: 9}")),
+        ]);
+        let key = ObjectKey::new("default", "app");
+        assert!(state.modules.is_empty());
+        assert!(state.held.contains(&(Kind::Module, key.clone())));
+        assert_eq!(
+            state
+                .problems_of(Kind::Module, &key)
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>(),
+            vec![
+                "/m/app.yaml: Module default/app: spec.config.replicas: validation failed for field 'replicas': value 9 is greater than maximum 3"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_workspace_holds_the_module() {
+        let state = build(&[("/m/app.yaml", module("app", "{}"))]);
+        let key = ObjectKey::new("default", "app");
+        assert!(state.held.contains(&(Kind::Module, key.clone())));
+        let problem = state.problems_of(Kind::Module, &key).next().unwrap();
+        assert_eq!(
+            problem.message,
+            "workspace default/dev is not defined in any manifest"
+        );
+    }
+
+    #[test]
+    fn a_module_defined_twice_is_an_error_on_both() {
+        let state = build(&[
+            ("/m/ws.yaml", WORKSPACE.into()),
+            ("/m/a.yaml", module("app", "{}")),
+            ("/m/b.yaml", module("app", "{}")),
+        ]);
+        let key = ObjectKey::new("default", "app");
+        assert!(state.modules.is_empty());
+        let files: Vec<_> = state
+            .problems_of(Kind::Module, &key)
+            .map(|p| p.file.clone())
+            .collect();
+        assert_eq!(
+            files,
+            vec![PathBuf::from("/m/a.yaml"), PathBuf::from("/m/b.yaml")]
+        );
+    }
+
+    #[test]
+    fn unsupported_sources_say_so() {
+        let text = "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {name: app}\nspec:\n  workspace: {name: dev}\n  source: {configMap: {name: x}}\n";
+        let state = build(&[
+            ("/m/ws.yaml", WORKSPACE.into()),
+            ("/m/app.yaml", text.into()),
+        ]);
+        assert_eq!(
+            state.problems[0].to_string(),
+            "/m/app.yaml: Module default/app: spec.source.configMap: not supported by forklet yet (use spec.source.raw)"
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! forklet's shared model: manifests and their validation, the desired state
+//! they describe, the SQLite store, and the control API's wire types.
+//!
+//! No Docker and no async runtime here: the CLI links this crate to validate
+//! manifests offline with exactly the daemon's rules.
+
+pub mod api;
+pub mod definition;
+pub mod desired;
+pub mod manifest;
+pub mod problem;
+pub mod schema;
+pub mod store;
+
+pub use manifest::ObjectKey;
+pub use problem::Problem;

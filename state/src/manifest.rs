@@ -1,0 +1,397 @@
+//! Workspace and Module documents as users write them, and the parsing of a
+//! manifest file into them.
+//!
+//! Field names follow the Forkspacer CRDs (`batch.forkspacer.com/v1`). Fields
+//! that only forklet reads are marked "forklet extension" here and in the
+//! README.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::problem::Problem;
+
+pub const API_VERSION: &str = "batch.forkspacer.com/v1";
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// `namespace/name`: how every object is addressed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Kind {
+    Workspace,
+    Module,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Workspace => "Workspace",
+            Kind::Module => "Module",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ObjectMeta {
+    pub name: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+}
+
+fn default_namespace() -> String {
+    DEFAULT_NAMESPACE.to_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModuleSpec {
+    pub workspace: WorkspaceRef,
+    pub source: Source,
+    /// Values keyed by the definition's config `alias`.
+    #[serde(default)]
+    pub config: Map<String, Value>,
+    #[serde(default)]
+    pub hibernated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceRef {
+    pub name: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+}
+
+impl WorkspaceRef {
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::new(&self.namespace, &self.name)
+    }
+}
+
+/// Where a Module's resource definition comes from; exactly one is set.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Source {
+    pub raw: Option<Value>,
+    #[serde(rename = "httpURL")]
+    pub http_url: Option<String>,
+    pub config_map: Option<Value>,
+    pub existing_helm_release: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkspaceSpec {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub hibernated: bool,
+    #[serde(default)]
+    pub connection: Connection,
+    pub auto_hibernation: Option<AutoHibernation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Connection {
+    #[serde(rename = "type", default)]
+    pub kind: ConnectionType,
+    pub secret_reference: Option<Value>,
+    /// forklet extension: the kubeconfig file to hand to modules, instead of
+    /// the daemon user's default (`$KUBECONFIG` or `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+    /// forklet extension: the context in that kubeconfig to make current.
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectionType {
+    #[default]
+    Local,
+    InCluster,
+    Kubeconfig,
+}
+
+impl fmt::Display for ConnectionType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConnectionType::Local => "local",
+            ConnectionType::InCluster => "in-cluster",
+            ConnectionType::Kubeconfig => "kubeconfig",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AutoHibernation {
+    #[serde(default)]
+    pub enabled: bool,
+    pub schedule: Option<String>,
+    pub wake_schedule: Option<String>,
+}
+
+/// A parsed document: which object it is and where it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document<S> {
+    pub key: ObjectKey,
+    pub file: PathBuf,
+    /// 1-based position of the document in its file.
+    pub position: usize,
+    pub spec: S,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Manifest {
+    Workspace(Document<WorkspaceSpec>),
+    Module(Document<ModuleSpec>),
+}
+
+impl Manifest {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Manifest::Workspace(_) => Kind::Workspace,
+            Manifest::Module(_) => Kind::Module,
+        }
+    }
+
+    pub fn key(&self) -> &ObjectKey {
+        match self {
+            Manifest::Workspace(doc) => &doc.key,
+            Manifest::Module(doc) => &doc.key,
+        }
+    }
+
+    pub fn file(&self) -> &Path {
+        match self {
+            Manifest::Workspace(doc) => &doc.file,
+            Manifest::Module(doc) => &doc.file,
+        }
+    }
+}
+
+/// What one file yields: the documents that parsed, and a problem for each
+/// that did not. A bad document never hides its good neighbours.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParsedFile {
+    pub manifests: Vec<Manifest>,
+    pub problems: Vec<Problem>,
+}
+
+/// Parses every YAML document in `text`; `file` is only for messages.
+pub fn parse_file(file: &Path, text: &str) -> ParsedFile {
+    let mut parsed = ParsedFile::default();
+    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let position = index + 1;
+        let value = match Value::deserialize(document) {
+            Ok(Value::Null) => continue, // an empty document, e.g. a trailing `---`
+            Ok(value) => value,
+            Err(err) => {
+                let problem =
+                    Problem::file(file, format!("document {position}: invalid YAML: {err}"));
+                parsed.problems.push(problem);
+                // The YAML stream cannot be resynchronised after a syntax error.
+                break;
+            }
+        };
+        match parse_document(file, position, value) {
+            Ok(manifest) => parsed.manifests.push(manifest),
+            Err(problem) => parsed.problems.push(problem),
+        }
+    }
+    parsed
+}
+
+fn parse_document(file: &Path, position: usize, mut value: Value) -> Result<Manifest, Problem> {
+    let at = |message: String| Problem::file(file, format!("document {position}: {message}"));
+    let Some(object) = value.as_object_mut() else {
+        return Err(at(
+            "expected a mapping with apiVersion, kind, metadata and spec".into(),
+        ));
+    };
+    let api_version = object.remove("apiVersion");
+    let kind = object.remove("kind");
+    let kind = match (
+        api_version.as_ref().and_then(Value::as_str),
+        kind.as_ref().and_then(Value::as_str),
+    ) {
+        (Some(API_VERSION), Some("Workspace")) => Kind::Workspace,
+        (Some(API_VERSION), Some("Module")) => Kind::Module,
+        (Some(API_VERSION), Some(other)) => {
+            return Err(at(format!(
+                "kind {other:?} is not read by forklet (expected Workspace or Module)"
+            )));
+        }
+        (api, kind) => {
+            return Err(at(format!(
+                "apiVersion {api:?} kind {kind:?} is not a forklet document (expected apiVersion {API_VERSION})"
+            )));
+        }
+    };
+    let metadata: ObjectMeta = match object.remove("metadata") {
+        Some(meta) => {
+            typed(meta).map_err(|(path, msg)| at(format!("{kind}: metadata{path}: {msg}")))?
+        }
+        None => return Err(at(format!("{kind}: metadata: missing (name is required)"))),
+    };
+    let key = ObjectKey::new(metadata.namespace, metadata.name);
+    let problem =
+        |field: String, message: String| Problem::document(file, kind, &key, field, message);
+    if key.name.is_empty() {
+        return Err(problem("metadata.name".into(), "must not be empty".into()));
+    }
+    // `status` is what the operator writes back; a manifest exported from a
+    // cluster may carry it and forklet has no use for it.
+    object.remove("status");
+    if let Some(extra) = object.keys().find(|k| *k != "spec") {
+        return Err(problem(
+            extra.clone(),
+            "unknown top-level field (expected apiVersion, kind, metadata, spec)".into(),
+        ));
+    }
+    let spec = object
+        .remove("spec")
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    let spec_problem = |(path, msg)| problem(format!("spec{path}"), msg);
+    Ok(match kind {
+        Kind::Workspace => {
+            Manifest::Workspace(document(key.clone(), file, position, spec).map_err(spec_problem)?)
+        }
+        Kind::Module => {
+            Manifest::Module(document(key.clone(), file, position, spec).map_err(spec_problem)?)
+        }
+    })
+}
+
+fn document<S: DeserializeOwned>(
+    key: ObjectKey,
+    file: &Path,
+    position: usize,
+    spec: Value,
+) -> Result<Document<S>, (String, String)> {
+    Ok(Document {
+        key,
+        file: file.to_owned(),
+        position,
+        spec: typed(spec)?,
+    })
+}
+
+/// Deserializes `value`, reporting the failing field as a `.a.b[2]` suffix.
+pub(crate) fn typed<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let path = if path == "." {
+            String::new()
+        } else {
+            format!(".{path}")
+        };
+        (path, err.into_inner().to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> ParsedFile {
+        parse_file(Path::new("m.yaml"), text)
+    }
+
+    #[test]
+    fn reads_a_workspace_and_a_module_from_one_file() {
+        let parsed = parse(
+            "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\nspec:\n  connection: {type: local}\n---\n\
+             apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {name: app, namespace: team}\n\
+             spec:\n  workspace: {name: dev}\n  source: {raw: {kind: Custom}}\n  config: {env: prod}\n",
+        );
+        assert_eq!(parsed.problems, vec![]);
+        assert_eq!(parsed.manifests.len(), 2);
+        let Manifest::Module(module) = &parsed.manifests[1] else {
+            panic!("second document is the module")
+        };
+        assert_eq!(module.key, ObjectKey::new("team", "app"));
+        assert_eq!(module.position, 2);
+        assert_eq!(
+            module.spec.workspace.key(),
+            ObjectKey::new("default", "dev")
+        );
+        assert_eq!(module.spec.config["env"], "prod");
+        assert!(!module.spec.hibernated);
+    }
+
+    #[test]
+    fn a_bad_document_is_reported_and_its_neighbours_still_parse() {
+        let parsed = parse(
+            "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {name: bad}\nspec:\n  workspace: {name: dev}\n  source: {}\n  hibernate: true\n---\n\
+             apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\n",
+        );
+        assert_eq!(parsed.manifests.len(), 1);
+        assert_eq!(parsed.manifests[0].kind(), Kind::Workspace);
+        let text = parsed.problems[0].to_string();
+        assert!(
+            text.starts_with(
+                "m.yaml: Module default/bad: spec.hibernate: unknown field `hibernate`"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn foreign_kinds_and_empty_documents() {
+        let parsed = parse("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n---\n");
+        assert!(parsed.manifests.is_empty());
+        assert_eq!(parsed.problems.len(), 1);
+        assert!(
+            parsed.problems[0]
+                .to_string()
+                .contains("is not a forklet document")
+        );
+    }
+
+    #[test]
+    fn invalid_yaml_names_the_document() {
+        let parsed = parse("apiVersion: batch.forkspacer.com/v1\nkind: [unclosed\n");
+        assert_eq!(parsed.problems.len(), 1);
+        assert!(
+            parsed.problems[0]
+                .to_string()
+                .starts_with("m.yaml: document 1: invalid YAML")
+        );
+    }
+
+    #[test]
+    fn workspace_connection_defaults_to_local() {
+        let parsed = parse(
+            "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\nspec: {}\n",
+        );
+        let Manifest::Workspace(ws) = &parsed.manifests[0] else {
+            panic!()
+        };
+        assert_eq!(ws.spec.connection.kind, ConnectionType::Local);
+    }
+}

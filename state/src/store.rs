@@ -1,0 +1,534 @@
+//! The SQLite store: for each module its phase, metadata and history.
+//!
+//! Every change is one transaction, committed before the daemon takes the
+//! next step, so a crash loses at most the step that was in flight.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::manifest::ObjectKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state database {path}: {source}")]
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("state database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("state database holds a corrupt {what} for module {key}: {detail}")]
+    Corrupt {
+        key: String,
+        what: &'static str,
+        detail: String,
+    },
+    #[error(
+        "state database was written by a newer forklet (schema {found}, this one knows {known})"
+    )]
+    TooNew { found: i64, known: i64 },
+}
+
+/// The phases users and tools know from the Forkspacer operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Installing,
+    Ready,
+    Sleeping,
+    Sleeped,
+    Resuming,
+    Uninstalling,
+    Failed,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Installing => "installing",
+            Phase::Ready => "ready",
+            Phase::Sleeping => "sleeping",
+            Phase::Sleeped => "sleeped",
+            Phase::Resuming => "resuming",
+            Phase::Uninstalling => "uninstalling",
+            Phase::Failed => "failed",
+        }
+    }
+}
+
+impl FromStr for Phase {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "installing" => Phase::Installing,
+            "ready" => Phase::Ready,
+            "sleeping" => Phase::Sleeping,
+            "sleeped" => Phase::Sleeped,
+            "resuming" => Phase::Resuming,
+            "uninstalling" => Phase::Uninstalling,
+            "failed" => Phase::Failed,
+            other => return Err(format!("unknown phase {other:?}")),
+        })
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What forklet knows of one module beyond its manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModuleRecord {
+    pub key: ObjectKey,
+    pub workspace: ObjectKey,
+    pub phase: Phase,
+    pub message: String,
+    pub container_id: Option<String>,
+    pub image: String,
+    /// The config last sent to the module.
+    pub config: Map<String, Value>,
+    /// What the module returned; sent back on every later call.
+    pub metadata: Map<String, Value>,
+    /// The desired state's install hash at the last successful `/install`.
+    pub installed_hash: Option<String>,
+    /// Whether the last successful lifecycle call left the module asleep.
+    pub asleep: bool,
+    pub created_at: DateTime<Utc>,
+    pub last_activity: DateTime<Utc>,
+}
+
+impl ModuleRecord {
+    pub fn new(key: ObjectKey, workspace: ObjectKey, image: String, now: DateTime<Utc>) -> Self {
+        Self {
+            key,
+            workspace,
+            phase: Phase::Installing,
+            message: String::new(),
+            container_id: None,
+            image,
+            config: Map::new(),
+            metadata: Map::new(),
+            installed_hash: None,
+            asleep: false,
+            created_at: now,
+            last_activity: now,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub at: DateTime<Utc>,
+    pub reason: String,
+    pub message: String,
+}
+
+/// Each entry moves the schema one version up; never edit a shipped entry.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE modules (
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        workspace_namespace TEXT NOT NULL,
+        workspace_name TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        message TEXT NOT NULL,
+        container_id TEXT,
+        image TEXT NOT NULL,
+        config TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        installed_hash TEXT,
+        asleep INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        last_activity TEXT NOT NULL,
+        PRIMARY KEY (namespace, name)
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        at TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX events_by_module ON events (namespace, name, id);
+"];
+
+/// How many events a module keeps; older ones are dropped as new ones come.
+const EVENTS_KEPT: i64 = 200;
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating, mode 0600) the database at `path` and brings its
+    /// schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        // Create it ourselves so it is never world-readable, not even briefly.
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(open_err)?;
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a committed phase change survives power loss, not just a crash.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let store = Self {
+            conn: Mutex::new(conn),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-done
+        // transaction behind (rusqlite rolls back on drop), so go on.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                found: version,
+                known,
+            });
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", index as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// A setting, created with `init` on first use (e.g. the instance id).
+    pub fn setting_or_init(
+        &self,
+        key: &str,
+        init: impl FnOnce() -> String,
+    ) -> Result<String, StoreError> {
+        let conn = self.lock();
+        let found: Option<String> = conn
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        if let Some(value) = found {
+            return Ok(value);
+        }
+        let value = init();
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )?;
+        Ok(value)
+    }
+
+    pub fn modules(&self) -> Result<Vec<ModuleRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!("{SELECT_MODULE} ORDER BY namespace, name"))?;
+        let rows = stmt.query_map([], RawRecord::from_row)?;
+        rows.map(|row| row?.decode()).collect()
+    }
+
+    pub fn module(&self, key: &ObjectKey) -> Result<Option<ModuleRecord>, StoreError> {
+        let conn = self.lock();
+        let raw = conn
+            .query_row(
+                &format!("{SELECT_MODULE} WHERE namespace = ?1 AND name = ?2"),
+                params![key.namespace, key.name],
+                RawRecord::from_row,
+            )
+            .optional()?;
+        raw.map(RawRecord::decode).transpose()
+    }
+
+    /// Writes `record` and, in the same transaction, an event for its history.
+    pub fn save(
+        &self,
+        record: &ModuleRecord,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO modules (namespace, name, workspace_namespace, workspace_name, phase, message,
+                 container_id, image, config, metadata, installed_hash, asleep, created_at, last_activity)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             ON CONFLICT (namespace, name) DO UPDATE SET
+                 workspace_namespace = excluded.workspace_namespace, workspace_name = excluded.workspace_name,
+                 phase = excluded.phase, message = excluded.message, container_id = excluded.container_id,
+                 image = excluded.image, config = excluded.config, metadata = excluded.metadata,
+                 installed_hash = excluded.installed_hash, asleep = excluded.asleep,
+                 last_activity = excluded.last_activity",
+            params![
+                record.key.namespace,
+                record.key.name,
+                record.workspace.namespace,
+                record.workspace.name,
+                record.phase.as_str(),
+                record.message,
+                record.container_id,
+                record.image,
+                Value::Object(record.config.clone()).to_string(),
+                Value::Object(record.metadata.clone()).to_string(),
+                record.installed_hash,
+                record.asleep,
+                record.created_at.to_rfc3339(),
+                record.last_activity.to_rfc3339(),
+            ],
+        )?;
+        insert_event(&tx, &record.key, record.last_activity, reason, message)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets a module; its history goes with it.
+    pub fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM modules WHERE namespace = ?1 AND name = ?2",
+            params![key.namespace, key.name],
+        )?;
+        tx.execute(
+            "DELETE FROM events WHERE namespace = ?1 AND name = ?2",
+            params![key.namespace, key.name],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The newest `limit` events of a module, oldest first.
+    pub fn events(&self, key: &ObjectKey, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT at, reason, message FROM (
+                 SELECT id, at, reason, message FROM events WHERE namespace = ?1 AND name = ?2
+                 ORDER BY id DESC LIMIT ?3
+             ) ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![key.namespace, key.name, limit as i64], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (at, reason, message) = row?;
+            Ok(Event {
+                at: parse_time(key, &at)?,
+                reason,
+                message,
+            })
+        })
+        .collect()
+    }
+}
+
+fn insert_event(
+    tx: &rusqlite::Transaction<'_>,
+    key: &ObjectKey,
+    at: DateTime<Utc>,
+    reason: &str,
+    message: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO events (namespace, name, at, reason, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![key.namespace, key.name, at.to_rfc3339(), reason, message],
+    )?;
+    tx.execute(
+        "DELETE FROM events WHERE namespace = ?1 AND name = ?2 AND id <= (
+             SELECT id FROM events WHERE namespace = ?1 AND name = ?2 ORDER BY id DESC LIMIT 1 OFFSET ?3)",
+        params![key.namespace, key.name, EVENTS_KEPT],
+    )?;
+    Ok(())
+}
+
+const SELECT_MODULE: &str = "SELECT namespace, name, workspace_namespace, workspace_name, phase, message,
+    container_id, image, config, metadata, installed_hash, asleep, created_at, last_activity FROM modules";
+
+/// A row as stored, before its text columns are decoded.
+struct RawRecord {
+    key: ObjectKey,
+    workspace: ObjectKey,
+    phase: String,
+    message: String,
+    container_id: Option<String>,
+    image: String,
+    config: String,
+    metadata: String,
+    installed_hash: Option<String>,
+    asleep: bool,
+    created_at: String,
+    last_activity: String,
+}
+
+impl RawRecord {
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            key: ObjectKey::new(row.get::<_, String>(0)?, row.get::<_, String>(1)?),
+            workspace: ObjectKey::new(row.get::<_, String>(2)?, row.get::<_, String>(3)?),
+            phase: row.get(4)?,
+            message: row.get(5)?,
+            container_id: row.get(6)?,
+            image: row.get(7)?,
+            config: row.get(8)?,
+            metadata: row.get(9)?,
+            installed_hash: row.get(10)?,
+            asleep: row.get(11)?,
+            created_at: row.get(12)?,
+            last_activity: row.get(13)?,
+        })
+    }
+
+    fn decode(self) -> Result<ModuleRecord, StoreError> {
+        let key = self.key;
+        let corrupt = |what, detail: String| StoreError::Corrupt {
+            key: key.to_string(),
+            what,
+            detail,
+        };
+        let object = |what, text: &str| match serde_json::from_str(text) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(other) => Err(corrupt(what, format!("not a JSON object: {other}"))),
+            Err(err) => Err(corrupt(what, err.to_string())),
+        };
+        Ok(ModuleRecord {
+            phase: self.phase.parse().map_err(|e| corrupt("phase", e))?,
+            config: object("config", &self.config)?,
+            metadata: object("metadata", &self.metadata)?,
+            created_at: parse_time(&key, &self.created_at)?,
+            last_activity: parse_time(&key, &self.last_activity)?,
+            workspace: self.workspace,
+            message: self.message,
+            container_id: self.container_id,
+            image: self.image,
+            installed_hash: self.installed_hash,
+            asleep: self.asleep,
+            key,
+        })
+    }
+}
+
+fn parse_time(key: &ObjectKey, text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|err| StoreError::Corrupt {
+            key: key.to_string(),
+            what: "timestamp",
+            detail: err.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn record() -> ModuleRecord {
+        let mut record = ModuleRecord::new(
+            ObjectKey::new("default", "app"),
+            ObjectKey::new("default", "dev"),
+            "img:1".into(),
+            Utc::now(),
+        );
+        record.metadata = json!({"installs": 1}).as_object().unwrap().clone();
+        record
+    }
+
+    #[test]
+    fn a_saved_module_survives_reopening_and_the_file_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut saved = record();
+        saved.phase = Phase::Ready;
+        saved.installed_hash = Some("h".into());
+        {
+            let store = Store::open(&path).unwrap();
+            store.save(&saved, "Installed", "ok").unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let loaded = store.module(&saved.key).unwrap().unwrap();
+        // RFC 3339 keeps nanoseconds, so the round trip is exact.
+        assert_eq!(loaded, saved);
+        assert_eq!(store.modules().unwrap(), vec![saved.clone()]);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn history_is_kept_per_module_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let record = record();
+        for i in 0..(EVENTS_KEPT + 5) {
+            store.save(&record, "Step", &format!("step {i}")).unwrap();
+        }
+        let events = store.events(&record.key, 1000).unwrap();
+        assert_eq!(events.len() as i64, EVENTS_KEPT);
+        assert_eq!(
+            events.last().unwrap().message,
+            format!("step {}", EVENTS_KEPT + 4)
+        );
+        assert_eq!(store.events(&record.key, 2).unwrap().len(), 2);
+        store.delete(&record.key).unwrap();
+        assert_eq!(store.module(&record.key).unwrap(), None);
+        assert!(store.events(&record.key, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn settings_are_created_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        assert_eq!(
+            store.setting_or_init("instance", || "a".into()).unwrap(),
+            "a"
+        );
+        assert_eq!(
+            store.setting_or_init("instance", || "b".into()).unwrap(),
+            "a"
+        );
+    }
+
+    #[test]
+    fn a_database_from_a_newer_forklet_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let err = Store::open(&path).err().expect("refused");
+        assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
+    }
+}
