@@ -1,1 +1,72 @@
-fn main() {}
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use forklet_state::paths;
+use forkletd::Config;
+use forkletd::protocol::Limits;
+use tokio_util::sync::CancellationToken;
+
+/// Runs Forkspacer Custom modules from a directory of manifests on Docker.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Directory of Module and Workspace manifests (*.yaml, *.yml).
+    #[arg(long, env = "FORKLET_MANIFESTS")]
+    manifests: Option<PathBuf>,
+    /// Directory for the state database and runner files.
+    #[arg(long, env = "FORKLET_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Unix socket of the control API.
+    #[arg(long, env = "FORKLET_SOCKET")]
+    socket: Option<PathBuf>,
+    /// How many modules may be acted on at once.
+    #[arg(long, env = "FORKLET_MAX_CONCURRENT", default_value_t = 16)]
+    max_concurrent: usize,
+    /// Seconds a new runner may take to answer GET /health.
+    #[arg(long, env = "FORKLET_HEALTH_TIMEOUT", default_value_t = 60)]
+    health_timeout: u64,
+    /// Seconds one lifecycle call (install, uninstall, sleep, resume) may take.
+    #[arg(long, env = "FORKLET_CALL_TIMEOUT", default_value_t = 300)]
+    call_timeout: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FORKLET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let state_dir = args.state_dir.unwrap_or_else(paths::default_state_dir);
+    let config = Config {
+        manifests_dir: args.manifests.unwrap_or_else(paths::default_manifests_dir),
+        socket: args.socket.unwrap_or_else(paths::default_socket),
+        state_dir,
+        limits: Limits {
+            health_deadline: Duration::from_secs(args.health_timeout),
+            call_timeout: Duration::from_secs(args.call_timeout),
+            ..Limits::default()
+        },
+        max_concurrent: args.max_concurrent,
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    forkletd::run(config, shutdown).await.context("forkletd")
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("stopping");
+    shutdown.cancel();
+}

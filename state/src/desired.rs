@@ -18,6 +18,7 @@ use crate::manifest::{
 };
 use crate::problem::Problem;
 use crate::schema::validate_config;
+use crate::store::RunnerSettings;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredWorkspace {
@@ -44,8 +45,7 @@ pub struct DesiredModule {
     pub config: Map<String, Value>,
     pub hibernated: bool,
     pub kubeconfig: Option<KubeconfigSource>,
-    /// Changes when the runner container must be replaced.
-    pub runner_hash: String,
+    pub runner: RunnerSettings,
     /// Changes when `/install` must be called again.
     pub install_hash: String,
 }
@@ -215,6 +215,13 @@ fn resolve_module(
         "workspace": workspace_key,
         "kubeconfig": kubeconfig,
     }));
+    let runner = RunnerSettings {
+        image: definition.spec.image.clone(),
+        runner_hash,
+        kubeconfig: kubeconfig.is_some(),
+        cpu_shares: None,
+        memory_reservation: None,
+    };
     Ok(DesiredModule {
         key: doc.key.clone(),
         file: doc.file.clone(),
@@ -222,8 +229,8 @@ fn resolve_module(
         definition,
         config,
         hibernated: doc.spec.hibernated,
+        runner,
         kubeconfig,
-        runner_hash,
         install_hash,
     })
 }
@@ -325,7 +332,7 @@ mod tests {
             ("/m/app.yaml", module("app", "{replicas: 3}")),
         ]);
         let key = ObjectKey::new("default", "app");
-        assert_eq!(a.modules[&key].runner_hash, b.modules[&key].runner_hash);
+        assert_eq!(a.modules[&key].runner, b.modules[&key].runner);
         assert_ne!(a.modules[&key].install_hash, b.modules[&key].install_hash);
     }
 

@@ -8,6 +8,7 @@ pub mod api;
 pub mod definition;
 pub mod desired;
 pub mod manifest;
+pub mod paths;
 pub mod problem;
 pub mod schema;
 pub mod store;

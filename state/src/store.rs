@@ -94,7 +94,9 @@ pub struct ModuleRecord {
     pub phase: Phase,
     pub message: String,
     pub container_id: Option<String>,
-    pub image: String,
+    /// How the runner was set up; kept so it can be recreated to call
+    /// `/uninstall` after its manifest is gone.
+    pub runner: RunnerSettings,
     /// The config last sent to the module.
     pub config: Map<String, Value>,
     /// What the module returned; sent back on every later call.
@@ -108,14 +110,19 @@ pub struct ModuleRecord {
 }
 
 impl ModuleRecord {
-    pub fn new(key: ObjectKey, workspace: ObjectKey, image: String, now: DateTime<Utc>) -> Self {
+    pub fn new(
+        key: ObjectKey,
+        workspace: ObjectKey,
+        runner: RunnerSettings,
+        now: DateTime<Utc>,
+    ) -> Self {
         Self {
             key,
             workspace,
             phase: Phase::Installing,
             message: String::new(),
             container_id: None,
-            image,
+            runner,
             config: Map::new(),
             metadata: Map::new(),
             installed_hash: None,
@@ -124,6 +131,19 @@ impl ModuleRecord {
             last_activity: now,
         }
     }
+}
+
+/// What a runner container is made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerSettings {
+    pub image: String,
+    /// A runner labelled with another hash is replaced.
+    pub runner_hash: String,
+    /// Whether the workspace kubeconfig is mounted (`workspace` permission).
+    pub kubeconfig: bool,
+    pub cpu_shares: Option<i64>,
+    pub memory_reservation: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -145,7 +165,7 @@ const MIGRATIONS: &[&str] = &["
         phase TEXT NOT NULL,
         message TEXT NOT NULL,
         container_id TEXT,
-        image TEXT NOT NULL,
+        runner TEXT NOT NULL,
         config TEXT NOT NULL,
         metadata TEXT NOT NULL,
         installed_hash TEXT,
@@ -163,6 +183,7 @@ const MIGRATIONS: &[&str] = &["
         message TEXT NOT NULL
     );
     CREATE INDEX events_by_module ON events (namespace, name, id);
+    CREATE TABLE manifests (path TEXT PRIMARY KEY, text TEXT NOT NULL);
 "];
 
 /// How many events a module keeps; older ones are dropped as new ones come.
@@ -280,12 +301,12 @@ impl Store {
         let tx = conn.transaction()?;
         tx.execute(
             "INSERT INTO modules (namespace, name, workspace_namespace, workspace_name, phase, message,
-                 container_id, image, config, metadata, installed_hash, asleep, created_at, last_activity)
+                 container_id, runner, config, metadata, installed_hash, asleep, created_at, last_activity)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
              ON CONFLICT (namespace, name) DO UPDATE SET
                  workspace_namespace = excluded.workspace_namespace, workspace_name = excluded.workspace_name,
                  phase = excluded.phase, message = excluded.message, container_id = excluded.container_id,
-                 image = excluded.image, config = excluded.config, metadata = excluded.metadata,
+                 runner = excluded.runner, config = excluded.config, metadata = excluded.metadata,
                  installed_hash = excluded.installed_hash, asleep = excluded.asleep,
                  last_activity = excluded.last_activity",
             params![
@@ -296,7 +317,7 @@ impl Store {
                 record.phase.as_str(),
                 record.message,
                 record.container_id,
-                record.image,
+                serde_json::to_string(&record.runner).expect("runner settings serialize"),
                 Value::Object(record.config.clone()).to_string(),
                 Value::Object(record.metadata.clone()).to_string(),
                 record.installed_hash,
@@ -323,6 +344,36 @@ impl Store {
             params![key.namespace, key.name],
         )?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// The last text of each manifest file that parsed cleanly: what stands
+    /// in for a file that is broken when the daemon starts.
+    pub fn last_good_manifest(&self, path: &Path) -> Result<Option<String>, StoreError> {
+        let conn = self.lock();
+        let text = conn
+            .query_row(
+                "SELECT text FROM manifests WHERE path = ?1",
+                [path.to_string_lossy()],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(text)
+    }
+
+    pub fn save_last_good_manifest(&self, path: &Path, text: &str) -> Result<(), StoreError> {
+        self.lock().execute(
+            "INSERT INTO manifests (path, text) VALUES (?1, ?2) ON CONFLICT (path) DO UPDATE SET text = excluded.text",
+            params![path.to_string_lossy(), text],
+        )?;
+        Ok(())
+    }
+
+    pub fn forget_manifest(&self, path: &Path) -> Result<(), StoreError> {
+        self.lock().execute(
+            "DELETE FROM manifests WHERE path = ?1",
+            [path.to_string_lossy()],
+        )?;
         Ok(())
     }
 
@@ -374,7 +425,7 @@ fn insert_event(
 }
 
 const SELECT_MODULE: &str = "SELECT namespace, name, workspace_namespace, workspace_name, phase, message,
-    container_id, image, config, metadata, installed_hash, asleep, created_at, last_activity FROM modules";
+    container_id, runner, config, metadata, installed_hash, asleep, created_at, last_activity FROM modules";
 
 /// A row as stored, before its text columns are decoded.
 struct RawRecord {
@@ -383,7 +434,7 @@ struct RawRecord {
     phase: String,
     message: String,
     container_id: Option<String>,
-    image: String,
+    runner: String,
     config: String,
     metadata: String,
     installed_hash: Option<String>,
@@ -400,7 +451,7 @@ impl RawRecord {
             phase: row.get(4)?,
             message: row.get(5)?,
             container_id: row.get(6)?,
-            image: row.get(7)?,
+            runner: row.get(7)?,
             config: row.get(8)?,
             metadata: row.get(9)?,
             installed_hash: row.get(10)?,
@@ -431,7 +482,8 @@ impl RawRecord {
             workspace: self.workspace,
             message: self.message,
             container_id: self.container_id,
-            image: self.image,
+            runner: serde_json::from_str(&self.runner)
+                .map_err(|e| corrupt("runner", e.to_string()))?,
             installed_hash: self.installed_hash,
             asleep: self.asleep,
             key,
@@ -456,10 +508,17 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn record() -> ModuleRecord {
+        let runner = RunnerSettings {
+            image: "img:1".into(),
+            runner_hash: "r".into(),
+            kubeconfig: true,
+            cpu_shares: None,
+            memory_reservation: Some(1 << 20),
+        };
         let mut record = ModuleRecord::new(
             ObjectKey::new("default", "app"),
             ObjectKey::new("default", "dev"),
-            "img:1".into(),
+            runner,
             Utc::now(),
         );
         record.metadata = json!({"installs": 1}).as_object().unwrap().clone();
@@ -504,6 +563,22 @@ mod tests {
         store.delete(&record.key).unwrap();
         assert_eq!(store.module(&record.key).unwrap(), None);
         assert!(store.events(&record.key, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn last_good_manifests_are_kept_per_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let path = Path::new("/m/a.yaml");
+        assert_eq!(store.last_good_manifest(path).unwrap(), None);
+        store.save_last_good_manifest(path, "one").unwrap();
+        store.save_last_good_manifest(path, "two").unwrap();
+        assert_eq!(
+            store.last_good_manifest(path).unwrap().as_deref(),
+            Some("two")
+        );
+        store.forget_manifest(path).unwrap();
+        assert_eq!(store.last_good_manifest(path).unwrap(), None);
     }
 
     #[test]

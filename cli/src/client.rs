@@ -1,0 +1,81 @@
+//! A typed client for forkletd's control API over its Unix socket.
+
+use std::path::{Path, PathBuf};
+
+use forklet_state::api::ErrorBody;
+use serde::de::DeserializeOwned;
+
+#[derive(Debug)]
+pub enum ClientError {
+    /// The daemon is not there: the one-line answer users need.
+    Unreachable { socket: PathBuf, detail: String },
+    /// The daemon answered with an error.
+    Api(String),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Unreachable { socket, detail } => {
+                write!(
+                    f,
+                    "forkletd is not running at {} ({detail})",
+                    socket.display()
+                )
+            }
+            ClientError::Api(message) => f.write_str(message),
+        }
+    }
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    socket: PathBuf,
+}
+
+impl Client {
+    pub fn new(socket: &Path) -> Self {
+        let http = reqwest::Client::builder()
+            .unix_socket(socket)
+            .build()
+            .expect("a unix-socket client always builds");
+        Self {
+            http,
+            socket: socket.to_owned(),
+        }
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        // The host is ignored on a Unix socket; the path is what counts.
+        let response = self
+            .http
+            .get(format!("http://forkletd{path}"))
+            .send()
+            .await
+            .map_err(|err| ClientError::Unreachable {
+                socket: self.socket.clone(),
+                detail: root_cause(&err),
+            })?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|err| ClientError::Api(format!("reading the answer: {err}")))?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|body| body.error)
+                .unwrap_or_else(|_| format!("forkletd answered {status}"));
+            return Err(ClientError::Api(message));
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|err| ClientError::Api(format!("unexpected answer from forkletd: {err}")))
+    }
+}
+
+fn root_cause(err: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}

@@ -1,0 +1,109 @@
+//! `forklet get modules|module NAME|workspaces|workspace NAME`.
+
+use chrono::Utc;
+use forklet_state::api::{ModuleView, WorkspaceView};
+
+use crate::client::{Client, ClientError};
+use crate::table::{Format, age, render, structured};
+
+#[derive(clap::Subcommand)]
+pub enum What {
+    /// All modules (or those of one namespace with -n).
+    Modules,
+    /// One module.
+    Module { name: String },
+    /// All workspaces (or those of one namespace with -n).
+    Workspaces,
+    /// One workspace.
+    Workspace { name: String },
+}
+
+pub async fn run(
+    client: &Client,
+    what: What,
+    namespace: Option<String>,
+    format: Format,
+) -> Result<String, ClientError> {
+    let ns = namespace.clone().unwrap_or_else(|| "default".into());
+    let in_namespace = |item_ns: &str| namespace.as_deref().is_none_or(|n| n == item_ns);
+    Ok(match what {
+        What::Modules => {
+            let mut modules: Vec<ModuleView> = client.get("/v1/modules").await?;
+            modules.retain(|m| in_namespace(&m.namespace));
+            structured(format, &modules).unwrap_or_else(|| module_table(&modules))
+        }
+        What::Module { name } => {
+            let module: ModuleView = client.get(&format!("/v1/modules/{ns}/{name}")).await?;
+            structured(format, &module)
+                .unwrap_or_else(|| module_table(std::slice::from_ref(&module)))
+        }
+        What::Workspaces => {
+            let mut workspaces: Vec<WorkspaceView> = client.get("/v1/workspaces").await?;
+            workspaces.retain(|w| in_namespace(&w.namespace));
+            structured(format, &workspaces).unwrap_or_else(|| workspace_table(&workspaces))
+        }
+        What::Workspace { name } => {
+            let workspace: WorkspaceView =
+                client.get(&format!("/v1/workspaces/{ns}/{name}")).await?;
+            structured(format, &workspace)
+                .unwrap_or_else(|| workspace_table(std::slice::from_ref(&workspace)))
+        }
+    })
+}
+
+fn module_table(modules: &[ModuleView]) -> String {
+    let now = Utc::now();
+    let rows: Vec<Vec<String>> = modules
+        .iter()
+        .map(|m| {
+            vec![
+                m.name.clone(),
+                m.namespace.clone(),
+                m.workspace.clone(),
+                m.phase.clone(),
+                age(m.created_at, now),
+                age(m.last_activity, now),
+                m.message.clone(),
+            ]
+        })
+        .collect();
+    render(
+        &[
+            "NAME",
+            "NAMESPACE",
+            "WORKSPACE",
+            "PHASE",
+            "AGE",
+            "LAST ACTIVITY",
+            "MESSAGE",
+        ],
+        &rows,
+    )
+}
+
+fn workspace_table(workspaces: &[WorkspaceView]) -> String {
+    let rows: Vec<Vec<String>> = workspaces
+        .iter()
+        .map(|w| {
+            vec![
+                w.name.clone(),
+                w.namespace.clone(),
+                w.phase.clone(),
+                w.connection.clone(),
+                w.modules.to_string(),
+                w.message.clone(),
+            ]
+        })
+        .collect();
+    render(
+        &[
+            "NAME",
+            "NAMESPACE",
+            "PHASE",
+            "CONNECTION",
+            "MODULES",
+            "MESSAGE",
+        ],
+        &rows,
+    )
+}

@@ -1,0 +1,226 @@
+//! The control API: HTTP on a Unix socket, read by the `forklet` CLI.
+//!
+//! Views merge three sources: the store (what forklet did), the desired
+//! state (what the manifests ask), and manifest problems (why a module is
+//! not what its file says).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use forklet_state::api::{ErrorBody, EventView, ModuleView, WorkspaceView};
+use forklet_state::desired::DesiredState;
+use forklet_state::manifest::Kind;
+use forklet_state::store::{ModuleRecord, Store, StoreError};
+use forklet_state::{ObjectKey, Problem};
+use tokio::sync::watch;
+
+/// Events shown with a single module.
+const EVENTS_SHOWN: usize = 20;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<Store>,
+    pub desired: watch::Receiver<Arc<DesiredState>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{kind} {key} not found")]
+    NotFound { kind: Kind, key: ObjectKey },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (
+            status,
+            Json(ErrorBody {
+                error: self.to_string(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/modules", get(list_modules))
+        .route("/v1/modules/{namespace}/{name}", get(get_module))
+        .route("/v1/workspaces", get(list_workspaces))
+        .route("/v1/workspaces/{namespace}/{name}", get(get_workspace))
+        .with_state(state)
+}
+
+async fn list_modules(State(state): State<ApiState>) -> Result<Json<Vec<ModuleView>>, ApiError> {
+    let desired = state.desired.borrow().clone();
+    let records = state.store.modules()?;
+    let mut keys: Vec<ObjectKey> = records.iter().map(|r| r.key.clone()).collect();
+    keys.extend(desired.modules.keys().cloned());
+    keys.extend(
+        desired
+            .held
+            .iter()
+            .filter(|(kind, _)| *kind == Kind::Module)
+            .map(|(_, key)| key.clone()),
+    );
+    keys.sort();
+    keys.dedup();
+    let views = keys
+        .iter()
+        .map(|key| module_view(key, records.iter().find(|r| &r.key == key), &desired))
+        .collect();
+    Ok(Json(views))
+}
+
+async fn get_module(
+    State(state): State<ApiState>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Result<Json<ModuleView>, ApiError> {
+    let key = ObjectKey::new(namespace, name);
+    let desired = state.desired.borrow().clone();
+    let record = state.store.module(&key)?;
+    let named =
+        desired.modules.contains_key(&key) || desired.held.contains(&(Kind::Module, key.clone()));
+    if record.is_none() && !named {
+        return Err(ApiError::NotFound {
+            kind: Kind::Module,
+            key,
+        });
+    }
+    let mut view = module_view(&key, record.as_ref(), &desired);
+    view.events = state
+        .store
+        .events(&key, EVENTS_SHOWN)?
+        .into_iter()
+        .map(|e| EventView {
+            at: e.at,
+            reason: e.reason,
+            message: e.message,
+        })
+        .collect();
+    Ok(Json(view))
+}
+
+fn module_view(
+    key: &ObjectKey,
+    record: Option<&ModuleRecord>,
+    desired: &DesiredState,
+) -> ModuleView {
+    let wanted = desired.modules.get(key);
+    let problems = joined(desired.problems_of(Kind::Module, key));
+    let (phase, mut message) = match (record, &problems) {
+        (Some(record), _) => (record.phase.to_string(), record.message.clone()),
+        (None, Some(_)) => ("failed".to_owned(), String::new()),
+        (None, None) => ("pending".to_owned(), String::new()),
+    };
+    // A manifest problem is what the user must act on; it goes first.
+    if let Some(problems) = problems {
+        message = if message.is_empty() {
+            problems
+        } else {
+            format!("{problems}; {message}")
+        };
+    }
+    let workspace = record
+        .map(|r| &r.workspace)
+        .or(wanted.map(|w| &w.workspace));
+    ModuleView {
+        name: key.name.clone(),
+        namespace: key.namespace.clone(),
+        workspace: workspace.map(|w| w.name.clone()).unwrap_or_default(),
+        workspace_namespace: workspace.map(|w| w.namespace.clone()).unwrap_or_default(),
+        phase,
+        message,
+        container_id: record.and_then(|r| r.container_id.clone()),
+        image: record
+            .map(|r| r.runner.image.clone())
+            .or(wanted.map(|w| w.runner.image.clone())),
+        hibernated: wanted.is_some_and(|w| w.hibernated),
+        file: wanted.map(|w| w.file.display().to_string()),
+        config: record
+            .map(|r| r.config.clone())
+            .or(wanted.map(|w| w.config.clone()))
+            .unwrap_or_default(),
+        metadata: record.map(|r| r.metadata.clone()).unwrap_or_default(),
+        created_at: record.map(|r| r.created_at),
+        last_activity: record.map(|r| r.last_activity),
+        events: Vec::new(),
+    }
+}
+
+async fn list_workspaces(State(state): State<ApiState>) -> Json<Vec<WorkspaceView>> {
+    let desired = state.desired.borrow().clone();
+    let mut keys: Vec<ObjectKey> = desired.workspaces.keys().cloned().collect();
+    keys.extend(
+        desired
+            .held
+            .iter()
+            .filter(|(kind, _)| *kind == Kind::Workspace)
+            .map(|(_, key)| key.clone()),
+    );
+    keys.sort();
+    keys.dedup();
+    Json(
+        keys.iter()
+            .map(|key| workspace_view(key, &desired))
+            .collect(),
+    )
+}
+
+async fn get_workspace(
+    State(state): State<ApiState>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Result<Json<WorkspaceView>, ApiError> {
+    let key = ObjectKey::new(namespace, name);
+    let desired = state.desired.borrow().clone();
+    if !desired.workspaces.contains_key(&key)
+        && !desired.held.contains(&(Kind::Workspace, key.clone()))
+    {
+        return Err(ApiError::NotFound {
+            kind: Kind::Workspace,
+            key,
+        });
+    }
+    Ok(Json(workspace_view(&key, &desired)))
+}
+
+fn workspace_view(key: &ObjectKey, desired: &DesiredState) -> WorkspaceView {
+    let workspace = desired.workspaces.get(key);
+    let problems = joined(desired.problems_of(Kind::Workspace, key));
+    let hibernated = workspace.is_some_and(|w| w.spec.hibernated);
+    let phase = match (&problems, hibernated) {
+        (Some(_), _) => "failed",
+        (None, true) => "hibernated",
+        (None, false) => "ready",
+    };
+    WorkspaceView {
+        name: key.name.clone(),
+        namespace: key.namespace.clone(),
+        phase: phase.to_owned(),
+        message: problems.unwrap_or_default(),
+        connection: workspace
+            .map(|w| w.spec.connection.kind.to_string())
+            .unwrap_or_default(),
+        hibernated,
+        modules: desired
+            .modules
+            .values()
+            .filter(|m| &m.workspace == key)
+            .count(),
+        file: workspace.map(|w| w.file.display().to_string()),
+    }
+}
+
+fn joined<'a>(problems: impl Iterator<Item = &'a Problem>) -> Option<String> {
+    let texts: Vec<String> = problems.map(Problem::short).collect();
+    (!texts.is_empty()).then(|| texts.join("; "))
+}

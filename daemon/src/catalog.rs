@@ -1,0 +1,280 @@
+//! The manifests directory as desired state.
+//!
+//! Each rescan reads every manifest file but parses only those whose content
+//! changed. A file that stops parsing keeps its last good documents, so a
+//! half-saved edit never uninstalls anything; deleting the file does. The
+//! last good text of each file is kept in the store, so this holds across a
+//! daemon restart too.
+
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use forklet_state::Problem;
+use forklet_state::desired::DesiredState;
+use forklet_state::manifest::{ParsedFile, parse_file};
+use forklet_state::store::Store;
+
+struct CachedFile {
+    content_hash: u64,
+    parsed: ParsedFile,
+}
+
+pub struct Catalog {
+    dir: PathBuf,
+    files: BTreeMap<PathBuf, CachedFile>,
+    store: Arc<Store>,
+}
+
+impl Catalog {
+    pub fn new(dir: PathBuf, store: Arc<Store>) -> Self {
+        Self {
+            dir,
+            files: BTreeMap::new(),
+            store,
+        }
+    }
+
+    /// Re-reads the directory. `Ok(true)` when anything changed. An
+    /// unreadable directory is an error, never "no manifests": that would
+    /// uninstall every module.
+    pub fn rescan(&mut self) -> io::Result<bool> {
+        let mut seen = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            if is_manifest(&path) && path.is_file() {
+                seen.push(path);
+            }
+        }
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|path| !seen.contains(path))
+            .cloned()
+            .collect();
+        let mut changed = !gone.is_empty();
+        for path in gone {
+            self.files.remove(&path);
+            self.remember(|store| store.forget_manifest(&path));
+        }
+        for path in seen {
+            changed |= self.refresh(path);
+        }
+        Ok(changed)
+    }
+
+    fn refresh(&mut self, path: PathBuf) -> bool {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) => {
+                let problem = Problem::file(&path, format!("cannot be read: {err}"));
+                return self.keep_last_good(
+                    path,
+                    u64::MAX,
+                    ParsedFile {
+                        manifests: vec![],
+                        problems: vec![problem],
+                    },
+                );
+            }
+        };
+        let content_hash = {
+            let mut hasher = DefaultHasher::new();
+            text.hash(&mut hasher);
+            hasher.finish()
+        };
+        if self
+            .files
+            .get(&path)
+            .is_some_and(|cached| cached.content_hash == content_hash)
+        {
+            return false;
+        }
+        let parsed = parse_file(&path, &text);
+        if !parsed.problems.iter().any(|p| p.object.is_none()) {
+            self.remember(|store| store.save_last_good_manifest(&path, &text));
+        }
+        self.keep_last_good(path, content_hash, parsed)
+    }
+
+    /// Losing the last good copy only weakens a later recovery; say so and go on.
+    fn remember(&self, write: impl FnOnce(&Store) -> Result<(), forklet_state::store::StoreError>) {
+        if let Err(err) = write(&self.store) {
+            tracing::warn!(error = %err, "cannot keep the last good manifest");
+        }
+    }
+
+    /// The documents that stood for `path` before: in memory, or from the
+    /// store when this daemon has not seen the file parse yet.
+    fn previous(&self, path: &Path) -> Vec<forklet_state::manifest::Manifest> {
+        if let Some(cached) = self.files.get(path) {
+            return cached.parsed.manifests.clone();
+        }
+        match self.store.last_good_manifest(path) {
+            Ok(Some(text)) => parse_file(path, &text).manifests,
+            Ok(None) => Vec::new(),
+            Err(err) => {
+                tracing::warn!(error = %err, file = %path.display(), "cannot read the last good manifest");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Where part of a file could not even be read as documents, its
+    /// previous documents stand in for the part that was lost.
+    fn keep_last_good(&mut self, path: PathBuf, content_hash: u64, mut parsed: ParsedFile) -> bool {
+        let unreadable: Vec<String> = parsed
+            .problems
+            .iter()
+            .filter(|p| p.object.is_none())
+            .map(|p| p.message.clone())
+            .collect();
+        if !unreadable.is_empty() {
+            let why = format!("keeping the last good version: {}", unreadable.join("; "));
+            for manifest in &self.previous(&path) {
+                let key = (manifest.kind(), manifest.key());
+                if !parsed.manifests.iter().any(|m| (m.kind(), m.key()) == key) {
+                    // Shown on the object, so `forklet get` says why an edit has no effect.
+                    parsed.problems.push(Problem::document(
+                        &path,
+                        manifest.kind(),
+                        manifest.key(),
+                        "",
+                        why.clone(),
+                    ));
+                    parsed.manifests.push(manifest.clone());
+                }
+            }
+        }
+        let changed = self
+            .files
+            .get(&path)
+            .is_none_or(|previous| previous.parsed != parsed);
+        self.files.insert(
+            path,
+            CachedFile {
+                content_hash,
+                parsed,
+            },
+        );
+        changed
+    }
+
+    pub fn desired(&self) -> DesiredState {
+        DesiredState::build(self.files.values().map(|f| &f.parsed))
+    }
+}
+
+/// `.yaml`/`.yml` files, minus hidden files and editors' swap and backup files.
+fn is_manifest(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let ignored = name.starts_with('.') || name.starts_with('#') || name.ends_with('~');
+    !ignored && (name.ends_with(".yaml") || name.ends_with(".yml"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use forklet_state::ObjectKey;
+    use forklet_state::manifest::Kind;
+    use std::fs;
+
+    const WS: &str =
+        "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\n";
+
+    #[test]
+    fn only_manifest_files_are_read() {
+        for (name, read) in [
+            ("a.yaml", true),
+            ("a.yml", true),
+            (".a.yaml", false),
+            ("a.yaml~", false),
+            ("#a.yaml#", false),
+            ("a.yaml.swp", false),
+            ("a.yaml.bak", false),
+            ("a.json", false),
+        ] {
+            assert_eq!(is_manifest(Path::new(name)), read, "{name}");
+        }
+    }
+
+    fn store(dir: &Path) -> Arc<Store> {
+        Arc::new(Store::open(&dir.join("state.db")).unwrap())
+    }
+
+    #[test]
+    fn a_file_that_breaks_keeps_its_last_good_documents_until_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ws.yaml");
+        fs::write(&file, WS).unwrap();
+        let mut catalog = Catalog::new(dir.path().to_owned(), store(state.path()));
+        assert!(catalog.rescan().unwrap());
+        assert!(
+            !catalog.rescan().unwrap(),
+            "an unchanged directory is no change"
+        );
+
+        fs::write(&file, "apiVersion: [broken").unwrap();
+        assert!(catalog.rescan().unwrap());
+        let desired = catalog.desired();
+        let dev = ObjectKey::new("default", "dev");
+        assert!(desired.workspaces.contains_key(&dev));
+        let shown: Vec<String> = desired
+            .problems_of(Kind::Workspace, &dev)
+            .map(|p| p.short())
+            .collect();
+        assert_eq!(shown.len(), 1);
+        assert!(
+            shown[0].contains("keeping the last good version: document 1: invalid YAML"),
+            "{shown:?}"
+        );
+
+        fs::remove_file(&file).unwrap();
+        assert!(catalog.rescan().unwrap());
+        assert!(catalog.desired().workspaces.is_empty());
+    }
+
+    #[test]
+    fn a_file_broken_before_a_restart_still_stands_on_its_last_good_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ws.yaml");
+        fs::write(&file, WS).unwrap();
+        Catalog::new(dir.path().to_owned(), store(state.path()))
+            .rescan()
+            .unwrap();
+
+        fs::write(&file, "apiVersion: [broken").unwrap();
+        let mut restarted = Catalog::new(dir.path().to_owned(), store(state.path()));
+        restarted.rescan().unwrap();
+        assert!(
+            restarted
+                .desired()
+                .workspaces
+                .contains_key(&ObjectKey::new("default", "dev"))
+        );
+
+        // Once deleted, the file is forgotten for good.
+        fs::remove_file(&file).unwrap();
+        restarted.rescan().unwrap();
+        fs::write(&file, "apiVersion: [broken").unwrap();
+        let mut again = Catalog::new(dir.path().to_owned(), store(state.path()));
+        again.rescan().unwrap();
+        assert!(again.desired().workspaces.is_empty());
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error_not_an_empty_state() {
+        let state = tempfile::tempdir().unwrap();
+        let mut catalog = Catalog::new(
+            PathBuf::from("/nonexistent/forklet-manifests"),
+            store(state.path()),
+        );
+        assert!(catalog.rescan().is_err());
+    }
+}

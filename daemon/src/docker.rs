@@ -1,0 +1,232 @@
+//! [`Runtime`] on a Docker engine, through bollard.
+//!
+//! Containers are found by label, never by remembered id alone: the labels
+//! are what lets a restarted daemon adopt its runners.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, ContainerSummary, HostConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
+use forklet_state::ObjectKey;
+use futures_util::TryStreamExt;
+
+use crate::runtime::{Runner, RunnerSpec, Runtime, RuntimeError};
+
+pub const LABEL_INSTANCE: &str = "forklet.instance";
+pub const LABEL_MODULE: &str = "forklet.module";
+pub const LABEL_RUNNER_HASH: &str = "forklet.runner-hash";
+const MODULE_PORT: &str = "8080/tcp";
+
+pub struct DockerRuntime {
+    docker: Docker,
+    /// Set apart runners of different state dirs on one engine.
+    instance: String,
+}
+
+impl DockerRuntime {
+    /// Connects as the `docker` CLI does (`DOCKER_HOST` or the local socket)
+    /// and settles on an API version the engine speaks.
+    pub async fn connect(instance: String) -> Result<Self, RuntimeError> {
+        let engine = |detail: bollard::errors::Error| RuntimeError::Engine {
+            action: "connect",
+            detail: detail.to_string(),
+        };
+        let docker = Docker::connect_with_defaults().map_err(engine)?;
+        // Without this, engines older than bollard's default API refuse every call.
+        let docker = docker.negotiate_version().await.map_err(engine)?;
+        docker.ping().await.map_err(engine)?;
+        Ok(Self { docker, instance })
+    }
+
+    fn container_name(&self, key: &ObjectKey) -> String {
+        let short = &self.instance[..self.instance.len().min(8)];
+        format!("forklet-{short}-{}-{}", key.namespace, key.name)
+    }
+
+    async fn runners_of(&self, key: &ObjectKey) -> Result<Vec<ContainerSummary>, RuntimeError> {
+        let filters = HashMap::from([(
+            "label",
+            vec![
+                format!("{LABEL_INSTANCE}={}", self.instance),
+                format!("{LABEL_MODULE}={key}"),
+            ],
+        )]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        self.docker
+            .list_containers(Some(options))
+            .await
+            .map_err(engine("list containers"))
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let options = RemoveContainerOptionsBuilder::default().force(true).build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(err) => Err(engine("remove container")(err)),
+        }
+    }
+
+    async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
+        if self.docker.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        tracing::info!(image, "pulling image");
+        let options = CreateImageOptionsBuilder::default()
+            .from_image(image)
+            .build();
+        self.docker
+            .create_image(Some(options), None, None)
+            .try_for_each(|_| async { Ok(()) })
+            .await
+            .map_err(|err| RuntimeError::Pull {
+                image: image.to_owned(),
+                detail: err.to_string(),
+            })
+    }
+
+    async fn create(&self, spec: &RunnerSpec) -> Result<String, RuntimeError> {
+        let settings = &spec.settings;
+        self.ensure_image(&settings.image).await?;
+        let mut env = vec!["PORT=8080".to_owned()];
+        if settings.kubeconfig {
+            env.push("KUBECONFIG=/forkspacer/workspace_kubeconfig".to_owned());
+        }
+        let labels = HashMap::from([
+            (LABEL_INSTANCE.to_owned(), self.instance.clone()),
+            (LABEL_MODULE.to_owned(), spec.key.to_string()),
+            (LABEL_RUNNER_HASH.to_owned(), settings.runner_hash.clone()),
+        ]);
+        let loopback = PortBinding {
+            host_ip: Some(Ipv4Addr::LOCALHOST.to_string()),
+            host_port: Some(String::new()),
+        };
+        let host_config = HostConfig {
+            binds: Some(vec![format!("{}:/forkspacer:ro", spec.files_dir.display())]),
+            // Any free port, on loopback only: the module API is not for the network.
+            port_bindings: Some(HashMap::from([(
+                MODULE_PORT.to_owned(),
+                Some(vec![loopback]),
+            )])),
+            // The engine brings runners back after a reboot even before forkletd starts.
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            cpu_shares: settings.cpu_shares,
+            memory_reservation: settings.memory_reservation,
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(settings.image.clone()),
+            env: Some(env),
+            labels: Some(labels),
+            exposed_ports: Some(vec![MODULE_PORT.to_owned()]),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let name = self.container_name(&spec.key);
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let created = match self
+            .docker
+            .create_container(Some(options.clone()), body.clone())
+            .await
+        {
+            // A leftover with our name but not our labels (e.g. from a state
+            // dir that was wiped): it is ours by name, replace it.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {
+                self.remove(&name).await?;
+                self.docker.create_container(Some(options), body).await
+            }
+            other => other,
+        };
+        Ok(created.map_err(engine("create container"))?.id)
+    }
+
+    async fn start(&self, id: &str) -> Result<Runner, RuntimeError> {
+        match self.docker.start_container(id, None).await {
+            // 304: already running, which is what we want.
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => {}
+            Err(err) => return Err(engine("start container")(err)),
+        }
+        let info = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(engine("inspect container"))?;
+        let port = info
+            .network_settings
+            .and_then(|n| n.ports)
+            .and_then(|mut ports| ports.remove(MODULE_PORT).flatten())
+            .and_then(|bindings| {
+                bindings
+                    .into_iter()
+                    .find_map(|b| b.host_port?.parse::<u16>().ok())
+            })
+            .ok_or_else(|| RuntimeError::NoPort { id: id.to_owned() })?;
+        Ok(Runner {
+            container_id: id.to_owned(),
+            endpoint: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        })
+    }
+}
+
+impl Runtime for DockerRuntime {
+    async fn ensure_runner(&self, spec: &RunnerSpec) -> Result<Runner, RuntimeError> {
+        let mut keep = None;
+        for container in self.runners_of(&spec.key).await? {
+            let Some(id) = container.id else { continue };
+            let matches = container
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_RUNNER_HASH))
+                == Some(&spec.settings.runner_hash);
+            if matches && keep.is_none() {
+                keep = Some(id);
+            } else {
+                tracing::info!(module = %spec.key, container = %id, "removing outdated runner");
+                self.remove(&id).await?;
+            }
+        }
+        let id = match keep {
+            Some(id) => id,
+            None => self.create(spec).await?,
+        };
+        // The port is read afresh every time: an engine restart may move it.
+        self.start(&id).await
+    }
+
+    async fn remove_runners(&self, key: &ObjectKey) -> Result<(), RuntimeError> {
+        for container in self.runners_of(key).await? {
+            if let Some(id) = container.id {
+                self.remove(&id).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn engine(action: &'static str) -> impl Fn(bollard::errors::Error) -> RuntimeError {
+    move |err| RuntimeError::Engine {
+        action,
+        detail: err.to_string(),
+    }
+}

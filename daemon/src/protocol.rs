@@ -1,0 +1,286 @@
+//! The module's HTTP lifecycle API: `GET /health`, `POST /install`,
+//! `/uninstall`, `/sleep`, `/resume`. Every call has a deadline and a
+//! response-size limit, so a hung or hostile module cannot stall forklet.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Install,
+    Uninstall,
+    Sleep,
+    Resume,
+}
+
+impl Operation {
+    pub fn path(self) -> &'static str {
+        match self {
+            Operation::Install => "/install",
+            Operation::Uninstall => "/uninstall",
+            Operation::Sleep => "/sleep",
+            Operation::Resume => "/resume",
+        }
+    }
+
+    /// The one success status the specification gives each endpoint.
+    pub fn expected(self) -> reqwest::StatusCode {
+        match self {
+            Operation::Install => reqwest::StatusCode::CREATED,
+            Operation::Uninstall => reqwest::StatusCode::NO_CONTENT,
+            Operation::Sleep | Operation::Resume => reqwest::StatusCode::OK,
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path()[1..])
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// How long a new runner may take to answer `GET /health`.
+    pub health_deadline: Duration,
+    /// How long one lifecycle call may take.
+    pub call_timeout: Duration,
+    /// Largest response body read from a module.
+    pub max_body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            health_deadline: Duration::from_secs(60),
+            call_timeout: Duration::from_secs(300),
+            max_body: 1 << 20,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("GET /health did not answer healthy within {deadline:?}; last: {last}")]
+    NeverHealthy { deadline: Duration, last: String },
+    #[error("{method} {path}: could not reach the module: {detail}")]
+    Unreachable {
+        method: &'static str,
+        path: &'static str,
+        detail: String,
+    },
+    #[error("{method} {path}: no answer within {timeout:?}")]
+    Timeout {
+        method: &'static str,
+        path: &'static str,
+        timeout: Duration,
+    },
+    #[error("POST {path} answered {status} (expected {expected}): {body}")]
+    Status {
+        path: &'static str,
+        status: reqwest::StatusCode,
+        expected: reqwest::StatusCode,
+        body: String,
+    },
+    #[error("POST {path}: response body is not a JSON object: {snippet}")]
+    NotAnObject { path: &'static str, snippet: String },
+    #[error("{method} {path}: response body is larger than {limit} bytes")]
+    TooLarge {
+        method: &'static str,
+        path: &'static str,
+        limit: usize,
+    },
+}
+
+impl CallError {
+    /// Whether the runner itself may be gone (rather than the module saying no).
+    pub fn runner_suspect(&self) -> bool {
+        matches!(
+            self,
+            CallError::NeverHealthy { .. }
+                | CallError::Unreachable { .. }
+                | CallError::Timeout { .. }
+        )
+    }
+}
+
+#[derive(Clone)]
+pub struct ModuleClient {
+    http: reqwest::Client,
+    limits: Limits,
+}
+
+impl ModuleClient {
+    pub fn new(limits: Limits) -> Self {
+        let http = reqwest::Client::builder()
+            // Runners are on loopback; a proxy from the environment must not intercept.
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(2))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .expect("a plain HTTP client always builds");
+        Self { http, limits }
+    }
+
+    /// Polls `GET /health` until it answers 200 (and not `"healthy": false`),
+    /// starting at a few milliseconds so a fast module is seen at once.
+    pub async fn wait_healthy(&self, endpoint: SocketAddr) -> Result<(), CallError> {
+        let deadline = Instant::now() + self.limits.health_deadline;
+        let url = format!("http://{endpoint}/health");
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let last = match self.health_once(&url).await {
+                Ok(()) => return Ok(()),
+                Err(last) => last,
+            };
+            if Instant::now() + pause >= deadline {
+                return Err(CallError::NeverHealthy {
+                    deadline: self.limits.health_deadline,
+                    last,
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    async fn health_once(&self, url: &str) -> Result<(), String> {
+        let response = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .map_err(|err| transport_detail(&err))?;
+        let status = response.status();
+        let body = read_limited(response, self.limits.max_body)
+            .await
+            .map_err(|_| "unreadable body".to_owned())?;
+        if status != reqwest::StatusCode::OK {
+            return Err(format!("status {status}"));
+        }
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(report) if report.get("healthy") == Some(&Value::Bool(false)) => Err(format!(
+                "module reports unhealthy: {}",
+                report.get("message").unwrap_or(&Value::Null)
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Calls a lifecycle endpoint with `body`. `Some(object)` is the module's
+    /// new metadata; `None` (empty body) keeps what was stored.
+    pub async fn call(
+        &self,
+        endpoint: SocketAddr,
+        operation: Operation,
+        body: &Map<String, Value>,
+    ) -> Result<Option<Map<String, Value>>, CallError> {
+        let path = operation.path();
+        let timeout = self.limits.call_timeout;
+        let exchange = async {
+            let response = self
+                .http
+                .post(format!("http://{endpoint}{path}"))
+                .json(body)
+                .send()
+                .await
+                .map_err(|err| CallError::Unreachable {
+                    method: "POST",
+                    path,
+                    detail: transport_detail(&err),
+                })?;
+            let status = response.status();
+            let bytes =
+                read_limited(response, self.limits.max_body)
+                    .await
+                    .map_err(|err| match err {
+                        BodyError::TooLarge => CallError::TooLarge {
+                            method: "POST",
+                            path,
+                            limit: self.limits.max_body,
+                        },
+                        BodyError::Transport(detail) => CallError::Unreachable {
+                            method: "POST",
+                            path,
+                            detail,
+                        },
+                    })?;
+            Ok::<_, CallError>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| CallError::Timeout {
+                method: "POST",
+                path,
+                timeout,
+            })??;
+        if status != operation.expected() {
+            let text = String::from_utf8_lossy(&bytes);
+            return Err(CallError::Status {
+                path,
+                status,
+                expected: operation.expected(),
+                body: snippet(text.trim()),
+            });
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        match serde_json::from_slice(&bytes) {
+            Ok(Value::Object(metadata)) => Ok(Some(metadata)),
+            _ => Err(CallError::NotAnObject {
+                path,
+                snippet: snippet(&String::from_utf8_lossy(&bytes)),
+            }),
+        }
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Transport(String),
+}
+
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|err| BodyError::Transport(transport_detail(&err)))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// reqwest's top-level message ("error sending request") hides the cause.
+fn transport_detail(err: &reqwest::Error) -> String {
+    let mut detail = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        detail = format!("{detail}: {cause}");
+        source = cause.source();
+    }
+    detail
+}
+
+/// A module's error text, cut to what fits in a status line.
+fn snippet(text: &str) -> String {
+    const MAX: usize = 512;
+    if text.len() <= MAX {
+        return text.to_owned();
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}

@@ -1,0 +1,444 @@
+//! Drives every module from what forklet knows towards what the manifests
+//! ask for.
+//!
+//! One worker task per module holds the only copy of that module's record in
+//! flight, so there is never more than one operation per module. It reads
+//! its intent from a `watch` channel: a burst of edits coalesces into the
+//! latest value. A semaphore bounds how many modules act at once. Every
+//! phase change is committed to the store before the next step starts.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chrono::Utc;
+use forklet_state::ObjectKey;
+use forklet_state::desired::{DesiredModule, DesiredState};
+use forklet_state::manifest::Kind;
+use forklet_state::store::{ModuleRecord, Phase, RunnerSettings, Store, StoreError};
+use serde_json::{Map, Value};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::plan::{Action, Intent, plan, settled};
+use crate::protocol::{CallError, ModuleClient, Operation};
+use crate::runner_files::{FilesError, RunnerFiles};
+use crate::runtime::{Runner, RunnerSpec, Runtime, RuntimeError};
+
+/// What every worker shares.
+pub struct Context<R> {
+    pub store: Arc<Store>,
+    pub runtime: R,
+    pub client: ModuleClient,
+    pub files: RunnerFiles,
+    pub permits: Semaphore,
+    pub shutdown: CancellationToken,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error(transparent)]
+    Files(#[from] FilesError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Supervisor<R> {
+    ctx: Arc<Context<R>>,
+    workers: HashMap<ObjectKey, watch::Sender<Intent>>,
+    tasks: JoinSet<()>,
+    exits: (
+        mpsc::UnboundedSender<ObjectKey>,
+        mpsc::UnboundedReceiver<ObjectKey>,
+    ),
+}
+
+impl<R: Runtime> Supervisor<R> {
+    pub fn new(ctx: Arc<Context<R>>) -> Self {
+        Self {
+            ctx,
+            workers: HashMap::new(),
+            tasks: JoinSet::new(),
+            exits: mpsc::unbounded_channel(),
+        }
+    }
+
+    /// Runs until shutdown, then waits for every worker to stop.
+    pub async fn run(
+        mut self,
+        mut desired: watch::Receiver<Arc<DesiredState>>,
+    ) -> Result<(), StoreError> {
+        // Modules recorded before a restart get a worker even when no
+        // manifest names them any more: that is how they get uninstalled.
+        let recorded: Vec<ObjectKey> = self
+            .ctx
+            .store
+            .modules()?
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        let state = desired.borrow_and_update().clone();
+        self.apply(&state, recorded);
+        loop {
+            tokio::select! {
+                _ = self.ctx.shutdown.cancelled() => break,
+                changed = desired.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let state = desired.borrow_and_update().clone();
+                    self.apply(&state, Vec::new());
+                }
+                Some(key) = self.exits.1.recv() => self.on_exit(key),
+            }
+        }
+        while self.tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    fn apply(&mut self, state: &DesiredState, recorded: Vec<ObjectKey>) {
+        for (key, module) in &state.modules {
+            self.send(key.clone(), Intent::Run(Arc::new(module.clone())));
+        }
+        let others: Vec<ObjectKey> = self
+            .workers
+            .keys()
+            .cloned()
+            .chain(recorded)
+            .filter(|k| !state.modules.contains_key(k))
+            .collect();
+        for key in others {
+            let held = state.held.contains(&(Kind::Module, key.clone()));
+            match self.workers.get(&key) {
+                // A held module keeps whatever good version its worker has.
+                Some(_) if held => {}
+                _ => self.send(key, if held { Intent::Hold } else { Intent::Remove }),
+            }
+        }
+    }
+
+    fn send(&mut self, key: ObjectKey, intent: Intent) {
+        if let Some(tx) = self.workers.get(&key) {
+            tx.send_if_modified(|current| {
+                let modified = *current != intent;
+                if modified {
+                    *current = intent;
+                }
+                modified
+            });
+            return;
+        }
+        let (tx, rx) = watch::channel(intent);
+        self.workers.insert(key.clone(), tx);
+        let worker = Worker::new(self.ctx.clone(), key);
+        let exits = self.exits.0.clone();
+        self.tasks.spawn(worker.run(rx, exits));
+    }
+
+    /// A worker ended because its module is gone. If the module came back
+    /// meanwhile, a fresh worker takes over.
+    fn on_exit(&mut self, key: ObjectKey) {
+        let Some(tx) = self.workers.remove(&key) else {
+            return;
+        };
+        let intent = tx.borrow().clone();
+        if matches!(intent, Intent::Run(_)) {
+            self.send(key, intent);
+        }
+    }
+}
+
+struct Worker<R> {
+    ctx: Arc<Context<R>>,
+    key: ObjectKey,
+    record: Option<ModuleRecord>,
+    /// A runner known to be up, and the settings it was made from.
+    runner: Option<(Runner, RunnerSettings)>,
+}
+
+impl<R: Runtime> Worker<R> {
+    fn new(ctx: Arc<Context<R>>, key: ObjectKey) -> Self {
+        Self {
+            ctx,
+            key,
+            record: None,
+            runner: None,
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut intents: watch::Receiver<Intent>,
+        exits: mpsc::UnboundedSender<ObjectKey>,
+    ) {
+        match self.ctx.store.module(&self.key) {
+            Ok(record) => self.record = record,
+            Err(err) => {
+                tracing::error!(module = %self.key, error = %err, "cannot read module state; leaving it alone");
+                return;
+            }
+        }
+        let (ctx, shutdown) = (self.ctx.clone(), self.ctx.shutdown.clone());
+        loop {
+            let intent = intents.borrow_and_update().clone();
+            let action = plan(&intent, self.record.as_ref(), self.runner.is_some());
+            let desired = match &intent {
+                Intent::Run(desired) => Some(desired.clone()),
+                Intent::Remove | Intent::Hold => None,
+            };
+            let progressed = match action {
+                Action::Forget => {
+                    let _ = exits.send(self.key.clone());
+                    return;
+                }
+                Action::Idle => false,
+                action => {
+                    let step = async {
+                        let _permit = ctx
+                            .permits
+                            .acquire()
+                            .await
+                            .expect("the semaphore is never closed");
+                        self.step(action, desired.as_deref()).await
+                    };
+                    // An interrupted step is repeated on the next start: the
+                    // phase committed before it says what was under way.
+                    let Some(result) = shutdown.run_until_cancelled(step).await else {
+                        return;
+                    };
+                    match result {
+                        Ok(()) => true,
+                        Err(err) => {
+                            self.fail(action, &err);
+                            false
+                        }
+                    }
+                }
+            };
+            if progressed {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = intents.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
+    async fn step(
+        &mut self,
+        action: Action,
+        desired: Option<&DesiredModule>,
+    ) -> Result<(), StepError> {
+        match (action, desired) {
+            (Action::Install, Some(desired)) => self.install(desired).await,
+            (Action::Sleep, Some(_)) => self.lifecycle(Operation::Sleep, desired).await,
+            (Action::Resume, Some(_)) => self.lifecycle(Operation::Resume, desired).await,
+            (Action::Uninstall, _) => self.uninstall().await,
+            (Action::Adopt, _) => self.adopt(desired).await,
+            (action, _) => unreachable!("plan never asks for {action:?} without a desired module"),
+        }
+    }
+
+    async fn install(&mut self, desired: &DesiredModule) -> Result<(), StepError> {
+        let now = Utc::now();
+        let record = self.record.get_or_insert_with(|| {
+            ModuleRecord::new(
+                desired.key.clone(),
+                desired.workspace.clone(),
+                desired.runner.clone(),
+                now,
+            )
+        });
+        record.workspace = desired.workspace.clone();
+        record.runner = desired.runner.clone();
+        self.transition(Phase::Installing, "Installing", "calling POST /install")?;
+        self.ctx.files.write(desired)?;
+        let endpoint = self.ready_runner(&desired.runner).await?;
+        let metadata = self
+            .call(endpoint, Operation::Install, &desired.config)
+            .await?;
+        let record = self.record.as_mut().expect("created above");
+        record.config = desired.config.clone();
+        record.metadata = metadata;
+        record.installed_hash = Some(desired.install_hash.clone());
+        // A fresh install leaves the module awake; `hibernated` is applied next.
+        record.asleep = false;
+        Ok(self.transition(Phase::Ready, "Installed", "POST /install succeeded")?)
+    }
+
+    async fn lifecycle(
+        &mut self,
+        operation: Operation,
+        desired: Option<&DesiredModule>,
+    ) -> Result<(), StepError> {
+        let (during, reason, asleep) = match operation {
+            Operation::Sleep => (Phase::Sleeping, "Sleeping", true),
+            _ => (Phase::Resuming, "Resuming", false),
+        };
+        self.transition(
+            during,
+            reason,
+            &format!("calling POST {}", operation.path()),
+        )?;
+        let settings = self.settings(desired);
+        let endpoint = self.ready_runner(&settings).await?;
+        let config = self.record().config.clone();
+        let metadata = self.call(endpoint, operation, &config).await?;
+        let record = self
+            .record
+            .as_mut()
+            .expect("lifecycle calls follow an install");
+        record.metadata = metadata;
+        record.asleep = asleep;
+        let reason = if asleep { "Slept" } else { "Resumed" };
+        Ok(self.transition(
+            settled(asleep),
+            reason,
+            &format!("POST {} succeeded", operation.path()),
+        )?)
+    }
+
+    async fn uninstall(&mut self) -> Result<(), StepError> {
+        self.transition(
+            Phase::Uninstalling,
+            "Uninstalling",
+            "calling POST /uninstall",
+        )?;
+        let settings = self.record().runner.clone();
+        let config = self.record().config.clone();
+        let installed = self.record().installed_hash.is_some();
+        let result = async {
+            let endpoint = self.ready_runner(&settings).await?;
+            self.call(endpoint, Operation::Uninstall, &config).await
+        }
+        .await;
+        match result {
+            Ok(_) => {}
+            // A module that never installed has nothing to clean up that a
+            // broken runner could reach; do not keep it for ever.
+            Err(err) if !installed => {
+                tracing::warn!(module = %self.key, error = %err, "uninstalling a module that never installed");
+            }
+            Err(err) => return Err(err),
+        }
+        self.ctx.runtime.remove_runners(&self.key).await?;
+        self.ctx.files.remove(&self.key);
+        self.ctx.store.delete(&self.key)?;
+        tracing::info!(module = %self.key, "uninstalled");
+        self.record = None;
+        self.runner = None;
+        Ok(())
+    }
+
+    /// Finds or recreates the runner and checks its health; no lifecycle call.
+    async fn adopt(&mut self, desired: Option<&DesiredModule>) -> Result<(), StepError> {
+        let settings = self.settings(desired);
+        self.ready_runner(&settings).await?;
+        let asleep = self.record().asleep;
+        if self.record().phase != settled(asleep) {
+            self.transition(settled(asleep), "Recovered", "runner is healthy")?;
+        }
+        Ok(())
+    }
+
+    /// A healthy runner made from `settings`, reusing the known one if it fits.
+    async fn ready_runner(&mut self, settings: &RunnerSettings) -> Result<SocketAddr, StepError> {
+        if let Some((runner, made_from)) = &self.runner
+            && made_from == settings
+        {
+            return Ok(runner.endpoint);
+        }
+        self.runner = None;
+        let spec = RunnerSpec {
+            key: self.key.clone(),
+            settings: settings.clone(),
+            files_dir: self.ctx.files.dir(&self.key),
+        };
+        let runner = self.ctx.runtime.ensure_runner(&spec).await?;
+        if self.record().container_id.as_deref() != Some(runner.container_id.as_str()) {
+            self.record_mut().container_id = Some(runner.container_id.clone());
+            let message = format!("runner container {}", short_id(&runner.container_id));
+            self.save("RunnerStarted", &message)?;
+        }
+        self.ctx.client.wait_healthy(runner.endpoint).await?;
+        let endpoint = runner.endpoint;
+        self.runner = Some((runner, settings.clone()));
+        Ok(endpoint)
+    }
+
+    /// One lifecycle call; returns the metadata to keep. The body is the
+    /// stored metadata with the current config laid over it.
+    async fn call(
+        &mut self,
+        endpoint: SocketAddr,
+        operation: Operation,
+        config: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, StepError> {
+        let mut body = self.record().metadata.clone();
+        body.extend(config.iter().map(|(k, v)| (k.clone(), v.clone())));
+        match self.ctx.client.call(endpoint, operation, &body).await {
+            Ok(Some(metadata)) => Ok(metadata),
+            Ok(None) => Ok(self.record().metadata.clone()),
+            Err(err) => {
+                if err.runner_suspect() {
+                    self.runner = None;
+                }
+                Err(err.into())
+            }
+        }
+    }
+
+    fn settings(&self, desired: Option<&DesiredModule>) -> RunnerSettings {
+        desired.map_or_else(|| self.record().runner.clone(), |d| d.runner.clone())
+    }
+
+    fn record(&self) -> &ModuleRecord {
+        self.record
+            .as_ref()
+            .expect("plan only acts on recorded modules here")
+    }
+
+    fn record_mut(&mut self) -> &mut ModuleRecord {
+        self.record
+            .as_mut()
+            .expect("plan only acts on recorded modules here")
+    }
+
+    fn transition(&mut self, phase: Phase, reason: &str, message: &str) -> Result<(), StoreError> {
+        let record = self.record_mut();
+        record.phase = phase;
+        record.message = String::new();
+        tracing::info!(module = %self.key, %phase, "{message}");
+        self.save(reason, message)
+    }
+
+    fn save(&mut self, reason: &str, message: &str) -> Result<(), StoreError> {
+        let record = self.record_mut();
+        record.last_activity = Utc::now();
+        let record = self.record();
+        self.ctx.store.save(record, reason, message)
+    }
+
+    fn fail(&mut self, action: Action, err: &StepError) {
+        let message = format!("{} failed: {err}", format!("{action:?}").to_lowercase());
+        tracing::warn!(module = %self.key, "{message}");
+        let Some(record) = self.record.as_mut() else {
+            return;
+        };
+        record.phase = Phase::Failed;
+        record.message = message.clone();
+        if let Err(store_err) = self.save("Failed", &message) {
+            tracing::error!(module = %self.key, error = %store_err, "cannot record the failure");
+        }
+    }
+}
+
+fn short_id(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}

@@ -1,0 +1,226 @@
+//! The files a runner sees under `/forkspacer`: `config.json` (the validated
+//! config) and, with the `workspace` permission, `workspace_kubeconfig`.
+//!
+//! Each module has its own directory under the state dir, bind-mounted
+//! read-only. The directory is mounted rather than single files so that a
+//! rewrite (temp file + rename) is seen by the running container.
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use forklet_state::ObjectKey;
+use forklet_state::desired::{DesiredModule, KubeconfigSource};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("workspace {workspace}: no kubeconfig: {path} cannot be read: {source}")]
+    KubeconfigMissing {
+        workspace: ObjectKey,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("workspace {workspace}: kubeconfig {path} is not valid YAML: {detail}")]
+    KubeconfigInvalid {
+        workspace: ObjectKey,
+        path: PathBuf,
+        detail: String,
+    },
+    #[error("workspace {workspace}: context {context:?} is not in kubeconfig {path}")]
+    NoSuchContext {
+        workspace: ObjectKey,
+        path: PathBuf,
+        context: String,
+    },
+    #[error("workspace {workspace}: no kubeconfig path: neither KUBECONFIG nor HOME is set")]
+    NoDefaultKubeconfig { workspace: ObjectKey },
+}
+
+#[derive(Debug, Clone)]
+pub struct RunnerFiles {
+    root: PathBuf,
+}
+
+impl RunnerFiles {
+    pub fn new(state_dir: &Path) -> Self {
+        Self {
+            root: state_dir.join("runners"),
+        }
+    }
+
+    pub fn dir(&self, key: &ObjectKey) -> PathBuf {
+        // Namespaces and names are DNS labels: no `/`, so this cannot escape.
+        self.root.join(&key.namespace).join(&key.name)
+    }
+
+    /// Writes the files `module` needs; returns the directory to mount.
+    pub fn write(&self, module: &DesiredModule) -> Result<PathBuf, FilesError> {
+        let dir = self.dir(&module.key);
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| FilesError::Write {
+                path: dir.clone(),
+                source,
+            })?;
+        let config = Value::Object(module.config.clone()).to_string();
+        write_private(&dir.join("config.json"), config.as_bytes())?;
+        let kubeconfig_path = dir.join("workspace_kubeconfig");
+        match &module.kubeconfig {
+            Some(source) => {
+                let text = kubeconfig_text(&module.workspace, source)?;
+                write_private(&kubeconfig_path, text.as_bytes())?;
+            }
+            // A permission taken away takes the credentials with it.
+            None => {
+                let _ = fs::remove_file(&kubeconfig_path);
+            }
+        }
+        Ok(dir)
+    }
+
+    pub fn remove(&self, key: &ObjectKey) {
+        let _ = fs::remove_dir_all(self.dir(key));
+    }
+}
+
+/// The kubeconfig a module receives, with the chosen context made current.
+fn kubeconfig_text(workspace: &ObjectKey, source: &KubeconfigSource) -> Result<String, FilesError> {
+    let path = match &source.path {
+        Some(path) => path.clone(),
+        None => default_kubeconfig().ok_or_else(|| FilesError::NoDefaultKubeconfig {
+            workspace: workspace.clone(),
+        })?,
+    };
+    let text = fs::read_to_string(&path).map_err(|source| FilesError::KubeconfigMissing {
+        workspace: workspace.clone(),
+        path: path.clone(),
+        source,
+    })?;
+    let Some(context) = &source.context else {
+        return Ok(text);
+    };
+    let invalid = |detail: String| FilesError::KubeconfigInvalid {
+        workspace: workspace.clone(),
+        path: path.clone(),
+        detail,
+    };
+    let mut config: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let known = config
+        .get("contexts")
+        .and_then(|c| c.as_sequence())
+        .is_some_and(|contexts| {
+            contexts
+                .iter()
+                .any(|c| c.get("name").and_then(|n| n.as_str()) == Some(context))
+        });
+    if !known {
+        return Err(FilesError::NoSuchContext {
+            workspace: workspace.clone(),
+            path,
+            context: context.clone(),
+        });
+    }
+    let map = config
+        .as_mapping_mut()
+        .ok_or_else(|| invalid("not a mapping".into()))?;
+    map.insert("current-context".into(), context.as_str().into());
+    serde_yaml::to_string(&config).map_err(|e| invalid(e.to_string()))
+}
+
+/// What kubectl would use: the first entry of `$KUBECONFIG`, else `~/.kube/config`.
+fn default_kubeconfig() -> Option<PathBuf> {
+    if let Some(list) = std::env::var_os("KUBECONFIG")
+        && let Some(first) = std::env::split_paths(&list).find(|p| !p.as_os_str().is_empty())
+    {
+        return Some(first);
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".kube").join("config"))
+}
+
+/// Written to a temp file and renamed, so a reader never sees half a file;
+/// 0600 from the start, so a secret is never readable by others.
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), FilesError> {
+    let err = |source| FilesError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err)?;
+    file.write_all(contents).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    fs::rename(&tmp, path).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\ncurrent-context: a\ncontexts:\n- name: a\n  context: {cluster: a}\n- name: b\n  context: {cluster: b}\n";
+
+    fn source(path: &Path, context: Option<&str>) -> KubeconfigSource {
+        KubeconfigSource {
+            path: Some(path.to_owned()),
+            context: context.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_chosen_context_becomes_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        fs::write(&path, KUBECONFIG).unwrap();
+        let ws = ObjectKey::new("default", "dev");
+        let text = kubeconfig_text(&ws, &source(&path, Some("b"))).unwrap();
+        let parsed: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(parsed["current-context"].as_str(), Some("b"));
+        let err = kubeconfig_text(&ws, &source(&path, Some("c"))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "workspace default/dev: context \"c\" is not in kubeconfig {}",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_missing_kubeconfig_names_workspace_and_path() {
+        let ws = ObjectKey::new("default", "dev");
+        let err = kubeconfig_text(&ws, &source(Path::new("/nonexistent/kc"), None)).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "workspace default/dev: no kubeconfig: /nonexistent/kc cannot be read"
+            )
+        );
+    }
+
+    #[test]
+    fn files_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        write_private(&path, b"x").unwrap();
+        write_private(&path, b"y").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"y");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}

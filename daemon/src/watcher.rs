@@ -1,0 +1,83 @@
+//! Turns file-system events in the manifests directory into rescans of the
+//! catalog, and publishes each new desired state.
+//!
+//! Any event means "rescan": editors save by rename, by truncate-and-write,
+//! through swap files; reading the directory again is cheap and always right.
+//! A short quiet period gathers a burst of events into one rescan, and a slow
+//! periodic rescan covers events the kernel dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use forklet_state::desired::DesiredState;
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::Catalog;
+
+/// Long enough to gather an editor's save, short enough not to be noticed.
+const QUIET: Duration = Duration::from_millis(25);
+const RESYNC: Duration = Duration::from_secs(30);
+
+pub struct ManifestWatcher {
+    _watcher: RecommendedWatcher,
+    events: mpsc::UnboundedReceiver<()>,
+}
+
+impl ManifestWatcher {
+    pub fn start(dir: &std::path::Path) -> notify::Result<Self> {
+        let (tx, events) = mpsc::unbounded_channel();
+        let mut watcher =
+            notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+                let _ = tx.send(());
+            })?;
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        Ok(Self {
+            _watcher: watcher,
+            events,
+        })
+    }
+
+    /// Rescans on every burst of events and every [`RESYNC`], publishing to
+    /// `desired` whenever the result changed, until `shutdown`.
+    pub async fn run(
+        mut self,
+        mut catalog: Catalog,
+        desired: watch::Sender<Arc<DesiredState>>,
+        shutdown: CancellationToken,
+    ) {
+        let mut resync = tokio::time::interval(RESYNC);
+        resync.tick().await; // the first tick is immediate; the caller has just scanned
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                event = self.events.recv() => {
+                    if event.is_none() {
+                        return;
+                    }
+                    self.settle().await;
+                }
+                _ = resync.tick() => {}
+            }
+            match catalog.rescan() {
+                Ok(true) => {
+                    let state = catalog.desired();
+                    for problem in &state.problems {
+                        tracing::warn!(%problem, "manifest problem");
+                    }
+                    desired.send_replace(Arc::new(state));
+                }
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot read the manifests directory; keeping the last state")
+                }
+            }
+        }
+    }
+
+    /// Waits until no event has come for [`QUIET`].
+    async fn settle(&mut self) {
+        while let Ok(Some(())) = tokio::time::timeout(QUIET, self.events.recv()).await {}
+    }
+}
