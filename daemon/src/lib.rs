@@ -12,6 +12,8 @@ pub mod protocol;
 pub mod reconciler;
 pub mod runner_files;
 pub mod runtime;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod watcher;
 
 use std::fs::{DirBuilder, File};

@@ -220,14 +220,23 @@ pub fn parse_file(file: &Path, text: &str) -> ParsedFile {
         };
         match parse_document(file, position, value) {
             Ok(manifest) => parsed.manifests.push(manifest),
-            Err(problem) => parsed.problems.push(problem),
+            Err(problem) => parsed.problems.push(*problem),
         }
     }
     parsed
 }
 
-fn parse_document(file: &Path, position: usize, mut value: Value) -> Result<Manifest, Problem> {
-    let at = |message: String| Problem::file(file, format!("document {position}: {message}"));
+fn parse_document(
+    file: &Path,
+    position: usize,
+    mut value: Value,
+) -> Result<Manifest, Box<Problem>> {
+    let at = |message: String| {
+        Box::new(Problem::file(
+            file,
+            format!("document {position}: {message}"),
+        ))
+    };
     let Some(object) = value.as_object_mut() else {
         return Err(at(
             "expected a mapping with apiVersion, kind, metadata and spec".into(),
@@ -259,8 +268,9 @@ fn parse_document(file: &Path, position: usize, mut value: Value) -> Result<Mani
         None => return Err(at(format!("{kind}: metadata: missing (name is required)"))),
     };
     let key = ObjectKey::new(metadata.namespace, metadata.name);
-    let problem =
-        |field: String, message: String| Problem::document(file, kind, &key, field, message);
+    let problem = |field: String, message: String| {
+        Box::new(Problem::document(file, kind, &key, field, message))
+    };
     if key.name.is_empty() {
         return Err(problem("metadata.name".into(), "must not be empty".into()));
     }

@@ -1,7 +1,8 @@
 //! hello: a Forkspacer `kind: Custom` module, as small as the contract allows.
 //!
 //! It serves `GET /health` and `POST /install|/uninstall|/sleep|/resume` on
-//! `$PORT` (8080), prints one JSON line per request (`{"endpoint":..,"body":..}`)
+//! `$PORT` (8080), prints what it finds in `/forkspacer` at start and one
+//! JSON line per request (`{"endpoint":..,"body":..}`)
 //! so a reader of `docker logs` sees exactly what the runtime sent, and echoes
 //! the request body back as the module's metadata with a few fields of its own.
 //!
@@ -20,6 +21,7 @@ const MAX_BODY: usize = 1 << 20;
 
 fn main() {
     handle_sigterm();
+    log_start();
     let port = std::env::var("PORT").unwrap_or_else(|_| "8080".to_owned());
     let listener = TcpListener::bind((
         "0.0.0.0",
@@ -156,6 +158,21 @@ fn route(method: &str, path: &str, raw: &[u8], started: Instant) -> Reply {
             body: format!("no route for {method} {path}"),
         },
     }
+}
+
+/// Shows what the runtime handed over in `/forkspacer`, as modules written
+/// for the operator read it: `config.json` and, with the `workspace`
+/// permission, the kubeconfig named by `$KUBECONFIG`.
+fn log_start() {
+    let config = std::fs::read_to_string("/forkspacer/config.json")
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+    let kubeconfig = std::env::var("KUBECONFIG").ok();
+    let readable = kubeconfig
+        .as_deref()
+        .is_some_and(|path| std::fs::read(path).is_ok());
+    let line = json!({ "event": "start", "config": config, "kubeconfig": kubeconfig, "kubeconfigReadable": readable });
+    println!("{line}");
 }
 
 fn log_request(endpoint: &str, body: &Value) {

@@ -1,0 +1,135 @@
+//! `forklet get` as a user runs it: the real binary against a real daemon
+//! running the bundled example manifests.
+
+use std::path::Path;
+use std::process::Command;
+
+use forkletd::testing::{Harness, repo_root};
+use serde_json::Value;
+
+fn forklet(socket: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_forklet"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("run forklet");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(socket: &Path, args: &[&str]) -> Value {
+    let (ok, stdout, stderr) = forklet(socket, args);
+    assert!(ok, "forklet {args:?} failed: {stderr}");
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|err| panic!("forklet {args:?}: not JSON ({err}): {stdout}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_shows_the_bundled_examples_for_people_and_programs() {
+    let Some(mut harness) = Harness::start().await else {
+        return;
+    };
+    for entry in std::fs::read_dir(repo_root().join("examples/manifests")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(
+            &path,
+            harness.manifests.path().join(path.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    harness.wait_phase("hello", "ready").await;
+    harness.wait_phase("app-installer", "ready").await;
+    let socket = harness.socket.clone();
+
+    let (ok, table, _) = forklet(&socket, &["get", "modules"]);
+    assert!(ok);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        [
+            "NAME",
+            "NAMESPACE",
+            "WORKSPACE",
+            "PHASE",
+            "AGE",
+            "LAST",
+            "ACTIVITY",
+            "MESSAGE"
+        ]
+    );
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(
+        lines[1].starts_with("app-installer") && lines[1].contains(" ready "),
+        "{table}"
+    );
+    assert!(
+        lines[2].starts_with("hello") && lines[2].contains(" ready "),
+        "{table}"
+    );
+
+    let modules = json(&socket, &["get", "modules", "-o", "json"]);
+    let hello = &modules.as_array().unwrap()[1];
+    for field in [
+        "name",
+        "namespace",
+        "workspace",
+        "phase",
+        "message",
+        "containerId",
+        "config",
+        "metadata",
+        "lastActivity",
+    ] {
+        assert!(hello.get(field).is_some(), "{field} missing in {hello}");
+    }
+    assert_eq!(hello["phase"], "ready");
+    assert_eq!(hello["config"]["greeting"], "hello from forklet");
+    assert_eq!(hello["metadata"]["installs"], 1);
+
+    let one = json(
+        &socket,
+        &[
+            "get",
+            "module",
+            "app-installer",
+            "-n",
+            "default",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(one["name"], "app-installer");
+    assert_eq!(one["config"]["env"], "staging");
+    assert_eq!(
+        one["config"]["debug"], false,
+        "the schema default is applied"
+    );
+
+    let workspaces = json(&socket, &["get", "workspaces", "-o", "json"]);
+    assert_eq!(workspaces[0]["name"], "dev");
+    assert_eq!(workspaces[0]["phase"], "ready");
+    assert_eq!(workspaces[0]["modules"], 2);
+    let (ok, yaml, _) = forklet(&socket, &["get", "workspace", "dev", "-o", "yaml"]);
+    assert!(ok && yaml.contains("name: dev"), "{yaml}");
+
+    let (ok, _, stderr) = forklet(&socket, &["get", "module", "nope"]);
+    assert!(!ok);
+    assert_eq!(stderr.trim(), "forklet: Module default/nope not found");
+
+    harness.stop().await;
+    let (ok, stdout, stderr) = forklet(&socket, &["get", "modules"]);
+    assert!(!ok, "a stopped daemon is an error");
+    assert!(stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "forklet: forkletd is not running at {}",
+            socket.display()
+        )),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,359 @@
+//! The real daemon, in-process, on temporary directories, against the real
+//! Docker engine: what forklet's integration tests stand on.
+//!
+//! Dropping a [`Harness`] removes every container its daemon made (they
+//! carry its instance label), even when the test panicked.
+//!
+//! Without a Docker engine [`Harness::start`] returns `None` and the test
+//! skips, unless `FORKLET_REQUIRE_DOCKER=1`, where it fails instead.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::ContainerSummary;
+use bollard::query_parameters::{ListContainersOptionsBuilder, LogsOptionsBuilder};
+use forklet_state::api::{ModuleView, WorkspaceView};
+use forklet_state::store::Store;
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::docker::LABEL_INSTANCE;
+use crate::protocol::Limits;
+use crate::{Config, Error};
+
+/// The example module's image, built from `examples/modules/hello`.
+pub const HELLO_IMAGE: &str = "forklet-examples/hello:dev";
+
+/// How long a test waits for a condition before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+pub struct Harness {
+    pub manifests: tempfile::TempDir,
+    pub state: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub docker: Docker,
+    instance: String,
+    daemon: Option<(CancellationToken, JoinHandle<Result<(), Error>>)>,
+    api: reqwest::Client,
+}
+
+impl Harness {
+    /// Builds the hello image (once per test binary) and starts a daemon.
+    pub async fn start() -> Option<Self> {
+        let docker = docker_or_skip().await?;
+        build_hello_image();
+        let manifests = tempfile::tempdir().expect("temp dir");
+        let state = tempfile::tempdir().expect("temp dir");
+        let socket = state.path().join("forkletd.sock");
+        let api = reqwest::Client::builder()
+            .unix_socket(socket.as_path())
+            .build()
+            .expect("client");
+        let mut harness = Self {
+            manifests,
+            state,
+            socket,
+            docker,
+            instance: String::new(),
+            daemon: None,
+            api,
+        };
+        harness.start_daemon().await;
+        harness.instance = Store::open(&harness.state.path().join("forklet.db"))
+            .and_then(|store| {
+                store.setting_or_init("instance", || unreachable!("the daemon created it"))
+            })
+            .expect("the daemon's instance id");
+        Some(harness)
+    }
+
+    pub fn config(&self) -> Config {
+        Config {
+            manifests_dir: self.manifests.path().to_owned(),
+            state_dir: self.state.path().to_owned(),
+            socket: self.socket.clone(),
+            limits: Limits {
+                health_deadline: Duration::from_secs(20),
+                ..Limits::default()
+            },
+            max_concurrent: 8,
+        }
+    }
+
+    async fn start_daemon(&mut self) {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(crate::run(self.config(), shutdown.clone()));
+        self.daemon = Some((shutdown, task));
+        self.wait_until("the control socket answers", || async {
+            self.api
+                .get("http://forkletd/v1/modules")
+                .send()
+                .await
+                .is_ok()
+                .then_some(())
+        })
+        .await;
+    }
+
+    /// Stops the daemon as SIGTERM would and waits until it has.
+    pub async fn stop(&mut self) {
+        let (shutdown, task) = self.daemon.take().expect("the daemon is running");
+        shutdown.cancel();
+        task.await
+            .expect("the daemon does not panic")
+            .expect("the daemon stops cleanly");
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start_daemon().await;
+    }
+
+    /// Starts the daemon again after [`Harness::stop`].
+    pub async fn restart_stopped(&mut self) {
+        assert!(self.daemon.is_none(), "the daemon is stopped");
+        self.start_daemon().await;
+    }
+
+    /// Writes a manifest as editors do: a temporary file renamed into place.
+    pub fn write(&self, name: &str, text: &str) {
+        let tmp = self.manifests.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).expect("write manifest");
+        std::fs::rename(&tmp, self.manifests.path().join(name)).expect("rename manifest");
+    }
+
+    pub fn remove(&self, name: &str) {
+        std::fs::remove_file(self.manifests.path().join(name)).expect("remove manifest");
+    }
+
+    pub fn runner_dir(&self, name: &str) -> PathBuf {
+        self.state.path().join("runners").join("default").join(name)
+    }
+
+    /// `GET path` on the control API; `None` on 404.
+    pub async fn api<T: DeserializeOwned>(&self, path: &str) -> Option<T> {
+        let response = self
+            .api
+            .get(format!("http://forkletd{path}"))
+            .send()
+            .await
+            .expect("the API answers");
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return None;
+        }
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        Some(response.json().await.expect("a JSON answer"))
+    }
+
+    pub async fn module(&self, name: &str) -> Option<ModuleView> {
+        self.api(&format!("/v1/modules/default/{name}")).await
+    }
+
+    pub async fn workspaces(&self) -> Vec<WorkspaceView> {
+        self.api("/v1/workspaces").await.expect("the list exists")
+    }
+
+    /// Waits until module `name` is in `phase`, and returns it.
+    pub async fn wait_phase(&self, name: &str, phase: &str) -> ModuleView {
+        self.wait_until(&format!("module {name} in phase {phase}"), || async {
+            self.module(name).await.filter(|m| m.phase == phase)
+        })
+        .await
+    }
+
+    pub async fn wait_gone(&self, name: &str) {
+        self.wait_until(&format!("module {name} gone"), || async {
+            self.module(name).await.is_none().then_some(())
+        })
+        .await
+    }
+
+    /// Polls `probe` until it yields a value; fails the test after [`DEADLINE`].
+    pub async fn wait_until<T, F, Fut>(&self, what: &str, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(value) = probe().await {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every container this harness's daemon has made, running or not.
+    pub async fn containers(&self) -> Vec<ContainerSummary> {
+        let filters =
+            HashMap::from([("label", vec![format!("{LABEL_INSTANCE}={}", self.instance)])]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        self.docker
+            .list_containers(Some(options))
+            .await
+            .expect("list containers")
+    }
+
+    /// Follows a container's stdout from its start, collecting one JSON
+    /// value per line until the container is removed. Following (rather
+    /// than reading once) keeps what a module printed just before removal.
+    pub fn follow_output(&self, container_id: &str) -> ModuleOutput {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let options = LogsOptionsBuilder::default()
+            .follow(true)
+            .stdout(true)
+            .build();
+        let mut stream = self.docker.logs(container_id, Some(options));
+        let sink = lines.clone();
+        let task = tokio::spawn(async move {
+            let mut pending = String::new();
+            while let Some(Ok(chunk)) = stream.next().await {
+                pending.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+                while let Some(end) = pending.find('\n') {
+                    let line: String = pending.drain(..=end).collect();
+                    let value =
+                        serde_json::from_str(line.trim()).expect("the module prints JSON lines");
+                    sink.lock().expect("not poisoned").push(value);
+                }
+            }
+        });
+        ModuleOutput { lines, task }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some((shutdown, _)) = &self.daemon {
+            shutdown.cancel();
+        }
+        if self.instance.is_empty() {
+            return;
+        }
+        // Synchronous on purpose: Drop may run while a test unwinds.
+        let filter = format!("label={LABEL_INSTANCE}={}", self.instance);
+        let ids = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &filter])
+            .output();
+        if let Ok(out) = ids {
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+            if !ids.is_empty() {
+                let _ = Command::new("docker")
+                    .args(["rm", "-f"])
+                    .args(&ids)
+                    .output();
+            }
+        }
+    }
+}
+
+/// What a module printed, as it arrives.
+pub struct ModuleOutput {
+    lines: Arc<Mutex<Vec<Value>>>,
+    task: JoinHandle<()>,
+}
+
+impl ModuleOutput {
+    pub fn lines(&self) -> Vec<Value> {
+        self.lines.lock().expect("not poisoned").clone()
+    }
+
+    /// The bodies the module received on `endpoint`, in order.
+    pub fn bodies(&self, endpoint: &str) -> Vec<Value> {
+        self.lines()
+            .into_iter()
+            .filter(|l| l["endpoint"] == endpoint)
+            .map(|l| l["body"].clone())
+            .collect()
+    }
+
+    /// Waits until at least `count` requests reached `endpoint`.
+    pub async fn wait_bodies(&self, endpoint: &str, count: usize) -> Vec<Value> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let bodies = self.bodies(endpoint);
+            if bodies.len() >= count {
+                return bodies;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {count} {endpoint} requests; saw {:?}",
+                self.lines()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for the container to be gone, then returns everything it printed.
+    pub async fn finish(self) -> Vec<Value> {
+        tokio::time::timeout(DEADLINE, self.task)
+            .await
+            .expect("the container goes away")
+            .expect("log task");
+        self.lines.lock().expect("not poisoned").clone()
+    }
+}
+
+async fn docker_or_skip() -> Option<Docker> {
+    let required = std::env::var("FORKLET_REQUIRE_DOCKER").is_ok_and(|v| v == "1");
+    let connected = async { Docker::connect_with_defaults()?.negotiate_version().await }.await;
+    let docker = match connected {
+        Ok(docker) if docker.ping().await.is_ok() => Some(docker),
+        _ => None,
+    };
+    if docker.is_none() {
+        assert!(
+            !required,
+            "FORKLET_REQUIRE_DOCKER=1 but no Docker engine answers"
+        );
+        eprintln!(
+            "skipping: no Docker engine (set FORKLET_REQUIRE_DOCKER=1 to make this a failure)"
+        );
+    }
+    docker
+}
+
+/// Builds the hello image from the current source, once per test process.
+fn build_hello_image() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let script = repo_root().join("examples/modules/hello/build-image.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(HELLO_IMAGE)
+            .output()
+            .expect("run build-image.sh");
+        assert!(
+            out.status.success(),
+            "{} failed:\n{}{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the daemon crate sits in the repo root")
+        .to_owned()
+}

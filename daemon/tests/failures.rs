@@ -1,0 +1,124 @@
+//! One module's trouble stays its own: the others keep working.
+
+use forkletd::testing::{HELLO_IMAGE, Harness};
+use serde_json::json;
+
+const WORKSPACE: &str =
+    "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\n";
+
+/// A hello module with no config schema, so `config` is passed as given.
+fn module(name: &str, config: &str, hibernated: bool) -> String {
+    format!(
+        "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {{name: {name}}}\nspec:\n  workspace: {{name: dev}}\n  hibernated: {hibernated}\n  source:\n    raw:\n      kind: Custom\n      metadata: {{name: {name}, version: 1.0.0, supportedOperatorVersion: '>= 0.0.0'}}\n      spec: {{image: '{HELLO_IMAGE}'}}\n  config: {config}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_install_fails_that_module_alone() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    harness.write("workspace.yaml", WORKSPACE);
+    harness.write("good.yaml", &module("good", "{}", false));
+    harness.wait_phase("good", "ready").await;
+
+    harness.write(
+        "bad.yaml",
+        &module("bad", "{reject: 'replicas must be positive'}", false),
+    );
+    let bad = harness.wait_phase("bad", "failed").await;
+    assert_eq!(
+        bad.message,
+        "install failed: POST /install answered 400 Bad Request (expected 201 Created): replicas must be positive"
+    );
+    assert_eq!(bad.events.last().map(|e| e.reason.as_str()), Some("Failed"));
+
+    // The healthy neighbour still answers and still acts on its manifest.
+    assert_eq!(harness.module("good").await.unwrap().phase, "ready");
+    harness.write("good.yaml", &module("good", "{}", true));
+    let good = harness.wait_phase("good", "sleeped").await;
+    assert_eq!(good.metadata["asleep"], json!(true));
+    assert_eq!(harness.module("bad").await.unwrap().phase, "failed");
+
+    // A module that never installed is still cleaned up when its file goes.
+    harness.remove("bad.yaml");
+    harness.wait_gone("bad").await;
+    assert_eq!(
+        harness.containers().await.len(),
+        1,
+        "only the good runner is left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_manifest_starts_nothing_and_says_where_it_is_wrong() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    harness.write("workspace.yaml", WORKSPACE);
+    let with_schema = format!(
+        "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {{name: typo}}\nspec:\n  workspace: {{name: dev}}\n  source:\n    raw:\n      kind: Custom\n      metadata: {{name: t, version: 1.0.0, supportedOperatorVersion: '*'}}\n      config:\n        - {{type: integer, name: replicas, alias: replicas, spec: {{min: 1, max: 10}}}}\n      spec: {{image: '{HELLO_IMAGE}'}}\n  config: {{replicas: 11}}\n"
+    );
+    harness.write("typo.yaml", &with_schema);
+    harness.write("good.yaml", &module("good", "{}", false));
+    harness.wait_phase("good", "ready").await;
+
+    let typo = harness.wait_phase("typo", "failed").await;
+    let file = harness.manifests.path().join("typo.yaml");
+    assert_eq!(
+        typo.message,
+        format!(
+            "{}: spec.config.replicas: validation failed for field 'replicas': value 11 is greater than maximum 10",
+            file.display()
+        )
+    );
+    assert_eq!(typo.container_id, None);
+    assert_eq!(
+        harness.containers().await.len(),
+        1,
+        "no runner for the invalid module"
+    );
+
+    // A module naming a workspace nobody defined waits, with the reason shown.
+    harness.write(
+        "orphan.yaml",
+        &module("orphan", "{}", false).replace("name: dev", "name: nowhere"),
+    );
+    let orphan = harness.wait_phase("orphan", "failed").await;
+    assert!(
+        orphan
+            .message
+            .ends_with("spec.workspace: workspace default/nowhere is not defined in any manifest"),
+        "{}",
+        orphan.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_broken_while_the_daemon_was_down_uninstalls_nothing() {
+    let Some(mut harness) = Harness::start().await else {
+        return;
+    };
+    harness.write("workspace.yaml", WORKSPACE);
+    harness.write("app.yaml", &module("app", "{}", false));
+    let before = harness.wait_phase("app", "ready").await;
+
+    harness.stop().await;
+    harness.write(
+        "app.yaml",
+        "apiVersion: batch.forkspacer.com/v1\nkind: [half saved",
+    );
+    harness.restart_stopped().await;
+
+    let kept = harness
+        .wait_until("the broken file reported on the module", || async {
+            harness
+                .module("app")
+                .await
+                .filter(|m| m.message.contains("keeping the last good version"))
+        })
+        .await;
+    assert_eq!(kept.phase, "ready");
+    assert_eq!(kept.container_id, before.container_id);
+    assert_eq!(harness.containers().await.len(), 1);
+}
