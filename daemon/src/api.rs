@@ -4,6 +4,7 @@
 //! state (what the manifests ask), and manifest problems (why a module is
 //! not what its file says).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -65,18 +66,13 @@ async fn list_modules(State(state): State<ApiState>) -> Result<Json<Vec<ModuleVi
     let records = state.store.modules()?;
     let mut keys: Vec<ObjectKey> = records.iter().map(|r| r.key.clone()).collect();
     keys.extend(desired.modules.keys().cloned());
-    keys.extend(
-        desired
-            .held
-            .iter()
-            .filter(|(kind, _)| *kind == Kind::Module)
-            .map(|(_, key)| key.clone()),
-    );
+    keys.extend(desired.held(Kind::Module).cloned());
     keys.sort();
     keys.dedup();
+    let records: HashMap<&ObjectKey, &ModuleRecord> = records.iter().map(|r| (&r.key, r)).collect();
     let views = keys
         .iter()
-        .map(|key| module_view(key, records.iter().find(|r| &r.key == key), &desired))
+        .map(|key| module_view(key, records.get(key).copied(), &desired))
         .collect();
     Ok(Json(views))
 }
@@ -88,8 +84,7 @@ async fn get_module(
     let key = ObjectKey::new(namespace, name);
     let desired = state.desired.borrow().clone();
     let record = state.store.module(&key)?;
-    let named =
-        desired.modules.contains_key(&key) || desired.held.contains(&(Kind::Module, key.clone()));
+    let named = desired.modules.contains_key(&key) || desired.is_held(Kind::Module, &key);
     if record.is_none() && !named {
         return Err(ApiError::NotFound {
             kind: Kind::Module,
@@ -160,13 +155,7 @@ fn module_view(
 async fn list_workspaces(State(state): State<ApiState>) -> Json<Vec<WorkspaceView>> {
     let desired = state.desired.borrow().clone();
     let mut keys: Vec<ObjectKey> = desired.workspaces.keys().cloned().collect();
-    keys.extend(
-        desired
-            .held
-            .iter()
-            .filter(|(kind, _)| *kind == Kind::Workspace)
-            .map(|(_, key)| key.clone()),
-    );
+    keys.extend(desired.held(Kind::Workspace).cloned());
     keys.sort();
     keys.dedup();
     Json(
@@ -182,9 +171,7 @@ async fn get_workspace(
 ) -> Result<Json<WorkspaceView>, ApiError> {
     let key = ObjectKey::new(namespace, name);
     let desired = state.desired.borrow().clone();
-    if !desired.workspaces.contains_key(&key)
-        && !desired.held.contains(&(Kind::Workspace, key.clone()))
-    {
+    if !desired.workspaces.contains_key(&key) && !desired.is_held(Kind::Workspace, &key) {
         return Err(ApiError::NotFound {
             kind: Kind::Workspace,
             key,

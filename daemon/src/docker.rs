@@ -52,19 +52,11 @@ impl DockerRuntime {
     }
 
     async fn runners_of(&self, key: &ObjectKey) -> Result<Vec<ContainerSummary>, RuntimeError> {
-        let filters = HashMap::from([(
-            "label",
-            vec![
-                format!("{LABEL_INSTANCE}={}", self.instance),
-                format!("{LABEL_MODULE}={key}"),
-            ],
-        )]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        self.docker
-            .list_containers(Some(options))
+        let labels = [
+            format!("{LABEL_INSTANCE}={}", self.instance),
+            format!("{LABEL_MODULE}={key}"),
+        ];
+        labelled(&self.docker, &labels)
             .await
             .map_err(engine("list containers"))
     }
@@ -222,6 +214,19 @@ impl Runtime for DockerRuntime {
         }
         Ok(())
     }
+}
+
+/// Every container, running or not, that carries all of `labels` (`key=value`).
+pub async fn labelled(
+    docker: &Docker,
+    labels: &[String],
+) -> Result<Vec<ContainerSummary>, bollard::errors::Error> {
+    let filters = HashMap::from([("label", labels.to_vec())]);
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    docker.list_containers(Some(options)).await
 }
 
 fn engine(action: &'static str) -> impl Fn(bollard::errors::Error) -> RuntimeError {

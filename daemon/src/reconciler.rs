@@ -113,7 +113,7 @@ impl<R: Runtime> Supervisor<R> {
             .filter(|k| !state.modules.contains_key(k))
             .collect();
         for key in others {
-            let held = state.held.contains(&(Kind::Module, key.clone()));
+            let held = state.is_held(Kind::Module, &key);
             match self.workers.get(&key) {
                 // A held module keeps whatever good version its worker has.
                 Some(_) if held => {}

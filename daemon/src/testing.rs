@@ -7,7 +7,6 @@
 //! Without a Docker engine [`Harness::start`] returns `None` and the test
 //! skips, unless `FORKLET_REQUIRE_DOCKER=1`, where it fails instead.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -15,7 +14,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::ContainerSummary;
-use bollard::query_parameters::{ListContainersOptionsBuilder, LogsOptionsBuilder};
+use bollard::query_parameters::LogsOptionsBuilder;
 use forklet_state::api::{ModuleView, WorkspaceView};
 use forklet_state::store::Store;
 use futures_util::StreamExt;
@@ -25,7 +24,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::docker::LABEL_INSTANCE;
+use crate::docker::{LABEL_INSTANCE, labelled};
 use crate::protocol::Limits;
 use crate::{Config, Error};
 
@@ -198,14 +197,8 @@ impl Harness {
 
     /// Every container this harness's daemon has made, running or not.
     pub async fn containers(&self) -> Vec<ContainerSummary> {
-        let filters =
-            HashMap::from([("label", vec![format!("{LABEL_INSTANCE}={}", self.instance)])]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        self.docker
-            .list_containers(Some(options))
+        let labels = [format!("{LABEL_INSTANCE}={}", self.instance)];
+        labelled(&self.docker, &labels)
             .await
             .expect("list containers")
     }

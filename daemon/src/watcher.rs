@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use forklet_state::desired::DesiredState;
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +30,11 @@ impl ManifestWatcher {
     pub fn start(dir: &std::path::Path) -> notify::Result<Self> {
         let (tx, events) = mpsc::unbounded_channel();
         let mut watcher =
-            notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                // An error may mean lost events: rescan then too.
+                if event.is_ok_and(|e| !can_change_content(&e.kind)) {
+                    return;
+                }
                 let _ = tx.send(());
             })?;
         watcher.watch(dir, RecursiveMode::NonRecursive)?;
@@ -79,5 +84,46 @@ impl ManifestWatcher {
     /// Waits until no event has come for [`QUIET`].
     async fn settle(&mut self) {
         while let Ok(Some(())) = tokio::time::timeout(QUIET, self.events.recv()).await {}
+    }
+}
+
+/// Opening and reading a file does not change it, and the rescan itself
+/// opens every manifest: reacting to those would rescan for ever.
+fn can_change_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, ModifyKind, RemoveKind, RenameMode};
+
+    #[test]
+    fn reading_a_file_is_no_reason_to_rescan() {
+        assert!(!can_change_content(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!can_change_content(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(!can_change_content(&EventKind::Access(AccessKind::Read)));
+    }
+
+    #[test]
+    fn writes_renames_and_removals_are() {
+        for kind in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Modify(ModifyKind::Any),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Any,
+        ] {
+            assert!(can_change_content(&kind), "{kind:?}");
+        }
     }
 }

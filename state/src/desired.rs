@@ -109,6 +109,18 @@ impl DesiredState {
         self.held.insert((kind, key));
     }
 
+    /// Objects of `kind` named by a document but not resolvable now.
+    pub fn held(&self, kind: Kind) -> impl Iterator<Item = &ObjectKey> {
+        self.held
+            .iter()
+            .filter(move |(k, _)| *k == kind)
+            .map(|(_, key)| key)
+    }
+
+    pub fn is_held(&self, kind: Kind, key: &ObjectKey) -> bool {
+        self.held.contains(&(kind, key.clone()))
+    }
+
     /// Problems attached to one object, for showing on it.
     pub fn problems_of(&self, kind: Kind, key: &ObjectKey) -> impl Iterator<Item = &Problem> {
         self.problems
