@@ -6,7 +6,8 @@
 //! last good text of each file is kept in the store, so this holds across a
 //! daemon restart too.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use forklet_state::Problem;
 use forklet_state::desired::DesiredState;
 use forklet_state::manifest::{ParsedFile, parse_file};
+use forklet_state::source::{Definitions, read_definition_file};
 use forklet_state::store::Store;
 
 struct CachedFile {
@@ -26,6 +28,11 @@ pub struct Catalog {
     dir: PathBuf,
     files: BTreeMap<PathBuf, CachedFile>,
     store: Arc<Store>,
+    /// Definition files (`source.file`) read by the last resolution, with
+    /// their content hashes: a change to one is a change of desired state.
+    definition_files: BTreeMap<PathBuf, u64>,
+    /// URLs whose last fetch failed, and why; cleared to retry.
+    fetch_failures: HashMap<String, String>,
 }
 
 impl Catalog {
@@ -34,7 +41,29 @@ impl Catalog {
             dir,
             files: BTreeMap::new(),
             store,
+            definition_files: BTreeMap::new(),
+            fetch_failures: HashMap::new(),
         }
+    }
+
+    /// Records what fetching `url` gave. The text is kept in the store.
+    pub fn fetched(&mut self, url: &str, result: Result<String, String>) {
+        match result {
+            Ok(text) => {
+                self.fetch_failures.remove(url);
+                self.remember(|store| store.save_fetched_definition(url, &text));
+            }
+            Err(message) => {
+                self.fetch_failures.insert(url.to_owned(), message);
+            }
+        }
+    }
+
+    /// Forgets failed fetches so they are tried again; `true` if there were any.
+    pub fn retry_failed_fetches(&mut self) -> bool {
+        let had = !self.fetch_failures.is_empty();
+        self.fetch_failures.clear();
+        had
     }
 
     /// Re-reads the directory. `Ok(true)` when anything changed. An
@@ -54,7 +83,7 @@ impl Catalog {
             .filter(|path| !seen.contains(path))
             .cloned()
             .collect();
-        let mut changed = !gone.is_empty();
+        let mut changed = !gone.is_empty() || self.definition_files_changed();
         for path in gone {
             self.files.remove(&path);
             self.remember(|store| store.forget_manifest(&path));
@@ -80,11 +109,7 @@ impl Catalog {
                 );
             }
         };
-        let content_hash = {
-            let mut hasher = DefaultHasher::new();
-            text.hash(&mut hasher);
-            hasher.finish()
-        };
+        let content_hash = content_hash(&text);
         if self
             .files
             .get(&path)
@@ -162,9 +187,53 @@ impl Catalog {
         changed
     }
 
-    pub fn desired(&self) -> DesiredState {
-        DesiredState::build(self.files.values().map(|f| &f.parsed))
+    pub fn desired(&mut self) -> DesiredState {
+        let definitions = CatalogDefinitions {
+            store: &self.store,
+            failures: &self.fetch_failures,
+            read: RefCell::default(),
+        };
+        let state = DesiredState::build(self.files.values().map(|f| &f.parsed), &definitions);
+        self.definition_files = definitions.read.into_inner();
+        state
     }
+
+    fn definition_files_changed(&self) -> bool {
+        self.definition_files.iter().any(|(path, hash)| {
+            read_definition_file(path).map_or(u64::MAX, |text| content_hash(&text)) != *hash
+        })
+    }
+}
+
+/// Definitions as the daemon has them: files read now (and remembered, to
+/// notice edits), URLs from what was fetched before.
+struct CatalogDefinitions<'a> {
+    store: &'a Store,
+    failures: &'a HashMap<String, String>,
+    read: RefCell<BTreeMap<PathBuf, u64>>,
+}
+
+impl Definitions for CatalogDefinitions<'_> {
+    fn read_file(&self, path: &Path) -> Result<String, String> {
+        let result = read_definition_file(path);
+        let hash = result.as_ref().map_or(u64::MAX, |text| content_hash(text));
+        self.read.borrow_mut().insert(path.to_owned(), hash);
+        result
+    }
+
+    fn fetched(&self, url: &str) -> Option<Result<String, String>> {
+        match self.store.fetched_definition(url) {
+            Ok(Some(text)) => Some(Ok(text)),
+            Ok(None) => self.failures.get(url).cloned().map(Err),
+            Err(err) => Some(Err(format!("reading the stored definition: {err}"))),
+        }
+    }
+}
+
+fn content_hash(text: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// `.yaml`/`.yml` files, minus hidden files and editors' swap and backup files.

@@ -119,6 +119,8 @@ impl ModuleClient {
         let http = reqwest::Client::builder()
             // Runners are on loopback; a proxy from the environment must not intercept.
             .no_proxy()
+            // Plain HTTP on loopback: loading the system's CA roots would only cost memory.
+            .tls_built_in_root_certs(false)
             .connect_timeout(Duration::from_secs(2))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()

@@ -1,11 +1,13 @@
 //! Turns file-system events in the manifests directory into rescans of the
-//! catalog, and publishes each new desired state.
+//! catalog, fetches `httpURL` definitions, and publishes each new desired
+//! state.
 //!
 //! Any event means "rescan": editors save by rename, by truncate-and-write,
 //! through swap files; reading the directory again is cheap and always right.
 //! A short quiet period gathers a burst of events into one rescan, and a slow
 //! periodic rescan covers events the kernel dropped.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
+use crate::fetch::Fetcher;
 
 /// Long enough to gather an editor's save, short enough not to be noticed.
 const QUIET: Duration = Duration::from_millis(25);
@@ -37,46 +40,59 @@ impl ManifestWatcher {
                 }
                 let _ = tx.send(());
             })?;
-        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        // Recursive: definition files (`source.file`) may sit in subdirectories.
+        watcher.watch(dir, RecursiveMode::Recursive)?;
         Ok(Self {
             _watcher: watcher,
             events,
         })
     }
 
-    /// Rescans on every burst of events and every [`RESYNC`], publishing to
-    /// `desired` whenever the result changed, until `shutdown`.
+    /// Rescans on every burst of events and every [`RESYNC`], fetches the
+    /// definitions modules wait for, and publishes to `desired` whenever the
+    /// result changed, until `shutdown`.
     pub async fn run(
         mut self,
         mut catalog: Catalog,
         desired: watch::Sender<Arc<DesiredState>>,
         shutdown: CancellationToken,
     ) {
+        let (fetched_tx, mut fetched_rx) = mpsc::unbounded_channel();
+        let mut fetches = Fetches {
+            fetcher: Fetcher::default(),
+            in_flight: HashSet::new(),
+            done: fetched_tx,
+        };
+        fetches.start(&desired.borrow());
         let mut resync = tokio::time::interval(RESYNC);
         resync.tick().await; // the first tick is immediate; the caller has just scanned
         loop {
-            tokio::select! {
+            let changed = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 event = self.events.recv() => {
                     if event.is_none() {
                         return;
                     }
                     self.settle().await;
+                    rescan(&mut catalog)
                 }
-                _ = resync.tick() => {}
-            }
-            match catalog.rescan() {
-                Ok(true) => {
-                    let state = catalog.desired();
-                    for problem in &state.problems {
-                        tracing::warn!(%problem, "manifest problem");
+                _ = resync.tick() => catalog.retry_failed_fetches() | rescan(&mut catalog),
+                Some((url, result)) = fetched_rx.recv() => {
+                    fetches.in_flight.remove(&url);
+                    if let Err(message) = &result {
+                        tracing::warn!(url, "fetching a definition failed: {message}");
                     }
-                    desired.send_replace(Arc::new(state));
+                    catalog.fetched(&url, result);
+                    true
                 }
-                Ok(false) => {}
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot read the manifests directory; keeping the last state")
+            };
+            if changed {
+                let state = catalog.desired();
+                for problem in &state.problems {
+                    tracing::warn!(%problem, "manifest problem");
                 }
+                fetches.start(&state);
+                desired.send_replace(Arc::new(state));
             }
         }
     }
@@ -84,6 +100,37 @@ impl ManifestWatcher {
     /// Waits until no event has come for [`QUIET`].
     async fn settle(&mut self) {
         while let Ok(Some(())) = tokio::time::timeout(QUIET, self.events.recv()).await {}
+    }
+}
+
+/// `true` when the directory's manifests or definitions changed.
+fn rescan(catalog: &mut Catalog) -> bool {
+    catalog.rescan().unwrap_or_else(|err| {
+        tracing::error!(error = %err, "cannot read the manifests directory; keeping the last state");
+        false
+    })
+}
+
+/// Definitions being fetched; each result comes back on `done`.
+struct Fetches {
+    fetcher: Fetcher,
+    in_flight: HashSet<String>,
+    done: mpsc::UnboundedSender<(String, Result<String, String>)>,
+}
+
+impl Fetches {
+    fn start(&mut self, state: &DesiredState) {
+        for url in &state.unfetched {
+            if !self.in_flight.insert(url.clone()) {
+                continue;
+            }
+            tracing::info!(url, "fetching a module definition");
+            let (fetcher, done, url) = (self.fetcher.clone(), self.done.clone(), url.clone());
+            tokio::spawn(async move {
+                let result = fetcher.fetch(&url).await;
+                let _ = done.send((url, result));
+            });
+        }
     }
 }
 

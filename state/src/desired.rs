@@ -18,6 +18,7 @@ use crate::manifest::{
 };
 use crate::problem::Problem;
 use crate::schema::validate_config;
+use crate::source::{Definitions, SourceError, definition_of};
 use crate::store::RunnerSettings;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -57,10 +58,16 @@ pub struct DesiredState {
     /// Named by a document but not resolvable now.
     pub held: BTreeSet<(Kind, ObjectKey)>,
     pub problems: Vec<Problem>,
+    /// `httpURL`s a module waits for: the daemon fetches them.
+    pub unfetched: BTreeSet<String>,
 }
 
 impl DesiredState {
-    pub fn build<'a>(files: impl IntoIterator<Item = &'a ParsedFile>) -> Self {
+    /// Resolves `files`, reading definitions through `definitions`.
+    pub fn build<'a>(
+        files: impl IntoIterator<Item = &'a ParsedFile>,
+        definitions: &dyn Definitions,
+    ) -> Self {
         let mut state = DesiredState::default();
         let mut workspace_docs: BTreeMap<ObjectKey, Vec<&Document<WorkspaceSpec>>> =
             BTreeMap::new();
@@ -79,7 +86,9 @@ impl DesiredState {
             }
         }
         for (key, docs) in workspace_docs {
-            match unique(Kind::Workspace, &key, &docs) {
+            match unique(Kind::Workspace, &key, &docs)
+                .and_then(|doc| check_workspace(doc).map(|()| doc))
+            {
                 Ok(doc) => {
                     let workspace = DesiredWorkspace {
                         key: key.clone(),
@@ -92,9 +101,9 @@ impl DesiredState {
             }
         }
         for (key, docs) in module_docs {
-            match unique(Kind::Module, &key, &docs)
-                .and_then(|doc| resolve_module(doc, &state.workspaces))
-            {
+            match unique(Kind::Module, &key, &docs).and_then(|doc| {
+                resolve_module(doc, &state.workspaces, definitions, &mut state.unfetched)
+            }) {
                 Ok(module) => {
                     state.modules.insert(key, module);
                 }
@@ -159,38 +168,26 @@ fn unique<'d, S>(
 fn resolve_module(
     doc: &Document<ModuleSpec>,
     workspaces: &BTreeMap<ObjectKey, DesiredWorkspace>,
+    definitions: &dyn Definitions,
+    unfetched: &mut BTreeSet<String>,
 ) -> Result<DesiredModule, Vec<Problem>> {
     let problem = |field: &str, message: String| {
         Problem::document(&doc.file, Kind::Module, &doc.key, field, message)
     };
-    let source = &doc.spec.source;
-    let set = [
-        source.raw.is_some(),
-        source.http_url.is_some(),
-        source.config_map.is_some(),
-        source.existing_helm_release.is_some(),
-    ];
-    if set.iter().filter(|s| **s).count() != 1 {
-        return Err(vec![problem(
-            "spec.source",
-            "exactly one of raw, httpURL, configMap, existingHelmRelease must be set".into(),
-        )]);
-    }
-    let Some(raw) = &source.raw else {
-        let field = if source.http_url.is_some() {
-            "spec.source.httpURL"
-        } else if source.config_map.is_some() {
-            "spec.source.configMap"
-        } else {
-            "spec.source.existingHelmRelease"
-        };
-        return Err(vec![problem(
-            field,
-            "not supported by forklet yet (use spec.source.raw)".into(),
-        )]);
-    };
-    let definition = parse_definition(raw)
-        .map_err(|(path, message)| vec![problem(&format!("spec.source.raw{path}"), message)])?;
+    let (raw, source_field) = definition_of(doc, definitions).map_err(|err| match err {
+        SourceError::Invalid { field, message } => vec![problem(&field, message)],
+        SourceError::Unfetched { url } => {
+            let message = format!("waiting for the definition from {url}");
+            unfetched.insert(url);
+            vec![problem("spec.source.httpURL", message)]
+        }
+    })?;
+    let definition = parse_definition(&raw).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|(path, message)| problem(&format!("{source_field}{path}"), message))
+            .collect::<Vec<_>>()
+    })?;
     let config =
         validate_config(definition.config.as_deref(), &doc.spec.config).map_err(|errors| {
             errors
@@ -205,14 +202,10 @@ fn resolve_module(
             format!("workspace {workspace_key} is not defined in any manifest"),
         )]);
     };
-    let kubeconfig = if definition.spec.has(Permission::Workspace) {
-        Some(
-            kubeconfig_source(workspace)
-                .map_err(|message| vec![problem("spec.workspace", message)])?,
-        )
-    } else {
-        None
-    };
+    let kubeconfig = definition
+        .spec
+        .has(Permission::Workspace)
+        .then(|| kubeconfig_source(workspace));
     let runner_hash = hash(&json!({
         "image": definition.spec.image,
         "permissions": definition.spec.permissions,
@@ -231,8 +224,8 @@ fn resolve_module(
         image: definition.spec.image.clone(),
         runner_hash,
         kubeconfig: kubeconfig.is_some(),
-        cpu_shares: None,
-        memory_reservation: None,
+        cpu_shares: definition.cpu_shares(),
+        memory_reservation: definition.memory_reservation(),
     };
     Ok(DesiredModule {
         key: doc.key.clone(),
@@ -247,29 +240,51 @@ fn resolve_module(
     })
 }
 
-fn kubeconfig_source(workspace: &DesiredWorkspace) -> Result<KubeconfigSource, String> {
+fn kubeconfig_source(workspace: &DesiredWorkspace) -> KubeconfigSource {
     let connection = &workspace.spec.connection;
-    let path = connection
-        .kubeconfig
-        .as_ref()
-        .map(|p| absolute_from(&workspace.file, p));
-    match connection.kind {
-        // in-cluster means "the cluster the controller runs in"; for forklet
-        // that is the cluster the daemon user's kubeconfig points at.
-        ConnectionType::Local | ConnectionType::InCluster => {}
-        ConnectionType::Kubeconfig if path.is_some() => {}
-        ConnectionType::Kubeconfig => {
-            return Err(format!(
-                "workspace {}: connection type kubeconfig needs connection.kubeconfig (a file path; \
-                 secretReference needs Kubernetes)",
-                workspace.key
-            ));
-        }
-    }
-    Ok(KubeconfigSource {
-        path,
+    KubeconfigSource {
+        path: connection
+            .kubeconfig
+            .as_ref()
+            .map(|p| absolute_from(&workspace.file, p)),
         context: connection.context.clone(),
-    })
+    }
+}
+
+/// What a Workspace asks for that one machine cannot give.
+fn check_workspace(doc: &Document<WorkspaceSpec>) -> Result<(), Vec<Problem>> {
+    let problem = |field: &str, message: &str| {
+        Problem::document(&doc.file, Kind::Workspace, &doc.key, field, message)
+    };
+    let spec = &doc.spec;
+    let mut problems = Vec::new();
+    if let Some(kind) = spec.kind.as_deref()
+        && kind != "kubernetes"
+    {
+        problems.push(problem(
+            "spec.type",
+            &format!("{kind:?} is not a workspace type (expected kubernetes)"),
+        ));
+    }
+    if spec.from.is_some() {
+        problems.push(problem(
+            "spec.from",
+            "forking a workspace is not available without Kubernetes",
+        ));
+    }
+    let connection = &spec.connection;
+    if connection.kind == ConnectionType::Kubeconfig && connection.kubeconfig.is_none() {
+        problems.push(problem(
+            "spec.connection",
+            "type kubeconfig needs the forklet extension connection.kubeconfig (a file path): \
+             secretReference names a Kubernetes secret",
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 /// `~/x` from `$HOME`, relative paths from the manifest's own directory.
@@ -309,7 +324,7 @@ mod tests {
             .iter()
             .map(|(name, text)| parse_file(Path::new(name), text))
             .collect();
-        DesiredState::build(&parsed)
+        DesiredState::build(&parsed, &crate::source::LocalDefinitions)
     }
 
     #[test]
@@ -408,7 +423,7 @@ mod tests {
         ]);
         assert_eq!(
             state.problems[0].to_string(),
-            "/m/app.yaml: Module default/app: spec.source.configMap: not supported by forklet yet (use spec.source.raw)"
+            "/m/app.yaml: Module default/app: spec.source.configMap: not available without Kubernetes (use raw, httpURL, or the forklet extension file)"
         );
     }
 }

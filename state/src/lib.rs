@@ -10,8 +10,11 @@ pub mod desired;
 pub mod manifest;
 pub mod paths;
 pub mod problem;
+pub mod quantity;
 pub mod schema;
+pub mod source;
 pub mod store;
+pub mod version;
 
 pub use manifest::ObjectKey;
 pub use problem::Problem;

@@ -75,6 +75,10 @@ pub struct ModuleSpec {
     pub config: Map<String, Value>,
     #[serde(default)]
     pub hibernated: bool,
+    /// The operator's flag for Helm modules; a Custom module creates what it
+    /// needs itself, so forklet reads and ignores it.
+    #[serde(default)]
+    pub create_namespace: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -100,6 +104,10 @@ pub struct Source {
     pub http_url: Option<String>,
     pub config_map: Option<Value>,
     pub existing_helm_release: Option<Value>,
+    pub github: Option<Value>,
+    /// forklet extension: a definition file, relative to the manifest and
+    /// inside its directory.
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -107,6 +115,8 @@ pub struct Source {
 pub struct WorkspaceSpec {
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    /// Forking another workspace: needs Kubernetes, refused with a reason.
+    pub from: Option<Value>,
     #[serde(default)]
     pub hibernated: bool,
     #[serde(default)]
@@ -218,6 +228,26 @@ pub fn parse_file(file: &Path, text: &str) -> ParsedFile {
                 break;
             }
         };
+        if is_definition(&value) {
+            // A definition file (for `source.file`): checked, but nothing to run.
+            let name = value
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("(unnamed)")
+                .to_owned();
+            for (path, message) in crate::definition::parse_definition(&value)
+                .err()
+                .unwrap_or_default()
+            {
+                let field = path.trim_start_matches('.');
+                let problem = Problem::file(
+                    file,
+                    format!("document {position}: Custom {name}: {field}: {message}"),
+                );
+                parsed.problems.push(problem);
+            }
+            continue;
+        }
         match parse_document(file, position, value) {
             Ok(manifest) => parsed.manifests.push(manifest),
             Err(problem) => parsed.problems.push(*problem),
@@ -311,6 +341,11 @@ fn document<S: DeserializeOwned>(
     })
 }
 
+/// A bare `kind: Custom` resource definition, as `source.file` points at.
+fn is_definition(value: &Value) -> bool {
+    value.get("kind").and_then(Value::as_str) == Some("Custom") && value.get("apiVersion").is_none()
+}
+
 /// Deserializes `value`, reporting the failing field as a `.a.b[2]` suffix.
 pub(crate) fn typed<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
     serde_path_to_error::deserialize(value).map_err(|err| {
@@ -380,6 +415,21 @@ mod tests {
             parsed.problems[0]
                 .to_string()
                 .contains("is not a forklet document")
+        );
+    }
+
+    #[test]
+    fn a_definition_file_is_checked_but_runs_nothing() {
+        let good = parse(
+            "kind: Custom\nmetadata: {name: m, version: 1.0.0, supportedOperatorVersion: '*'}\nspec: {image: i}\n",
+        );
+        assert_eq!(good, ParsedFile::default());
+        let bad = parse(
+            "kind: Custom\nmetadata: {name: m, version: 1.0.0, supportedOperatorVersion: '*'}\nspec: {}\n",
+        );
+        assert_eq!(
+            bad.problems[0].to_string(),
+            "m.yaml: document 1: Custom m: spec: missing field `image`"
         );
     }
 

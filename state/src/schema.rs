@@ -46,6 +46,109 @@ pub struct ItemSpec {
     pub editable: Option<bool>,
 }
 
+impl ConfigType {
+    fn as_str(self) -> &'static str {
+        match self {
+            ConfigType::String => "string",
+            ConfigType::Integer => "integer",
+            ConfigType::Float => "float",
+            ConfigType::Boolean => "boolean",
+            ConfigType::Option => "option",
+            ConfigType::MultipleOptions => "multiple-options",
+        }
+    }
+}
+
+impl ItemSpec {
+    /// `editable` left out means editable: only an explicit `false` locks a field.
+    pub fn is_editable(&self) -> bool {
+        self.editable != Some(false)
+    }
+}
+
+/// Checks a definition's own schema: every problem as `([i].field, message)`.
+pub fn check_schema(items: &[ConfigItem]) -> Vec<(String, String)> {
+    let mut errors = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let mut error =
+            |field: &str, message: String| errors.push((format!("[{i}]{field}"), message));
+        if item.alias.is_empty() {
+            error(".alias", "must not be empty".into());
+        }
+        if item.name.is_empty() {
+            error(".name", "must not be empty".into());
+        }
+        if let Some(first) = items[..i]
+            .iter()
+            .position(|other| other.alias == item.alias)
+        {
+            error(
+                ".alias",
+                format!("'{}' is already the alias of config[{first}]", item.alias),
+            );
+        }
+        let spec = &item.spec;
+        let kind = item.kind;
+        let numeric = matches!(
+            kind,
+            ConfigType::Integer | ConfigType::Float | ConfigType::MultipleOptions
+        );
+        let not_for = |field: &str| format!("{field} does not apply to type {}", kind.as_str());
+        if spec.regex.is_some() && kind != ConfigType::String {
+            error(".spec.regex", not_for("regex"));
+        }
+        if (spec.min.is_some() || spec.max.is_some()) && !numeric {
+            error(".spec", not_for("min/max"));
+        }
+        match (kind, &spec.values) {
+            (ConfigType::Option | ConfigType::MultipleOptions, None) => error(
+                ".spec.values",
+                format!("type {} needs a list of values", kind.as_str()),
+            ),
+            (ConfigType::Option | ConfigType::MultipleOptions, Some(values))
+                if values.is_empty() =>
+            {
+                error(".spec.values", "must not be empty".into())
+            }
+            (ConfigType::Option | ConfigType::MultipleOptions, Some(_)) | (_, None) => {}
+            (_, Some(_)) => error(".spec.values", not_for("values")),
+        }
+        let whole = |n: &Number| n.is_i64() || n.is_u64();
+        if matches!(kind, ConfigType::Integer | ConfigType::MultipleOptions) {
+            for (field, bound) in [(".spec.min", &spec.min), (".spec.max", &spec.max)] {
+                if bound.as_ref().is_some_and(|n| !whole(n)) {
+                    error(field, "must be a whole number".into());
+                }
+            }
+        }
+        if let (Some(min), Some(max)) = (&spec.min, &spec.max)
+            && min.as_f64() > max.as_f64()
+        {
+            error(".spec", format!("min {min} is greater than max {max}"));
+        }
+        if let Some(pattern) = &spec.regex
+            && let Err(err) = regex::Regex::new(pattern)
+        {
+            error(".spec.regex", format!("invalid regex: {err}"));
+        }
+        if let Some(default) = &spec.default {
+            // Only meaningful once the spec itself is sound.
+            if let Err(message) = check_value(item, default) {
+                error(
+                    ".spec.default",
+                    format!("the default does not satisfy its own field: {message}"),
+                );
+            }
+        } else if spec.required && !spec.is_editable() {
+            error(
+                ".spec",
+                "a required field that is not editable needs a default".into(),
+            );
+        }
+    }
+    errors
+}
+
 /// Checks `input` against `schema` and returns the config a module receives:
 /// the input with defaults applied. Every failure is reported, not just the
 /// first, each as `(alias, message)`.
@@ -71,6 +174,11 @@ pub fn validate_config(
     for item in schema {
         let alias = &item.alias;
         match input.get(alias) {
+            Some(value)
+                if !item.spec.is_editable() && item.spec.default.as_ref() != Some(value) =>
+            {
+                errors.push((alias.clone(), format!("field '{alias}' is not editable")))
+            }
             Some(value) => match check_value(item, value) {
                 Ok(()) => {
                     output.insert(alias.clone(), value.clone());
@@ -278,6 +386,106 @@ mod tests {
                 "field 'env' is required but missing",
                 "field 'namespace' is required but missing",
             ]
+        );
+    }
+
+    #[test]
+    fn a_field_that_is_not_editable_keeps_its_default() {
+        let schema: Vec<ConfigItem> = serde_json::from_value(json!([
+            {"type": "string", "name": "a", "alias": "a", "spec": {"default": "fixed", "editable": false}}
+        ]))
+        .unwrap();
+        let input = |v: Value| v.as_object().unwrap().clone();
+        assert_eq!(
+            validate_config(Some(&schema), &input(json!({}))),
+            Ok(input(json!({"a": "fixed"})))
+        );
+        assert_eq!(
+            validate_config(Some(&schema), &input(json!({"a": "fixed"}))),
+            Ok(input(json!({"a": "fixed"})))
+        );
+        assert_eq!(
+            validate_config(Some(&schema), &input(json!({"a": "other"}))),
+            Err(vec![("a".into(), "field 'a' is not editable".into())])
+        );
+    }
+
+    #[test]
+    fn the_seeds_schemas_are_sound() {
+        assert_eq!(check_schema(&schema()), vec![]);
+    }
+
+    #[test]
+    fn unsound_schemas_are_refused_with_the_item_and_field() {
+        let cases = [
+            (
+                json!({"type": "integer", "name": "r", "alias": "r", "spec": {"default": 11, "max": 10}}),
+                "[0].spec.default: the default does not satisfy its own field: value 11 is greater than maximum 10",
+            ),
+            (
+                json!({"type": "option", "name": "e", "alias": "e", "spec": {"values": []}}),
+                "[0].spec.values: must not be empty",
+            ),
+            (
+                json!({"type": "option", "name": "e", "alias": "e"}),
+                "[0].spec.values: type option needs a list of values",
+            ),
+            (
+                json!({"type": "string", "name": "s", "alias": "s", "spec": {"regex": "(["}}),
+                "[0].spec.regex: invalid regex",
+            ),
+            (
+                json!({"type": "boolean", "name": "b", "alias": "b", "spec": {"regex": "x"}}),
+                "[0].spec.regex: regex does not apply to type boolean",
+            ),
+            (
+                json!({"type": "string", "name": "s", "alias": "s", "spec": {"min": 1}}),
+                "[0].spec: min/max does not apply to type string",
+            ),
+            (
+                json!({"type": "string", "name": "s", "alias": "s", "spec": {"values": ["a"]}}),
+                "[0].spec.values: values does not apply to type string",
+            ),
+            (
+                json!({"type": "integer", "name": "i", "alias": "i", "spec": {"min": 1.5}}),
+                "[0].spec.min: must be a whole number",
+            ),
+            (
+                json!({"type": "float", "name": "f", "alias": "f", "spec": {"min": 2, "max": 1}}),
+                "[0].spec: min 2 is greater than max 1",
+            ),
+            (
+                json!({"type": "string", "name": "s", "alias": "", "spec": {}}),
+                "[0].alias: must not be empty",
+            ),
+            (
+                json!({"type": "string", "name": "s", "alias": "s", "spec": {"required": true, "editable": false}}),
+                "[0].spec: a required field that is not editable needs a default",
+            ),
+        ];
+        for (item, expected) in cases {
+            let items: Vec<ConfigItem> = serde_json::from_value(json!([item])).unwrap();
+            let errors: Vec<String> = check_schema(&items)
+                .into_iter()
+                .map(|(p, m)| format!("{p}: {m}"))
+                .collect();
+            assert_eq!(errors.len(), 1, "{item}: {errors:?}");
+            assert!(
+                errors[0].starts_with(expected),
+                "{} does not start with {expected}",
+                errors[0]
+            );
+        }
+        let twice: Vec<ConfigItem> = serde_json::from_value(json!([
+            {"type": "string", "name": "a", "alias": "x"}, {"type": "boolean", "name": "b", "alias": "x"}
+        ]))
+        .unwrap();
+        assert_eq!(
+            check_schema(&twice),
+            vec![(
+                "[1].alias".into(),
+                "'x' is already the alias of config[0]".into()
+            )]
         );
     }
 

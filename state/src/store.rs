@@ -184,6 +184,7 @@ const MIGRATIONS: &[&str] = &["
     );
     CREATE INDEX events_by_module ON events (namespace, name, id);
     CREATE TABLE manifests (path TEXT PRIMARY KEY, text TEXT NOT NULL);
+    CREATE TABLE fetched_definitions (url TEXT PRIMARY KEY, text TEXT NOT NULL, fetched_at TEXT NOT NULL);
 "];
 
 /// How many events a module keeps; older ones are dropped as new ones come.
@@ -375,6 +376,34 @@ impl Store {
             [path.to_string_lossy()],
         )?;
         Ok(())
+    }
+
+    /// A definition fetched from `url`, kept so that restarts and lifecycle
+    /// calls never need the network again.
+    pub fn fetched_definition(&self, url: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.lock();
+        let text = conn
+            .query_row(
+                "SELECT text FROM fetched_definitions WHERE url = ?1",
+                [url],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(text)
+    }
+
+    pub fn save_fetched_definition(&self, url: &str, text: &str) -> Result<(), StoreError> {
+        self.lock().execute(
+            "INSERT INTO fetched_definitions (url, text, fetched_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (url) DO UPDATE SET text = excluded.text, fetched_at = excluded.fetched_at",
+            params![url, text, Utc::now().to_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets every fetched definition: the next resolution fetches anew.
+    pub fn forget_fetched_definitions(&self) -> Result<usize, StoreError> {
+        Ok(self.lock().execute("DELETE FROM fetched_definitions", [])?)
     }
 
     /// The newest `limit` events of a module, oldest first.
@@ -579,6 +608,21 @@ mod tests {
         );
         store.forget_manifest(path).unwrap();
         assert_eq!(store.last_good_manifest(path).unwrap(), None);
+    }
+
+    #[test]
+    fn fetched_definitions_are_cached_by_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let url = "http://127.0.0.1/d.yaml";
+        assert_eq!(store.fetched_definition(url).unwrap(), None);
+        store.save_fetched_definition(url, "kind: Custom").unwrap();
+        assert_eq!(
+            store.fetched_definition(url).unwrap().as_deref(),
+            Some("kind: Custom")
+        );
+        assert_eq!(store.forget_fetched_definitions().unwrap(), 1);
+        assert_eq!(store.fetched_definition(url).unwrap(), None);
     }
 
     #[test]

@@ -1,0 +1,64 @@
+//! Fetching `source.httpURL` definitions: http or https only, bounded in time
+//! and size, and anything but 200 is an error.
+
+use std::time::Duration;
+
+use forklet_state::source::{MAX_DEFINITION_BYTES, check_url};
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct Fetcher {
+    http: reqwest::Client,
+}
+
+impl Default for Fetcher {
+    fn default() -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(TOTAL_TIMEOUT)
+            .https_only(false)
+            .build()
+            .expect("a TLS client builds with the system's roots");
+        Self { http }
+    }
+}
+
+impl Fetcher {
+    /// The definition's text, or why it could not be had.
+    pub async fn fetch(&self, url: &str) -> Result<String, String> {
+        check_url(url)?;
+        let mut response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|err| describe(&err))?;
+        let status = response.status();
+        if status != reqwest::StatusCode::OK {
+            return Err(format!("answered {status} (expected 200 OK)"));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|err| describe(&err))? {
+            if (body.len() + chunk.len()) as u64 > MAX_DEFINITION_BYTES {
+                return Err(format!("larger than {MAX_DEFINITION_BYTES} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        String::from_utf8(body).map_err(|_| "not UTF-8 text".to_owned())
+    }
+}
+
+fn describe(err: &reqwest::Error) -> String {
+    if err.is_timeout() {
+        return format!("no answer within {TOTAL_TIMEOUT:?}");
+    }
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
