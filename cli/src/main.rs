@@ -3,6 +3,7 @@
 mod client;
 mod get;
 mod table;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,33 +40,67 @@ enum Command {
         #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Check manifest files or directories offline, as the daemon would.
+    ///
+    /// Exit status: 0 when everything is valid, 1 when anything is not,
+    /// 2 on usage errors.
+    Validate {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Also fetch httpURL definitions and check them.
+        #[arg(long)]
+        fetch: bool,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
 }
+
+/// Usage errors exit 2, as clap's own do.
+const USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let socket = cli.socket.unwrap_or_else(paths::default_socket);
-    let client = Client::new(&socket);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Get {
-                what,
-                namespace,
-                output,
-            } => get::run(&client, what, namespace, output).await,
+    let (text, code) = match cli.command {
+        Command::Get {
+            what,
+            namespace,
+            output,
+        } => {
+            let client = Client::new(&socket);
+            match runtime.block_on(get::run(&client, what, namespace, output)) {
+                Ok(text) => (text, ExitCode::SUCCESS),
+                Err(err) => return fail(&err.to_string(), ExitCode::FAILURE),
+            }
         }
-    });
-    match result {
-        Ok(text) => {
-            println!("{text}");
-            ExitCode::SUCCESS
+        Command::Validate {
+            paths,
+            fetch,
+            output,
+        } => {
+            let files = match validate::expand(&paths) {
+                Ok(files) => files,
+                Err(err) => return fail(&err, ExitCode::from(USAGE)),
+            };
+            let report = runtime.block_on(validate::run(&files, fetch));
+            let code = if report.valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+            (validate::render(&report, output), code)
         }
-        Err(err) => {
-            eprintln!("forklet: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    };
+    println!("{text}");
+    code
+}
+
+fn fail(message: &str, code: ExitCode) -> ExitCode {
+    eprintln!("forklet: {message}");
+    code
 }

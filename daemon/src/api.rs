@@ -67,6 +67,7 @@ async fn list_modules(State(state): State<ApiState>) -> Result<Json<Vec<ModuleVi
     let mut keys: Vec<ObjectKey> = records.iter().map(|r| r.key.clone()).collect();
     keys.extend(desired.modules.keys().cloned());
     keys.extend(desired.held(Kind::Module).cloned());
+    keys.extend(desired.awaiting.keys().cloned());
     keys.sort();
     keys.dedup();
     let records: HashMap<&ObjectKey, &ModuleRecord> = records.iter().map(|r| (&r.key, r)).collect();
@@ -117,6 +118,9 @@ fn module_view(
         (None, Some(_)) => ("failed".to_owned(), String::new()),
         (None, None) => ("pending".to_owned(), String::new()),
     };
+    if let Some(url) = desired.awaiting.get(key) {
+        message = format!("fetching the definition from {url}");
+    }
     // A manifest problem is what the user must act on; it goes first.
     if let Some(problems) = problems {
         message = if message.is_empty() {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use forklet_state::Problem;
 use forklet_state::desired::DesiredState;
-use forklet_state::manifest::{ParsedFile, parse_file};
+use forklet_state::manifest::{ParsedFile, is_manifest_file, parse_file};
 use forklet_state::source::{Definitions, read_definition_file};
 use forklet_state::store::Store;
 
@@ -73,7 +73,7 @@ impl Catalog {
         let mut seen = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
-            if is_manifest(&path) && path.is_file() {
+            if is_manifest_file(&path) && path.is_file() {
                 seen.push(path);
             }
         }
@@ -236,15 +236,6 @@ fn content_hash(text: &str) -> u64 {
     hasher.finish()
 }
 
-/// `.yaml`/`.yml` files, minus hidden files and editors' swap and backup files.
-fn is_manifest(path: &Path) -> bool {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-        return false;
-    };
-    let ignored = name.starts_with('.') || name.starts_with('#') || name.ends_with('~');
-    !ignored && (name.ends_with(".yaml") || name.ends_with(".yml"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,28 +243,12 @@ mod tests {
     use forklet_state::manifest::Kind;
     use std::fs;
 
-    const WS: &str =
-        "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\n";
-
-    #[test]
-    fn only_manifest_files_are_read() {
-        for (name, read) in [
-            ("a.yaml", true),
-            ("a.yml", true),
-            (".a.yaml", false),
-            ("a.yaml~", false),
-            ("#a.yaml#", false),
-            ("a.yaml.swp", false),
-            ("a.yaml.bak", false),
-            ("a.json", false),
-        ] {
-            assert_eq!(is_manifest(Path::new(name)), read, "{name}");
-        }
-    }
-
     fn store(dir: &Path) -> Arc<Store> {
         Arc::new(Store::open(&dir.join("state.db")).unwrap())
     }
+
+    const WS: &str =
+        "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\n";
 
     #[test]
     fn a_file_that_breaks_keeps_its_last_good_documents_until_deleted() {

@@ -7,7 +7,6 @@
 pub mod api;
 pub mod catalog;
 pub mod docker;
-pub mod fetch;
 pub mod plan;
 pub mod protocol;
 pub mod reconciler;

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
-use crate::fetch::Fetcher;
+use forklet_state::fetch::Fetcher;
 
 /// Long enough to gather an editor's save, short enough not to be noticed.
 const QUIET: Duration = Duration::from_millis(25);
@@ -120,12 +120,12 @@ struct Fetches {
 
 impl Fetches {
     fn start(&mut self, state: &DesiredState) {
-        for url in &state.unfetched {
-            if !self.in_flight.insert(url.clone()) {
+        for url in state.unfetched() {
+            if !self.in_flight.insert(url.to_owned()) {
                 continue;
             }
             tracing::info!(url, "fetching a module definition");
-            let (fetcher, done, url) = (self.fetcher.clone(), self.done.clone(), url.clone());
+            let (fetcher, done, url) = (self.fetcher.clone(), self.done.clone(), url.to_owned());
             tokio::spawn(async move {
                 let result = fetcher.fetch(&url).await;
                 let _ = done.send((url, result));

@@ -58,8 +58,8 @@ pub struct DesiredState {
     /// Named by a document but not resolvable now.
     pub held: BTreeSet<(Kind, ObjectKey)>,
     pub problems: Vec<Problem>,
-    /// `httpURL`s a module waits for: the daemon fetches them.
-    pub unfetched: BTreeSet<String>,
+    /// Modules waiting for their `httpURL` definition to be fetched.
+    pub awaiting: BTreeMap<ObjectKey, String>,
 }
 
 impl DesiredState {
@@ -102,7 +102,7 @@ impl DesiredState {
         }
         for (key, docs) in module_docs {
             match unique(Kind::Module, &key, &docs).and_then(|doc| {
-                resolve_module(doc, &state.workspaces, definitions, &mut state.unfetched)
+                resolve_module(doc, &state.workspaces, definitions, &mut state.awaiting)
             }) {
                 Ok(module) => {
                     state.modules.insert(key, module);
@@ -128,6 +128,11 @@ impl DesiredState {
 
     pub fn is_held(&self, kind: Kind, key: &ObjectKey) -> bool {
         self.held.contains(&(kind, key.clone()))
+    }
+
+    /// The URLs some module waits for.
+    pub fn unfetched(&self) -> BTreeSet<&str> {
+        self.awaiting.values().map(String::as_str).collect()
     }
 
     /// Problems attached to one object, for showing on it.
@@ -169,7 +174,7 @@ fn resolve_module(
     doc: &Document<ModuleSpec>,
     workspaces: &BTreeMap<ObjectKey, DesiredWorkspace>,
     definitions: &dyn Definitions,
-    unfetched: &mut BTreeSet<String>,
+    awaiting: &mut BTreeMap<ObjectKey, String>,
 ) -> Result<DesiredModule, Vec<Problem>> {
     let problem = |field: &str, message: String| {
         Problem::document(&doc.file, Kind::Module, &doc.key, field, message)
@@ -177,9 +182,8 @@ fn resolve_module(
     let (raw, source_field) = definition_of(doc, definitions).map_err(|err| match err {
         SourceError::Invalid { field, message } => vec![problem(&field, message)],
         SourceError::Unfetched { url } => {
-            let message = format!("waiting for the definition from {url}");
-            unfetched.insert(url);
-            vec![problem("spec.source.httpURL", message)]
+            awaiting.insert(doc.key.clone(), url);
+            Vec::new()
         }
     })?;
     let definition = parse_definition(&raw).map_err(|errors| {

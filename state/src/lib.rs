@@ -7,6 +7,8 @@
 pub mod api;
 pub mod definition;
 pub mod desired;
+#[cfg(feature = "fetch")]
+pub mod fetch;
 pub mod manifest;
 pub mod paths;
 pub mod problem;

@@ -212,6 +212,15 @@ pub struct ParsedFile {
     pub problems: Vec<Problem>,
 }
 
+/// `.yaml`/`.yml` files, minus hidden files and editors' swap and backup files.
+pub fn is_manifest_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let ignored = name.starts_with('.') || name.starts_with('#') || name.ends_with('~');
+    !ignored && (name.ends_with(".yaml") || name.ends_with(".yml"))
+}
+
 /// Parses every YAML document in `text`; `file` is only for messages.
 pub fn parse_file(file: &Path, text: &str) -> ParsedFile {
     let mut parsed = ParsedFile::default();
@@ -365,6 +374,22 @@ mod tests {
 
     fn parse(text: &str) -> ParsedFile {
         parse_file(Path::new("m.yaml"), text)
+    }
+
+    #[test]
+    fn only_manifest_files_are_read() {
+        for (name, read) in [
+            ("a.yaml", true),
+            ("a.yml", true),
+            (".a.yaml", false),
+            ("a.yaml~", false),
+            ("#a.yaml#", false),
+            ("a.yaml.swp", false),
+            ("a.yaml.bak", false),
+            ("a.json", false),
+        ] {
+            assert_eq!(is_manifest_file(Path::new(name)), read, "{name}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use forklet_state::source::{MAX_DEFINITION_BYTES, check_url};
+use crate::source::{MAX_DEFINITION_BYTES, check_url};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
