@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use forklet_state::api::ErrorBody;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 #[derive(Debug)]
@@ -48,10 +49,25 @@ impl Client {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        // The host is ignored on a Unix socket; the path is what counts.
-        let response = self
-            .http
-            .get(format!("http://forkletd{path}"))
+        let bytes = self.send(self.http.get(url(path))).await?;
+        decode(&bytes)
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let bytes = self.send(self.http.post(url(path)).json(body)).await?;
+        decode(&bytes)
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        self.send(self.http.delete(url(path))).await.map(drop)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, ClientError> {
+        let response = request
             .send()
             .await
             .map_err(|err| ClientError::Unreachable {
@@ -69,9 +85,18 @@ impl Client {
                 .unwrap_or_else(|_| format!("forkletd answered {status}"));
             return Err(ClientError::Api(message));
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|err| ClientError::Api(format!("unexpected answer from forkletd: {err}")))
+        Ok(bytes.to_vec())
     }
+}
+
+/// The host is ignored on a Unix socket; the path is what counts.
+fn url(path: &str) -> String {
+    format!("http://forkletd{path}")
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ClientError> {
+    serde_json::from_slice(bytes)
+        .map_err(|err| ClientError::Api(format!("unexpected answer from forkletd: {err}")))
 }
 
 fn root_cause(err: &reqwest::Error) -> String {

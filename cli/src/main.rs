@@ -2,6 +2,7 @@
 
 mod client;
 mod get;
+mod secret;
 mod table;
 mod validate;
 
@@ -40,6 +41,11 @@ enum Command {
         #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Manage registry secrets for imagePullSecrets.
+    Secret {
+        #[command(subcommand)]
+        action: secret::Action,
+    },
     /// Check manifest files or directories offline, as the daemon would.
     ///
     /// Exit status: 0 when everything is valid, 1 when anything is not,
@@ -74,6 +80,13 @@ fn main() -> ExitCode {
         } => {
             let client = Client::new(&socket);
             match runtime.block_on(get::run(&client, what, namespace, output)) {
+                Ok(text) => (text, ExitCode::SUCCESS),
+                Err(err) => return fail(&err.to_string(), ExitCode::FAILURE),
+            }
+        }
+        Command::Secret { action } => {
+            let client = Client::new(&socket);
+            match runtime.block_on(secret::run(&client, action)) {
                 Ok(text) => (text, ExitCode::SUCCESS),
                 Err(err) => return fail(&err.to_string(), ExitCode::FAILURE),
             }

@@ -10,11 +10,15 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::{Json, Router};
-use forklet_state::api::{ErrorBody, EventView, ModuleView, WorkspaceView};
+use forklet_state::api::{
+    ErrorBody, EventView, ModuleView, SecretCreate, SecretView, WorkspaceView,
+};
 use forklet_state::desired::DesiredState;
 use forklet_state::manifest::Kind;
+use forklet_state::quantity::check_dns_label;
+use forklet_state::store::{DOCKER_REGISTRY, RegistrySecret};
 use forklet_state::store::{ModuleRecord, Store, StoreError};
 use forklet_state::{ObjectKey, Problem};
 use tokio::sync::watch;
@@ -32,6 +36,10 @@ pub struct ApiState {
 pub enum ApiError {
     #[error("{kind} {key} not found")]
     NotFound { kind: Kind, key: ObjectKey },
+    #[error("secret {0} not found")]
+    NoSuchSecret(String),
+    #[error("{0}")]
+    BadRequest(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -39,7 +47,9 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
-            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::NotFound { .. } | ApiError::NoSuchSecret(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Store(StoreError::SecretExists(_)) => StatusCode::CONFLICT,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (
@@ -58,6 +68,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/modules/{namespace}/{name}", get(get_module))
         .route("/v1/workspaces", get(list_workspaces))
         .route("/v1/workspaces/{namespace}/{name}", get(get_workspace))
+        .route("/v1/secrets", get(list_secrets).post(create_secret))
+        .route("/v1/secrets/{name}", delete(delete_secret))
         .with_state(state)
 }
 
@@ -209,6 +221,61 @@ fn workspace_view(key: &ObjectKey, desired: &DesiredState) -> WorkspaceView {
             .count(),
         file: workspace.map(|w| w.file.display().to_string()),
     }
+}
+
+async fn list_secrets(State(state): State<ApiState>) -> Result<Json<Vec<SecretView>>, ApiError> {
+    let names = state.store.secret_names()?;
+    Ok(Json(
+        names
+            .into_iter()
+            .map(|(name, kind)| SecretView { name, kind })
+            .collect(),
+    ))
+}
+
+async fn create_secret(
+    State(state): State<ApiState>,
+    Json(request): Json<SecretCreate>,
+) -> Result<(StatusCode, Json<SecretView>), ApiError> {
+    if request.kind != DOCKER_REGISTRY {
+        return Err(ApiError::BadRequest(format!(
+            "secret type {:?} is not supported (only {DOCKER_REGISTRY})",
+            request.kind
+        )));
+    }
+    check_dns_label(&request.name)
+        .map_err(|e| ApiError::BadRequest(format!("secret name: {e}")))?;
+    if request.server.trim().is_empty() || request.username.is_empty() {
+        return Err(ApiError::BadRequest(
+            "a docker-registry secret needs a server and a username".into(),
+        ));
+    }
+    let secret = RegistrySecret {
+        name: request.name,
+        server: request.server,
+        username: request.username,
+        password: request.password,
+    };
+    state.store.create_secret(&secret)?;
+    tracing::info!(secret = %secret.name, server = %secret.server, "secret created");
+    Ok((
+        StatusCode::CREATED,
+        Json(SecretView {
+            name: secret.name,
+            kind: DOCKER_REGISTRY.into(),
+        }),
+    ))
+}
+
+async fn delete_secret(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if !state.store.delete_secret(&name)? {
+        return Err(ApiError::NoSuchSecret(name));
+    }
+    tracing::info!(secret = %name, "secret deleted");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn joined<'a>(problems: impl Iterator<Item = &'a Problem>) -> Option<String> {

@@ -16,9 +16,13 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder,
 };
 use forklet_state::ObjectKey;
-use futures_util::TryStreamExt;
+use std::time::{Duration, Instant};
 
-use crate::runtime::{Runner, RunnerSpec, Runtime, RuntimeError};
+use bollard::auth::DockerCredentials;
+use futures_util::StreamExt;
+
+use crate::image_ref::{PullPolicy, credentials_for, pull_policy};
+use crate::runtime::{Progress, Runner, RunnerSpec, Runtime, RuntimeError};
 
 pub const LABEL_INSTANCE: &str = "forklet.instance";
 pub const LABEL_MODULE: &str = "forklet.module";
@@ -72,27 +76,75 @@ impl DockerRuntime {
         }
     }
 
-    async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
-        if self.docker.inspect_image(image).await.is_ok() {
+    /// Pulls `spec`'s image if the policy asks for it, with the registry
+    /// secret that fits its server, reporting progress.
+    async fn ensure_image(
+        &self,
+        spec: &RunnerSpec,
+        progress: Progress<'_>,
+    ) -> Result<(), RuntimeError> {
+        let image = spec.settings.image.as_str();
+        if pull_policy(image) == PullPolicy::IfNotPresent
+            && self.docker.inspect_image(image).await.is_ok()
+        {
             return Ok(());
         }
-        tracing::info!(image, "pulling image");
+        let secret = credentials_for(image, &spec.credentials);
+        tracing::info!(
+            image,
+            secret = secret.map(|s| s.name.as_str()),
+            "pulling image"
+        );
+        progress(&format!("pulling image {image}"));
+        let credentials = secret.map(|s| DockerCredentials {
+            username: Some(s.username.clone()),
+            password: Some(s.password.clone()),
+            serveraddress: Some(s.server.clone()),
+            ..Default::default()
+        });
         let options = CreateImageOptionsBuilder::default()
             .from_image(image)
             .build();
-        self.docker
-            .create_image(Some(options), None, None)
-            .try_for_each(|_| async { Ok(()) })
-            .await
-            .map_err(|err| RuntimeError::Pull {
+        let mut pull = self.docker.create_image(Some(options), None, credentials);
+        let mut reported = Instant::now();
+        while let Some(step) = pull.next().await {
+            let step = step.map_err(|err| RuntimeError::Pull {
                 image: image.to_owned(),
                 detail: err.to_string(),
-            })
+            })?;
+            if let Some(message) = step.error_detail.and_then(|e| e.message) {
+                return Err(RuntimeError::Pull {
+                    image: image.to_owned(),
+                    detail: message,
+                });
+            }
+            // A line a second is news; one per layer chunk is noise.
+            if reported.elapsed() >= Duration::from_secs(1) {
+                reported = Instant::now();
+                let mut line =
+                    format!("pulling image {image}: {}", step.status.unwrap_or_default());
+                if let Some(detail) = step.progress_detail
+                    && let (Some(current), Some(total)) = (detail.current, detail.total)
+                {
+                    line.push_str(&format!(" {} of {} MB", current >> 20, total >> 20));
+                }
+                progress(&line);
+            }
+        }
+        tracing::info!(image, "pulled image");
+        Ok(())
     }
 
-    async fn create(&self, spec: &RunnerSpec) -> Result<String, RuntimeError> {
+    async fn create(
+        &self,
+        spec: &RunnerSpec,
+        progress: Progress<'_>,
+    ) -> Result<String, RuntimeError> {
+        if !spec.missing_secrets.is_empty() {
+            return Err(RuntimeError::MissingSecrets(spec.missing_secrets.clone()));
+        }
         let settings = &spec.settings;
-        self.ensure_image(&settings.image).await?;
+        self.ensure_image(spec, progress).await?;
         let mut env = vec!["PORT=8080".to_owned()];
         if settings.kubeconfig {
             env.push("KUBECONFIG=/forkspacer/workspace_kubeconfig".to_owned());
@@ -182,7 +234,11 @@ impl DockerRuntime {
 }
 
 impl Runtime for DockerRuntime {
-    async fn ensure_runner(&self, spec: &RunnerSpec) -> Result<Runner, RuntimeError> {
+    async fn ensure_runner(
+        &self,
+        spec: &RunnerSpec,
+        progress: Progress<'_>,
+    ) -> Result<Runner, RuntimeError> {
         let mut keep = None;
         for container in self.runners_of(&spec.key).await? {
             let Some(id) = container.id else { continue };
@@ -200,7 +256,7 @@ impl Runtime for DockerRuntime {
         }
         let id = match keep {
             Some(id) => id,
-            None => self.create(spec).await?,
+            None => self.create(spec, progress).await?,
         };
         // The port is read afresh every time: an engine restart may move it.
         self.start(&id).await

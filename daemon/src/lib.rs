@@ -7,6 +7,7 @@
 pub mod api;
 pub mod catalog;
 pub mod docker;
+pub mod image_ref;
 pub mod plan;
 pub mod protocol;
 pub mod reconciler;

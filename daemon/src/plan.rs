@@ -108,6 +108,7 @@ mod tests {
             kubeconfig: false,
             cpu_shares: None,
             memory_reservation: None,
+            pull_secrets: Vec::new(),
         }
     }
 

@@ -355,12 +355,27 @@ impl<R: Runtime> Worker<R> {
             return Ok(runner.endpoint);
         }
         self.runner = None;
+        let (mut credentials, mut missing_secrets) = (Vec::new(), Vec::new());
+        for name in &settings.pull_secrets {
+            match self.ctx.store.secret(name)? {
+                Some(secret) => credentials.push(secret),
+                None => missing_secrets.push(name.clone()),
+            }
+        }
         let spec = RunnerSpec {
             key: self.key.clone(),
             settings: settings.clone(),
             files_dir: self.ctx.files.dir(&self.key),
+            credentials,
+            missing_secrets,
         };
-        let runner = self.ctx.runtime.ensure_runner(&spec).await?;
+        let (store, key) = (self.ctx.store.clone(), self.key.clone());
+        let progress = move |line: &str| {
+            if let Err(err) = store.set_message(&key, line) {
+                tracing::warn!(module = %key, error = %err, "cannot record progress");
+            }
+        };
+        let runner = self.ctx.runtime.ensure_runner(&spec, &progress).await?;
         if self.record().container_id.as_deref() != Some(runner.container_id.as_str()) {
             self.record_mut().container_id = Some(runner.container_id.clone());
             let message = format!("runner container {}", short_id(&runner.container_id));

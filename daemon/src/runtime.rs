@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use forklet_state::ObjectKey;
-use forklet_state::store::RunnerSettings;
+use forklet_state::store::{RegistrySecret, RunnerSettings};
 
 /// How a module's runner container must look.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +15,10 @@ pub struct RunnerSpec {
     pub settings: RunnerSettings,
     /// Mounted read-only at `/forkspacer`.
     pub files_dir: PathBuf,
+    /// The registry secrets named in `settings.pull_secrets` that exist.
+    pub credentials: Vec<RegistrySecret>,
+    /// Those named that do not: a runner cannot be made until they do.
+    pub missing_secrets: Vec<String>,
 }
 
 /// A running runner: where its HTTP API answers.
@@ -35,7 +39,16 @@ pub enum RuntimeError {
     },
     #[error("runner container {id} publishes no port for 8080/tcp")]
     NoPort { id: String },
+    #[error(
+        "image pull secret {} does not exist (create it with: forklet secret create docker-registry NAME \
+         --docker-server ... --docker-username ... --docker-password-stdin)",
+        .0.join(", ")
+    )]
+    MissingSecrets(Vec<String>),
 }
+
+/// Where long work (an image pull) reports how it goes.
+pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
 pub trait Runtime: Send + Sync + 'static {
     /// Makes sure exactly one runner for `spec.key` runs and matches `spec`:
@@ -44,6 +57,7 @@ pub trait Runtime: Send + Sync + 'static {
     fn ensure_runner(
         &self,
         spec: &RunnerSpec,
+        progress: Progress<'_>,
     ) -> impl Future<Output = Result<Runner, RuntimeError>> + Send;
 
     /// Removes every runner of `key`; absent ones are no error.

@@ -48,6 +48,7 @@ impl Harness {
     /// Builds the hello image (once per test binary) and starts a daemon.
     pub async fn start() -> Option<Self> {
         let docker = docker_or_skip().await?;
+        capture_logs();
         build_hello_image();
         let manifests = tempfile::tempdir().expect("temp dir");
         let state = tempfile::tempdir().expect("temp dir");
@@ -154,6 +155,43 @@ impl Harness {
             response.status()
         );
         Some(response.json().await.expect("a JSON answer"))
+    }
+
+    /// `POST path` with a JSON body on the control API: status and body.
+    pub async fn api_post(&self, path: &str, body: &Value) -> (reqwest::StatusCode, Value) {
+        let response = self
+            .api
+            .post(format!("http://forkletd{path}"))
+            .json(body)
+            .send()
+            .await
+            .expect("the API answers");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Every response body of the read endpoints, concatenated: for checking
+    /// that nothing secret is ever answered.
+    pub async fn everything_the_api_says(&self) -> String {
+        let mut text = String::new();
+        let modules: Vec<ModuleView> = self.api("/v1/modules").await.unwrap_or_default();
+        for module in &modules {
+            let one: Value = self
+                .api(&format!("/v1/modules/{}/{}", module.namespace, module.name))
+                .await
+                .unwrap_or_default();
+            text.push_str(&one.to_string());
+        }
+        for path in ["/v1/modules", "/v1/workspaces", "/v1/secrets"] {
+            text.push_str(
+                &self
+                    .api::<Value>(path)
+                    .await
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        text
     }
 
     pub async fn module(&self, name: &str) -> Option<ModuleView> {
@@ -303,6 +341,35 @@ impl ModuleOutput {
             .expect("log task");
         self.lines.lock().expect("not poisoned").clone()
     }
+}
+
+/// Everything the daemons of this test process logged, at every level.
+pub fn logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().expect("not poisoned")).into_owned()
+}
+
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().expect("not poisoned").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    // Another subscriber may already be set (e.g. by a test); then keep it.
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(|| LogSink)
+        .try_init();
 }
 
 async fn docker_or_skip() -> Option<Docker> {

@@ -59,3 +59,32 @@ pub struct WorkspaceView {
 pub struct ErrorBody {
     pub error: String,
 }
+
+/// `POST /v1/secrets`: the password travels once, inbound, and is never
+/// sent back by any endpoint.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretCreate {
+    pub name: String,
+    /// Only `docker-registry`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub server: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for SecretCreate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretCreate")
+            .field("name", &self.name)
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretView {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}

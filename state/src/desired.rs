@@ -230,6 +230,7 @@ fn resolve_module(
         kubeconfig: kubeconfig.is_some(),
         cpu_shares: definition.cpu_shares(),
         memory_reservation: definition.memory_reservation(),
+        pull_secrets: definition.spec.image_pull_secrets.clone(),
     };
     Ok(DesiredModule {
         key: doc.key.clone(),

@@ -35,6 +35,8 @@ pub enum StoreError {
         "state database was written by a newer forklet (schema {found}, this one knows {known})"
     )]
     TooNew { found: i64, known: i64 },
+    #[error("secret {0} already exists")]
+    SecretExists(String),
 }
 
 /// The phases users and tools know from the Forkspacer operator.
@@ -144,7 +146,33 @@ pub struct RunnerSettings {
     pub kubeconfig: bool,
     pub cpu_shares: Option<i64>,
     pub memory_reservation: Option<i64>,
+    /// Names of the registry secrets to pull the image with.
+    #[serde(default)]
+    pub pull_secrets: Vec<String>,
 }
+
+/// Credentials for a private registry (`kubectl create secret docker-registry`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistrySecret {
+    pub name: String,
+    pub server: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// Never prints the password, so no log line or panic message can leak it.
+impl std::fmt::Debug for RegistrySecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrySecret")
+            .field("name", &self.name)
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+pub const DOCKER_REGISTRY: &str = "docker-registry";
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -185,6 +213,14 @@ const MIGRATIONS: &[&str] = &["
     CREATE INDEX events_by_module ON events (namespace, name, id);
     CREATE TABLE manifests (path TEXT PRIMARY KEY, text TEXT NOT NULL);
     CREATE TABLE fetched_definitions (url TEXT PRIMARY KEY, text TEXT NOT NULL, fetched_at TEXT NOT NULL);
+    CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        server TEXT NOT NULL,
+        username TEXT NOT NULL,
+        password TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
 "];
 
 /// How many events a module keeps; older ones are dropped as new ones come.
@@ -289,6 +325,15 @@ impl Store {
             )
             .optional()?;
         raw.map(RawRecord::decode).transpose()
+    }
+
+    /// Updates only the message of a module, for progress on long work.
+    pub fn set_message(&self, key: &ObjectKey, message: &str) -> Result<(), StoreError> {
+        self.lock().execute(
+            "UPDATE modules SET message = ?3 WHERE namespace = ?1 AND name = ?2",
+            params![key.namespace, key.name, message],
+        )?;
+        Ok(())
     }
 
     /// Writes `record` and, in the same transaction, an event for its history.
@@ -404,6 +449,60 @@ impl Store {
     /// Forgets every fetched definition: the next resolution fetches anew.
     pub fn forget_fetched_definitions(&self) -> Result<usize, StoreError> {
         Ok(self.lock().execute("DELETE FROM fetched_definitions", [])?)
+    }
+
+    pub fn create_secret(&self, secret: &RegistrySecret) -> Result<(), StoreError> {
+        let inserted = self.lock().execute(
+            "INSERT INTO secrets (name, type, server, username, password, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name) DO NOTHING",
+            params![
+                secret.name,
+                DOCKER_REGISTRY,
+                secret.server,
+                secret.username,
+                secret.password,
+                Utc::now().to_rfc3339()
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::SecretExists(secret.name.clone()));
+        }
+        Ok(())
+    }
+
+    pub fn secret(&self, name: &str) -> Result<Option<RegistrySecret>, StoreError> {
+        let conn = self.lock();
+        let secret = conn
+            .query_row(
+                "SELECT name, server, username, password FROM secrets WHERE name = ?1",
+                [name],
+                |row| {
+                    Ok(RegistrySecret {
+                        name: row.get(0)?,
+                        server: row.get(1)?,
+                        username: row.get(2)?,
+                        password: row.get(3)?,
+                    })
+                },
+            )
+            .optional()?;
+        Ok(secret)
+    }
+
+    /// Names and types only: what may be shown.
+    pub fn secret_names(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT name, type FROM secrets ORDER BY name")?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// `false` when there was no such secret.
+    pub fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .execute("DELETE FROM secrets WHERE name = ?1", [name])?
+            > 0)
     }
 
     /// The newest `limit` events of a module, oldest first.
@@ -543,6 +642,7 @@ mod tests {
             kubeconfig: true,
             cpu_shares: None,
             memory_reservation: Some(1 << 20),
+            pull_secrets: vec!["reg".into()],
         };
         let mut record = ModuleRecord::new(
             ObjectKey::new("default", "app"),
@@ -623,6 +723,31 @@ mod tests {
         );
         assert_eq!(store.forget_fetched_definitions().unwrap(), 1);
         assert_eq!(store.fetched_definition(url).unwrap(), None);
+    }
+
+    #[test]
+    fn secrets_are_kept_listed_by_name_and_never_debug_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let secret = RegistrySecret {
+            name: "reg".into(),
+            server: "127.0.0.1:5000".into(),
+            username: "u".into(),
+            password: "hunter2".into(),
+        };
+        store.create_secret(&secret).unwrap();
+        assert!(
+            matches!(store.create_secret(&secret), Err(StoreError::SecretExists(name)) if name == "reg")
+        );
+        assert_eq!(store.secret("reg").unwrap(), Some(secret.clone()));
+        assert_eq!(
+            store.secret_names().unwrap(),
+            vec![("reg".to_owned(), DOCKER_REGISTRY.to_owned())]
+        );
+        assert!(!format!("{secret:?}").contains("hunter2"));
+        assert!(store.delete_secret("reg").unwrap());
+        assert!(!store.delete_secret("reg").unwrap());
+        assert_eq!(store.secret("reg").unwrap(), None);
     }
 
     #[test]
