@@ -22,7 +22,9 @@ use bollard::auth::DockerCredentials;
 use futures_util::StreamExt;
 
 use crate::image_ref::{PullPolicy, credentials_for, pull_policy};
-use crate::runtime::{Progress, Runner, RunnerSpec, Runtime, RuntimeError};
+use crate::runtime::{
+    CONTROLLER_MOUNT, CONTROLLER_SOCKET, Progress, Runner, RunnerSpec, Runtime, RuntimeError,
+};
 
 pub const LABEL_INSTANCE: &str = "forklet.instance";
 pub const LABEL_MODULE: &str = "forklet.module";
@@ -149,6 +151,11 @@ impl DockerRuntime {
         if settings.kubeconfig {
             env.push("KUBECONFIG=/forkspacer/workspace_kubeconfig".to_owned());
         }
+        let mut binds = vec![format!("{}:/forkspacer:ro", spec.files_dir.display())];
+        if let Some(dir) = &spec.controller_dir {
+            env.push(format!("FORKLET_SOCKET={CONTROLLER_SOCKET}"));
+            binds.push(format!("{}:{CONTROLLER_MOUNT}", dir.display()));
+        }
         let labels = HashMap::from([
             (LABEL_INSTANCE.to_owned(), self.instance.clone()),
             (LABEL_MODULE.to_owned(), spec.key.to_string()),
@@ -159,7 +166,7 @@ impl DockerRuntime {
             host_port: Some(String::new()),
         };
         let host_config = HostConfig {
-            binds: Some(vec![format!("{}:/forkspacer:ro", spec.files_dir.display())]),
+            binds: Some(binds),
             // Any free port, on loopback only: the module API is not for the network.
             port_bindings: Some(HashMap::from([(
                 MODULE_PORT.to_owned(),

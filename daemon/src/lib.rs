@@ -110,6 +110,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let (desired_tx, desired_rx) = watch::channel(Arc::new(initial));
 
     let listener = bind_socket(&config.socket)?;
+    // A socket of its own, in a directory of its own, for runners with the
+    // `controller` permission: what is mounted into them is that and nothing
+    // more (never the state dir), and it outlives daemon restarts.
+    let controller_dir = state_dir.join("controller");
+    let controller_socket = controller_dir.join("forkletd.sock");
+    let controller_listener = bind_socket(&controller_socket)?;
     tracing::info!(socket = %config.socket.display(), manifests = %manifests.display(), "forkletd ready");
 
     let ctx = Arc::new(Context {
@@ -119,6 +125,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         files: RunnerFiles::new(state_dir),
         permits: Semaphore::new(config.max_concurrent.max(1)),
         shutdown: shutdown.clone(),
+        controller_dir,
     });
     let supervisor = tokio::spawn(Supervisor::new(ctx).run(desired_rx.clone()));
     let watching = tokio::spawn(watcher.run(catalog, desired_tx, shutdown.clone()));
@@ -126,17 +133,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         store,
         desired: desired_rx,
     });
-    let serve =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let served = serve.await.map_err(|source| Error::Socket {
-        path: config.socket.clone(),
-        source,
-    });
+    let stopped = || shutdown.clone().cancelled_owned();
+    let users = axum::serve(listener, app.clone()).with_graceful_shutdown(stopped());
+    let runners = axum::serve(controller_listener, app).with_graceful_shutdown(stopped());
+    let served = tokio::try_join!(users.into_future(), runners.into_future())
+        .map(drop)
+        .map_err(|source| Error::Socket {
+            path: config.socket.clone(),
+            source,
+        });
 
     shutdown.cancel();
     let _ = watching.await;
     let supervised = supervisor.await.expect("the supervisor does not panic");
     let _ = std::fs::remove_file(&config.socket);
+    let _ = std::fs::remove_file(&controller_socket);
     served?;
     supervised?;
     Ok(())

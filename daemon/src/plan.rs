@@ -109,6 +109,7 @@ mod tests {
             cpu_shares: None,
             memory_reservation: None,
             pull_secrets: Vec::new(),
+            controller: false,
         }
     }
 

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -34,6 +35,8 @@ pub struct Context<R> {
     pub files: RunnerFiles,
     pub permits: Semaphore,
     pub shutdown: CancellationToken,
+    /// The directory of the control socket that `controller` runners get.
+    pub controller_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -368,6 +371,7 @@ impl<R: Runtime> Worker<R> {
             files_dir: self.ctx.files.dir(&self.key),
             credentials,
             missing_secrets,
+            controller_dir: settings.controller.then(|| self.ctx.controller_dir.clone()),
         };
         let (store, key) = (self.ctx.store.clone(), self.key.clone());
         let progress = move |line: &str| {

@@ -19,7 +19,14 @@ pub struct RunnerSpec {
     pub credentials: Vec<RegistrySecret>,
     /// Those named that do not: a runner cannot be made until they do.
     pub missing_secrets: Vec<String>,
+    /// With the `controller` permission: the directory of the control
+    /// socket meant for runners, mounted at [`CONTROLLER_MOUNT`].
+    pub controller_dir: Option<PathBuf>,
 }
+
+/// Where a runner with the `controller` permission finds forklet's API.
+pub const CONTROLLER_MOUNT: &str = "/forklet";
+pub const CONTROLLER_SOCKET: &str = "/forklet/forkletd.sock";
 
 /// A running runner: where its HTTP API answers.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -231,6 +231,7 @@ fn resolve_module(
         cpu_shares: definition.cpu_shares(),
         memory_reservation: definition.memory_reservation(),
         pull_secrets: definition.spec.image_pull_secrets.clone(),
+        controller: definition.spec.has(Permission::Controller),
     };
     Ok(DesiredModule {
         key: doc.key.clone(),

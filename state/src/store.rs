@@ -149,6 +149,9 @@ pub struct RunnerSettings {
     /// Names of the registry secrets to pull the image with.
     #[serde(default)]
     pub pull_secrets: Vec<String>,
+    /// Whether the runner gets the control API (`controller` permission).
+    #[serde(default)]
+    pub controller: bool,
 }
 
 /// Credentials for a private registry (`kubectl create secret docker-registry`).
@@ -643,6 +646,7 @@ mod tests {
             cpu_shares: None,
             memory_reservation: Some(1 << 20),
             pull_secrets: vec!["reg".into()],
+            controller: false,
         };
         let mut record = ModuleRecord::new(
             ObjectKey::new("default", "app"),

@@ -123,6 +123,9 @@ fn route(method: &str, path: &str, raw: &[u8], started: Instant) -> Reply {
                     body: reason.to_owned(),
                 };
             }
+            if metadata.get("probeControlApi") == Some(&Value::Bool(true)) {
+                metadata.insert("controlApi".into(), probe_control_api().into());
+            }
             let installs = metadata
                 .get("installs")
                 .and_then(Value::as_u64)
@@ -173,6 +176,26 @@ fn log_start() {
         .is_some_and(|path| std::fs::read(path).is_ok());
     let line = json!({ "event": "start", "config": config, "kubeconfig": kubeconfig, "kubeconfigReadable": readable });
     println!("{line}");
+}
+
+/// With the `controller` permission a module may call forklet's control API
+/// on `$FORKLET_SOCKET`; this reports the status line of `GET /v1/modules`,
+/// or why there was none.
+fn probe_control_api() -> String {
+    use std::os::unix::net::UnixStream;
+    let Ok(path) = std::env::var("FORKLET_SOCKET") else {
+        return "unreachable: FORKLET_SOCKET is not set".into();
+    };
+    let exchange = || -> std::io::Result<String> {
+        let mut stream = UnixStream::connect(&path)?;
+        stream.write_all(
+            b"GET /v1/modules HTTP/1.1\r\nHost: forkletd\r\nConnection: close\r\n\r\n",
+        )?;
+        let mut status = String::new();
+        BufReader::new(stream).read_line(&mut status)?;
+        Ok(status.trim_end().to_owned())
+    };
+    exchange().unwrap_or_else(|err| format!("unreachable: {err}"))
 }
 
 fn log_request(endpoint: &str, body: &Value) {
