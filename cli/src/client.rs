@@ -62,6 +62,11 @@ impl Client {
         decode(&bytes)
     }
 
+    /// `POST` without a body, for requests that only start something.
+    pub async fn trigger(&self, path: &str) -> Result<(), ClientError> {
+        self.send(self.http.post(url(path))).await.map(drop)
+    }
+
     pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
         self.send(self.http.delete(url(path))).await.map(drop)
     }

@@ -41,6 +41,9 @@ enum Command {
         #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Fetch every httpURL definition again; modules whose definition
+    /// changed are installed again.
+    Refresh,
     /// Manage registry secrets for imagePullSecrets.
     Secret {
         #[command(subcommand)]
@@ -72,25 +75,17 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let (text, code) = match cli.command {
+    let client = || Client::new(&socket);
+    let answer = match cli.command {
         Command::Get {
             what,
             namespace,
             output,
-        } => {
-            let client = Client::new(&socket);
-            match runtime.block_on(get::run(&client, what, namespace, output)) {
-                Ok(text) => (text, ExitCode::SUCCESS),
-                Err(err) => return fail(&err.to_string(), ExitCode::FAILURE),
-            }
-        }
-        Command::Secret { action } => {
-            let client = Client::new(&socket);
-            match runtime.block_on(secret::run(&client, action)) {
-                Ok(text) => (text, ExitCode::SUCCESS),
-                Err(err) => return fail(&err.to_string(), ExitCode::FAILURE),
-            }
-        }
+        } => runtime.block_on(get::run(&client(), what, namespace, output)),
+        Command::Refresh => runtime
+            .block_on(client().trigger("/v1/definitions/refresh"))
+            .map(|()| "fetching httpURL definitions again".to_owned()),
+        Command::Secret { action } => runtime.block_on(secret::run(&client(), action)),
         Command::Validate {
             paths,
             fetch,
@@ -101,16 +96,21 @@ fn main() -> ExitCode {
                 Err(err) => return fail(&err, ExitCode::from(USAGE)),
             };
             let report = runtime.block_on(validate::run(&files, fetch));
-            let code = if report.valid {
+            println!("{}", validate::render(&report, output));
+            return if report.valid {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             };
-            (validate::render(&report, output), code)
         }
     };
-    println!("{text}");
-    code
+    match answer {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(&err.to_string(), ExitCode::FAILURE),
+    }
 }
 
 fn fail(message: &str, code: ExitCode) -> ExitCode {

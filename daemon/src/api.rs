@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use forklet_state::api::{
     ErrorBody, EventView, ModuleView, SecretCreate, SecretView, WorkspaceView,
@@ -21,7 +21,7 @@ use forklet_state::quantity::check_dns_label;
 use forklet_state::store::{DOCKER_REGISTRY, RegistrySecret};
 use forklet_state::store::{ModuleRecord, Store, StoreError};
 use forklet_state::{ObjectKey, Problem};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// Events shown with a single module.
 const EVENTS_SHOWN: usize = 20;
@@ -30,6 +30,8 @@ const EVENTS_SHOWN: usize = 20;
 pub struct ApiState {
     pub store: Arc<Store>,
     pub desired: watch::Receiver<Arc<DesiredState>>,
+    /// Asks the watcher to fetch every `httpURL` definition again.
+    pub refresh: mpsc::UnboundedSender<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/workspaces/{namespace}/{name}", get(get_workspace))
         .route("/v1/secrets", get(list_secrets).post(create_secret))
         .route("/v1/secrets/{name}", delete(delete_secret))
+        .route("/v1/definitions/refresh", post(refresh_definitions))
         .with_state(state)
 }
 
@@ -221,6 +224,13 @@ fn workspace_view(key: &ObjectKey, desired: &DesiredState) -> WorkspaceView {
             .count(),
         file: workspace.map(|w| w.file.display().to_string()),
     }
+}
+
+/// Fetches every `httpURL` definition in use again; modules whose
+/// definition changed are installed again, as after any edit.
+async fn refresh_definitions(State(state): State<ApiState>) -> StatusCode {
+    let _ = state.refresh.send(());
+    StatusCode::ACCEPTED
 }
 
 async fn list_secrets(State(state): State<ApiState>) -> Result<Json<Vec<SecretView>>, ApiError> {

@@ -7,7 +7,7 @@
 //! daemon restart too.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -33,6 +33,8 @@ pub struct Catalog {
     definition_files: BTreeMap<PathBuf, u64>,
     /// URLs whose last fetch failed, and why; cleared to retry.
     fetch_failures: HashMap<String, String>,
+    /// The `httpURL`s the last resolution used.
+    definition_urls: BTreeSet<String>,
 }
 
 impl Catalog {
@@ -43,6 +45,7 @@ impl Catalog {
             store,
             definition_files: BTreeMap::new(),
             fetch_failures: HashMap::new(),
+            definition_urls: BTreeSet::new(),
         }
     }
 
@@ -57,6 +60,11 @@ impl Catalog {
                 self.fetch_failures.insert(url.to_owned(), message);
             }
         }
+    }
+
+    /// The `httpURL`s modules use now: what an explicit refresh fetches again.
+    pub fn definition_urls(&self) -> impl Iterator<Item = &str> {
+        self.definition_urls.iter().map(String::as_str)
     }
 
     /// Forgets failed fetches so they are tried again; `true` if there were any.
@@ -192,9 +200,11 @@ impl Catalog {
             store: &self.store,
             failures: &self.fetch_failures,
             read: RefCell::default(),
+            urls: RefCell::default(),
         };
         let state = DesiredState::build(self.files.values().map(|f| &f.parsed), &definitions);
         self.definition_files = definitions.read.into_inner();
+        self.definition_urls = definitions.urls.into_inner();
         state
     }
 
@@ -211,6 +221,7 @@ struct CatalogDefinitions<'a> {
     store: &'a Store,
     failures: &'a HashMap<String, String>,
     read: RefCell<BTreeMap<PathBuf, u64>>,
+    urls: RefCell<BTreeSet<String>>,
 }
 
 impl Definitions for CatalogDefinitions<'_> {
@@ -222,6 +233,9 @@ impl Definitions for CatalogDefinitions<'_> {
     }
 
     fn fetched(&self, url: &str) -> Option<Result<String, String>> {
+        self.urls.borrow_mut().insert(url.to_owned());
+        // A stored copy wins over a later failure: a refresh that cannot
+        // reach the server keeps the definition that was working.
         match self.store.fetched_definition(url) {
             Ok(Some(text)) => Some(Ok(text)),
             Ok(None) => self.failures.get(url).cloned().map(Err),

@@ -8,6 +8,7 @@ pub mod api;
 pub mod catalog;
 pub mod docker;
 pub mod image_ref;
+pub mod kubeconfig;
 pub mod plan;
 pub mod protocol;
 pub mod reconciler;
@@ -128,10 +129,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         controller_dir,
     });
     let supervisor = tokio::spawn(Supervisor::new(ctx).run(desired_rx.clone()));
-    let watching = tokio::spawn(watcher.run(catalog, desired_tx, shutdown.clone()));
+    let (refresh_tx, refresh_rx) = tokio::sync::mpsc::unbounded_channel();
+    let watching = tokio::spawn(watcher.run(catalog, desired_tx, refresh_rx, shutdown.clone()));
     let app = api::router(api::ApiState {
         store,
         desired: desired_rx,
+        refresh: refresh_tx,
     });
     let stopped = || shutdown.clone().cancelled_owned();
     let users = axum::serve(listener, app.clone()).with_graceful_shutdown(stopped());

@@ -14,6 +14,8 @@ use forklet_state::ObjectKey;
 use forklet_state::desired::{DesiredModule, KubeconfigSource};
 use serde_json::Value;
 
+use crate::kubeconfig::{KubeconfigError, minify};
+
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
     #[error("writing {path}: {source}")]
@@ -27,18 +29,8 @@ pub enum FilesError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("workspace {workspace}: kubeconfig {path} is not valid YAML: {detail}")]
-    KubeconfigInvalid {
-        workspace: ObjectKey,
-        path: PathBuf,
-        detail: String,
-    },
-    #[error("workspace {workspace}: context {context:?} is not in kubeconfig {path}")]
-    NoSuchContext {
-        workspace: ObjectKey,
-        path: PathBuf,
-        context: String,
-    },
+    #[error(transparent)]
+    Kubeconfig(#[from] KubeconfigError),
     #[error("workspace {workspace}: no kubeconfig path: neither KUBECONFIG nor HOME is set")]
     NoDefaultKubeconfig { workspace: ObjectKey },
 }
@@ -92,7 +84,8 @@ impl RunnerFiles {
     }
 }
 
-/// The kubeconfig a module receives, with the chosen context made current.
+/// The kubeconfig a module receives: minified to the workspace's context
+/// and flattened (see [`crate::kubeconfig`]).
 fn kubeconfig_text(workspace: &ObjectKey, source: &KubeconfigSource) -> Result<String, FilesError> {
     let path = match &source.path {
         Some(path) => path.clone(),
@@ -105,36 +98,7 @@ fn kubeconfig_text(workspace: &ObjectKey, source: &KubeconfigSource) -> Result<S
         path: path.clone(),
         source,
     })?;
-    let Some(context) = &source.context else {
-        return Ok(text);
-    };
-    let invalid = |detail: String| FilesError::KubeconfigInvalid {
-        workspace: workspace.clone(),
-        path: path.clone(),
-        detail,
-    };
-    let mut config: serde_yaml::Value =
-        serde_yaml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-    let known = config
-        .get("contexts")
-        .and_then(|c| c.as_sequence())
-        .is_some_and(|contexts| {
-            contexts
-                .iter()
-                .any(|c| c.get("name").and_then(|n| n.as_str()) == Some(context))
-        });
-    if !known {
-        return Err(FilesError::NoSuchContext {
-            workspace: workspace.clone(),
-            path,
-            context: context.clone(),
-        });
-    }
-    let map = config
-        .as_mapping_mut()
-        .ok_or_else(|| invalid("not a mapping".into()))?;
-    map.insert("current-context".into(), context.as_str().into());
-    serde_yaml::to_string(&config).map_err(|e| invalid(e.to_string()))
+    Ok(minify(workspace, &path, &text, source.context.as_deref())?)
 }
 
 /// What kubectl would use: the first entry of `$KUBECONFIG`, else `~/.kube/config`.
@@ -172,7 +136,7 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\ncurrent-context: a\ncontexts:\n- name: a\n  context: {cluster: a}\n- name: b\n  context: {cluster: b}\n";
+    const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\ncurrent-context: a\nclusters:\n- name: a\n  cluster: {server: 'https://a'}\n- name: b\n  cluster: {server: 'https://b'}\ncontexts:\n- name: a\n  context: {cluster: a}\n- name: b\n  context: {cluster: b}\n";
 
     fn source(path: &Path, context: Option<&str>) -> KubeconfigSource {
         KubeconfigSource {
@@ -194,7 +158,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "workspace default/dev: context \"c\" is not in kubeconfig {}",
+                "workspace default/dev: kubeconfig {}: no context \"c\"",
                 path.display()
             )
         );

@@ -55,6 +55,7 @@ impl ManifestWatcher {
         mut self,
         mut catalog: Catalog,
         desired: watch::Sender<Arc<DesiredState>>,
+        mut refresh: mpsc::UnboundedReceiver<()>,
         shutdown: CancellationToken,
     ) {
         let (fetched_tx, mut fetched_rx) = mpsc::unbounded_channel();
@@ -63,7 +64,7 @@ impl ManifestWatcher {
             in_flight: HashSet::new(),
             done: fetched_tx,
         };
-        fetches.start(&desired.borrow());
+        fetches.start(desired.borrow().unfetched());
         let mut resync = tokio::time::interval(RESYNC);
         resync.tick().await; // the first tick is immediate; the caller has just scanned
         loop {
@@ -77,6 +78,11 @@ impl ManifestWatcher {
                     rescan(&mut catalog)
                 }
                 _ = resync.tick() => catalog.retry_failed_fetches() | rescan(&mut catalog),
+                Some(()) = refresh.recv() => {
+                    // Fetched again in place; results come back as any fetch does.
+                    fetches.start(catalog.definition_urls());
+                    false
+                }
                 Some((url, result)) = fetched_rx.recv() => {
                     fetches.in_flight.remove(&url);
                     if let Err(message) = &result {
@@ -91,7 +97,7 @@ impl ManifestWatcher {
                 for problem in &state.problems {
                     tracing::warn!(%problem, "manifest problem");
                 }
-                fetches.start(&state);
+                fetches.start(state.unfetched());
                 desired.send_replace(Arc::new(state));
             }
         }
@@ -119,8 +125,8 @@ struct Fetches {
 }
 
 impl Fetches {
-    fn start(&mut self, state: &DesiredState) {
-        for url in state.unfetched() {
+    fn start<'u>(&mut self, urls: impl IntoIterator<Item = &'u str>) {
+        for url in urls {
             if !self.in_flight.insert(url.to_owned()) {
                 continue;
             }

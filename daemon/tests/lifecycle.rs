@@ -107,6 +107,10 @@ async fn a_module_lives_through_install_sleep_resume_restart_and_uninstall() {
         kubeconfig.contains("current-context: kind-dev"),
         "{kubeconfig}"
     );
+    assert!(
+        !kubeconfig.contains("name: other"),
+        "minified to the workspace's context: {kubeconfig}"
+    );
     assert_eq!(
         std::fs::metadata(&kubeconfig_path)
             .unwrap()

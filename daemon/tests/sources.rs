@@ -139,3 +139,44 @@ async fn a_definition_file_in_a_subdirectory_is_watched() {
         escape.message
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_refresh_fetches_the_definition_again() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    let version = Arc::new(AtomicUsize::new(1));
+    let served = version.clone();
+    let app = Router::new().route(
+        "/hello.yaml",
+        get(move || {
+            let v = served.load(Ordering::SeqCst);
+            async move { definition(&format!("version {v}")) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hello.yaml", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    harness.write("workspace.yaml", WORKSPACE);
+    harness.write("web.yaml", &module("web", &format!("{{httpURL: '{url}'}}")));
+    assert_eq!(
+        harness.wait_phase("web", "ready").await.config["greeting"],
+        "version 1"
+    );
+
+    version.store(2, Ordering::SeqCst);
+    let (status, _) = harness
+        .api_post("/v1/definitions/refresh", &json!(null))
+        .await;
+    assert_eq!(status, 202);
+    let refreshed = harness
+        .wait_until("the refreshed definition installed", || async {
+            harness
+                .module("web")
+                .await
+                .filter(|m| m.phase == "ready" && m.config["greeting"] == "version 2")
+        })
+        .await;
+    assert_eq!(refreshed.metadata["installs"], 2);
+}
