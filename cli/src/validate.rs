@@ -9,7 +9,7 @@ use forklet_state::Problem;
 use forklet_state::desired::DesiredState;
 use forklet_state::fetch::Fetcher;
 use forklet_state::manifest::{ParsedFile, is_manifest_file, parse_file};
-use forklet_state::source::{Definitions, LocalDefinitions, read_definition_file};
+use forklet_state::source::{FetchedDefinitions, LocalDefinitions};
 use serde::Serialize;
 
 use crate::table::{Format, structured};
@@ -63,7 +63,7 @@ pub async fn run(files: &[PathBuf], fetch: bool) -> Report {
             eprintln!("fetching {url}");
             fetched.insert(url.to_owned(), fetcher.fetch(url).await);
         }
-        state = DesiredState::build(&parsed, &Fetched(fetched));
+        state = DesiredState::build(&parsed, &FetchedDefinitions(fetched));
     }
     let objects = parsed.iter().map(|p| p.manifests.len()).sum();
     let not_checked = state
@@ -100,18 +100,6 @@ fn module_file(parsed: &[ParsedFile], key: &forklet_state::ObjectKey) -> Option<
         .flat_map(|p| &p.manifests)
         .find(|m| m.key() == key)
         .map(|m| m.file().to_owned())
-}
-
-struct Fetched(HashMap<String, Result<String, String>>);
-
-impl Definitions for Fetched {
-    fn read_file(&self, path: &Path) -> Result<String, String> {
-        read_definition_file(path)
-    }
-
-    fn fetched(&self, url: &str) -> Option<Result<String, String>> {
-        self.0.get(url).cloned()
-    }
 }
 
 pub fn render(report: &Report, format: Format) -> String {

@@ -6,6 +6,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use forklet_state::fetch::error_chain;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
@@ -157,7 +158,7 @@ impl ModuleClient {
             .timeout(Duration::from_secs(2))
             .send()
             .await
-            .map_err(|err| transport_detail(&err))?;
+            .map_err(|err| error_chain(&err))?;
         let status = response.status();
         let body = read_limited(response, self.limits.max_body)
             .await
@@ -194,7 +195,7 @@ impl ModuleClient {
                 .map_err(|err| CallError::Unreachable {
                     method: "POST",
                     path,
-                    detail: transport_detail(&err),
+                    detail: error_chain(&err),
                 })?;
             let status = response.status();
             let bytes =
@@ -253,7 +254,7 @@ async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<V
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|err| BodyError::Transport(transport_detail(&err)))?
+        .map_err(|err| BodyError::Transport(error_chain(&err)))?
     {
         if body.len() + chunk.len() > limit {
             return Err(BodyError::TooLarge);
@@ -261,17 +262,6 @@ async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<V
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// reqwest's top-level message ("error sending request") hides the cause.
-fn transport_detail(err: &reqwest::Error) -> String {
-    let mut detail = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        detail = format!("{detail}: {cause}");
-        source = cause.source();
-    }
-    detail
 }
 
 /// A module's error text, cut to what fits in a status line.

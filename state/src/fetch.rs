@@ -54,8 +54,14 @@ fn describe(err: &reqwest::Error) -> String {
     if err.is_timeout() {
         return format!("no answer within {TOTAL_TIMEOUT:?}");
     }
+    error_chain(err)
+}
+
+/// An error with all its causes: reqwest's own message ("error sending
+/// request") hides the one that says what went wrong.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
+    let mut source = err.source();
     while let Some(cause) = source {
         text = format!("{text}: {cause}");
         source = cause.source();

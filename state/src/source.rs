@@ -4,6 +4,7 @@
 //! directory). `configMap`, `existingHelmRelease` and `github` need a
 //! Kubernetes cluster or the operator's own machinery.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -31,6 +32,19 @@ impl Definitions for LocalDefinitions {
 
     fn fetched(&self, _url: &str) -> Option<Result<String, String>> {
         None
+    }
+}
+
+/// Files from disk, and the URLs fetched beforehand (`forklet validate --fetch`).
+pub struct FetchedDefinitions(pub HashMap<String, Result<String, String>>);
+
+impl Definitions for FetchedDefinitions {
+    fn read_file(&self, path: &Path) -> Result<String, String> {
+        read_definition_file(path)
+    }
+
+    fn fetched(&self, url: &str) -> Option<Result<String, String>> {
+        self.0.get(url).cloned()
     }
 }
 
@@ -175,18 +189,6 @@ fn parse_one(text: &str) -> Result<Value, String> {
 mod tests {
     use super::*;
     use crate::manifest::{Manifest, parse_file};
-    use std::collections::HashMap;
-
-    struct Fetched(HashMap<String, Result<String, String>>);
-
-    impl Definitions for Fetched {
-        fn read_file(&self, path: &Path) -> Result<String, String> {
-            read_definition_file(path)
-        }
-        fn fetched(&self, url: &str) -> Option<Result<String, String>> {
-            self.0.get(url).cloned()
-        }
-    }
 
     fn module(dir: &Path, source: &str) -> Document<ModuleSpec> {
         let text = format!(
@@ -259,12 +261,12 @@ mod tests {
             definition_of(&doc, &LocalDefinitions),
             Err(SourceError::Unfetched { url: url.into() })
         );
-        let fetched = Fetched(HashMap::from([(
+        let fetched = FetchedDefinitions(HashMap::from([(
             url.to_owned(),
             Ok("kind: Custom\n".to_owned()),
         )]));
         assert_eq!(definition_of(&doc, &fetched).unwrap().0["kind"], "Custom");
-        let failed = Fetched(HashMap::from([(
+        let failed = FetchedDefinitions(HashMap::from([(
             url.to_owned(),
             Err("404 Not Found".to_owned()),
         )]));
