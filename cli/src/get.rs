@@ -63,7 +63,7 @@ fn module_table(modules: &[ModuleView]) -> String {
                 m.phase.clone(),
                 age(m.created_at, now),
                 age(m.last_activity, now),
-                m.message.clone(),
+                message(m, now),
             ]
         })
         .collect();
@@ -79,6 +79,20 @@ fn module_table(modules: &[ModuleView]) -> String {
         ],
         &rows,
     )
+}
+
+/// The module's message, with the retry it waits for when it failed.
+fn message(module: &ModuleView, now: chrono::DateTime<Utc>) -> String {
+    match module.next_retry {
+        Some(at) if module.attempts > 0 => {
+            let wait = (at - now).num_seconds().max(0);
+            format!(
+                "{} (attempt {}, next retry in {wait}s)",
+                module.message, module.attempts
+            )
+        }
+        _ => module.message.clone(),
+    }
 }
 
 fn workspace_table(workspaces: &[WorkspaceView]) -> String {

@@ -44,6 +44,22 @@ enum Command {
     /// Fetch every httpURL definition again; modules whose definition
     /// changed are installed again.
     Refresh,
+    /// Try a failed module's step now instead of at its next retry.
+    Retry {
+        name: String,
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+    },
+    /// Forget a module whose manifest is gone but whose /uninstall keeps
+    /// failing: its runner is removed without /uninstall. Needs --force.
+    Delete {
+        name: String,
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+        /// Yes, forget it without a successful /uninstall.
+        #[arg(long)]
+        force: bool,
+    },
     /// Manage registry secrets for imagePullSecrets.
     Secret {
         #[command(subcommand)]
@@ -85,6 +101,21 @@ fn main() -> ExitCode {
         Command::Refresh => runtime
             .block_on(client().trigger("/v1/definitions/refresh"))
             .map(|()| "fetching httpURL definitions again".to_owned()),
+        Command::Retry { name, namespace } => runtime
+            .block_on(client().trigger(&format!("/v1/modules/{namespace}/{name}/retry")))
+            .map(|()| format!("module {namespace}/{name}: retrying now")),
+        Command::Delete { force: false, .. } => {
+            let why = "modules are deleted by deleting their manifest; --force forgets one whose manifest is gone \
+                       but whose /uninstall keeps failing, without calling /uninstall";
+            return fail(why, ExitCode::from(USAGE));
+        }
+        Command::Delete {
+            name,
+            namespace,
+            force: true,
+        } => runtime
+            .block_on(client().trigger(&format!("/v1/modules/{namespace}/{name}/forget")))
+            .map(|()| format!("module {namespace}/{name} forgotten; its runner is removed")),
         Command::Secret { action } => runtime.block_on(secret::run(&client(), action)),
         Command::Validate {
             paths,

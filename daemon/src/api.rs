@@ -21,7 +21,9 @@ use forklet_state::quantity::check_dns_label;
 use forklet_state::store::{DOCKER_REGISTRY, RegistrySecret};
 use forklet_state::store::{ModuleRecord, Store, StoreError};
 use forklet_state::{ObjectKey, Problem};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::reconciler::{Command, ForgetError};
 
 /// Events shown with a single module.
 const EVENTS_SHOWN: usize = 20;
@@ -32,6 +34,7 @@ pub struct ApiState {
     pub desired: watch::Receiver<Arc<DesiredState>>,
     /// Asks the watcher to fetch every `httpURL` definition again.
     pub refresh: mpsc::UnboundedSender<()>,
+    pub commands: mpsc::UnboundedSender<Command>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +45,12 @@ pub enum ApiError {
     NoSuchSecret(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("forkletd is stopping")]
+    Stopping,
+    #[error("{0}")]
+    Internal(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -51,6 +60,9 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::NotFound { .. } | ApiError::NoSuchSecret(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Store(StoreError::SecretExists(_)) => StatusCode::CONFLICT,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -68,6 +80,8 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/modules", get(list_modules))
         .route("/v1/modules/{namespace}/{name}", get(get_module))
+        .route("/v1/modules/{namespace}/{name}/retry", post(retry_module))
+        .route("/v1/modules/{namespace}/{name}/forget", post(forget_module))
         .route("/v1/workspaces", get(list_workspaces))
         .route("/v1/workspaces/{namespace}/{name}", get(get_workspace))
         .route("/v1/secrets", get(list_secrets).post(create_secret))
@@ -167,6 +181,8 @@ fn module_view(
         metadata: record.map(|r| r.metadata.clone()).unwrap_or_default(),
         created_at: record.map(|r| r.created_at),
         last_activity: record.map(|r| r.last_activity),
+        attempts: record.map_or(0, |r| r.attempts),
+        next_retry: record.and_then(|r| r.next_retry),
         events: Vec::new(),
     }
 }
@@ -223,6 +239,50 @@ fn workspace_view(key: &ObjectKey, desired: &DesiredState) -> WorkspaceView {
             .filter(|m| &m.workspace == key)
             .count(),
         file: workspace.map(|w| w.file.display().to_string()),
+    }
+}
+
+/// Tries a failed module's step now instead of at its next retry time.
+async fn retry_module(
+    State(state): State<ApiState>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let key = ObjectKey::new(namespace, name);
+    let (reply, answer) = oneshot::channel();
+    state
+        .commands
+        .send(Command::Retry(key.clone(), reply))
+        .map_err(|_| ApiError::Stopping)?;
+    match answer.await {
+        Ok(true) => Ok(StatusCode::ACCEPTED),
+        Ok(false) => Err(ApiError::NotFound {
+            kind: Kind::Module,
+            key,
+        }),
+        Err(_) => Err(ApiError::Stopping),
+    }
+}
+
+/// Forgets a module whose manifest is gone without calling `/uninstall`
+/// (`forklet delete --force`): its runner is removed, its record dropped.
+async fn forget_module(
+    State(state): State<ApiState>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let key = ObjectKey::new(namespace, name);
+    let (reply, answer) = oneshot::channel();
+    state
+        .commands
+        .send(Command::ForceDelete(key.clone(), reply))
+        .map_err(|_| ApiError::Stopping)?;
+    match answer.await.map_err(|_| ApiError::Stopping)? {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(ForgetError::NotFound(key)) => Err(ApiError::NotFound {
+            kind: Kind::Module,
+            key,
+        }),
+        Err(err @ ForgetError::StillDefined { .. }) => Err(ApiError::Conflict(err.to_string())),
+        Err(err @ ForgetError::Failed { .. }) => Err(ApiError::Internal(err.to_string())),
     }
 }
 

@@ -5,6 +5,7 @@
 //! tests start the real thing in-process on temporary directories.
 
 pub mod api;
+pub mod backoff;
 pub mod catalog;
 pub mod docker;
 pub mod image_ref;
@@ -29,6 +30,7 @@ use tokio::net::UnixListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::catalog::Catalog;
 use crate::docker::DockerRuntime;
 use crate::protocol::{Limits, ModuleClient};
@@ -45,6 +47,8 @@ pub struct Config {
     pub limits: Limits,
     /// How many modules may be acted on at once.
     pub max_concurrent: usize,
+    /// How failed steps are retried.
+    pub retry: Backoff,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,14 +131,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         permits: Semaphore::new(config.max_concurrent.max(1)),
         shutdown: shutdown.clone(),
         controller_dir,
+        backoff: config.retry,
     });
-    let supervisor = tokio::spawn(Supervisor::new(ctx).run(desired_rx.clone()));
+    let (commands_tx, commands_rx) = tokio::sync::mpsc::unbounded_channel();
+    let supervisor = tokio::spawn(Supervisor::new(ctx).run(desired_rx.clone(), commands_rx));
     let (refresh_tx, refresh_rx) = tokio::sync::mpsc::unbounded_channel();
     let watching = tokio::spawn(watcher.run(catalog, desired_tx, refresh_rx, shutdown.clone()));
     let app = api::router(api::ApiState {
         store,
         desired: desired_rx,
         refresh: refresh_tx,
+        commands: commands_tx,
     });
     let stopped = || shutdown.clone().cancelled_owned();
     let users = axum::serve(listener, app.clone()).with_graceful_shutdown(stopped());

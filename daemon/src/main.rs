@@ -5,6 +5,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use forklet_state::paths;
 use forkletd::Config;
+use forkletd::backoff::Backoff;
 use forkletd::protocol::Limits;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +31,10 @@ struct Args {
     /// Seconds one lifecycle call (install, uninstall, sleep, resume) may take.
     #[arg(long, env = "FORKLET_CALL_TIMEOUT", default_value_t = 300)]
     call_timeout: u64,
+    /// Longest wait, in seconds, between retries of a failed step (the
+    /// wait doubles from one second up to this).
+    #[arg(long, env = "FORKLET_RETRY_MAX", default_value_t = 300)]
+    retry_max: u64,
 }
 
 #[tokio::main]
@@ -53,6 +58,10 @@ async fn main() -> anyhow::Result<()> {
             ..Limits::default()
         },
         max_concurrent: args.max_concurrent,
+        retry: Backoff {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(args.retry_max.max(1)),
+        },
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use forklet_state::ObjectKey;
@@ -18,10 +19,12 @@ use forklet_state::desired::{DesiredModule, DesiredState};
 use forklet_state::manifest::Kind;
 use forklet_state::store::{ModuleRecord, Phase, RunnerSettings, Store, StoreError};
 use serde_json::{Map, Value};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::plan::{Action, Intent, plan, settled};
 use crate::protocol::{CallError, ModuleClient, Operation};
 use crate::runner_files::{FilesError, RunnerFiles};
@@ -37,6 +40,7 @@ pub struct Context<R> {
     pub shutdown: CancellationToken,
     /// The directory of the control socket that `controller` runners get.
     pub controller_dir: PathBuf,
+    pub backoff: Backoff,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +55,46 @@ enum StepError {
     Store(#[from] StoreError),
 }
 
+/// What the control API and the engine watcher ask of the reconciler.
+#[derive(Debug)]
+pub enum Command {
+    /// Try a failed module's step now; answers whether the module is known.
+    Retry(ObjectKey, oneshot::Sender<bool>),
+    /// A runner container changed under us: it died, was removed, restarted.
+    RunnerChanged(ObjectKey),
+    /// Any runner may have changed: the engine restarted or was unreachable.
+    AllRunnersChanged,
+    /// Forget a module whose manifest is gone, without calling `/uninstall`.
+    ForceDelete(ObjectKey, oneshot::Sender<Result<(), ForgetError>>),
+}
+
+/// Why a module cannot be forgotten.
+#[derive(Debug, thiserror::Error)]
+pub enum ForgetError {
+    #[error("module {0} not found")]
+    NotFound(ObjectKey),
+    #[error("{file} still defines module {key}: delete it from there first")]
+    StillDefined { key: ObjectKey, file: PathBuf },
+    #[error("forgetting module {key}: {detail}")]
+    Failed { key: ObjectKey, detail: String },
+}
+
+/// What a worker is told besides its intent.
+#[derive(Debug)]
+enum Signal {
+    Retry,
+    RunnerChanged,
+    ForceDelete(oneshot::Sender<Result<(), ForgetError>>),
+}
+
+struct WorkerHandle {
+    intent: watch::Sender<Intent>,
+    signals: mpsc::UnboundedSender<Signal>,
+}
+
 pub struct Supervisor<R> {
     ctx: Arc<Context<R>>,
-    workers: HashMap<ObjectKey, watch::Sender<Intent>>,
+    workers: HashMap<ObjectKey, WorkerHandle>,
     tasks: JoinSet<()>,
     exits: (
         mpsc::UnboundedSender<ObjectKey>,
@@ -75,6 +116,7 @@ impl<R: Runtime> Supervisor<R> {
     pub async fn run(
         mut self,
         mut desired: watch::Receiver<Arc<DesiredState>>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
     ) -> Result<(), StoreError> {
         // Modules recorded before a restart get a worker even when no
         // manifest names them any more: that is how they get uninstalled.
@@ -98,10 +140,46 @@ impl<R: Runtime> Supervisor<R> {
                     self.apply(&state, Vec::new());
                 }
                 Some(key) = self.exits.1.recv() => self.on_exit(key),
+                Some(command) = commands.recv() => self.command(command),
             }
         }
         while self.tasks.join_next().await.is_some() {}
         Ok(())
+    }
+
+    fn command(&mut self, command: Command) {
+        let signal =
+            |workers: &HashMap<ObjectKey, WorkerHandle>, key: &ObjectKey, signal: Signal| {
+                workers
+                    .get(key)
+                    .map(|w| w.signals.send(signal).is_ok())
+                    .unwrap_or(false)
+            };
+        match command {
+            Command::Retry(key, reply) => {
+                let _ = reply.send(signal(&self.workers, &key, Signal::Retry));
+            }
+            Command::RunnerChanged(key) => {
+                signal(&self.workers, &key, Signal::RunnerChanged);
+            }
+            Command::AllRunnersChanged => {
+                for worker in self.workers.values() {
+                    let _ = worker.signals.send(Signal::RunnerChanged);
+                }
+            }
+            Command::ForceDelete(key, reply) => match self.workers.get(&key) {
+                Some(worker) => {
+                    if let Err(mpsc::error::SendError(Signal::ForceDelete(reply))) =
+                        worker.signals.send(Signal::ForceDelete(reply))
+                    {
+                        let _ = reply.send(Err(ForgetError::NotFound(key)));
+                    }
+                }
+                None => {
+                    let _ = reply.send(Err(ForgetError::NotFound(key)));
+                }
+            },
+        }
     }
 
     fn apply(&mut self, state: &DesiredState, recorded: Vec<ObjectKey>) {
@@ -126,8 +204,8 @@ impl<R: Runtime> Supervisor<R> {
     }
 
     fn send(&mut self, key: ObjectKey, intent: Intent) {
-        if let Some(tx) = self.workers.get(&key) {
-            tx.send_if_modified(|current| {
+        if let Some(worker) = self.workers.get(&key) {
+            worker.intent.send_if_modified(|current| {
                 let modified = *current != intent;
                 if modified {
                     *current = intent;
@@ -136,20 +214,27 @@ impl<R: Runtime> Supervisor<R> {
             });
             return;
         }
-        let (tx, rx) = watch::channel(intent);
-        self.workers.insert(key.clone(), tx);
+        let (intent_tx, intent_rx) = watch::channel(intent);
+        let (signals_tx, signals_rx) = mpsc::unbounded_channel();
+        self.workers.insert(
+            key.clone(),
+            WorkerHandle {
+                intent: intent_tx,
+                signals: signals_tx,
+            },
+        );
         let worker = Worker::new(self.ctx.clone(), key);
         let exits = self.exits.0.clone();
-        self.tasks.spawn(worker.run(rx, exits));
+        self.tasks.spawn(worker.run(intent_rx, signals_rx, exits));
     }
 
     /// A worker ended because its module is gone. If the module came back
     /// meanwhile, a fresh worker takes over.
     fn on_exit(&mut self, key: ObjectKey) {
-        let Some(tx) = self.workers.remove(&key) else {
+        let Some(worker) = self.workers.remove(&key) else {
             return;
         };
-        let intent = tx.borrow().clone();
+        let intent = worker.intent.borrow().clone();
         if matches!(intent, Intent::Run(_)) {
             self.send(key, intent);
         }
@@ -177,6 +262,7 @@ impl<R: Runtime> Worker<R> {
     async fn run(
         mut self,
         mut intents: watch::Receiver<Intent>,
+        mut signals: mpsc::UnboundedReceiver<Signal>,
         exits: mpsc::UnboundedSender<ObjectKey>,
     ) {
         match self.ctx.store.module(&self.key) {
@@ -187,6 +273,13 @@ impl<R: Runtime> Worker<R> {
             }
         }
         let (ctx, shutdown) = (self.ctx.clone(), self.ctx.shutdown.clone());
+        // A failed step waits for this before it is tried again (restored
+        // from the record, so a restart keeps backing off).
+        let mut retry_at = self
+            .record
+            .as_ref()
+            .and_then(|r| r.next_retry)
+            .map(instant_of);
         loop {
             let intent = intents.borrow_and_update().clone();
             let action = plan(&intent, self.record.as_ref(), self.runner.is_some());
@@ -194,12 +287,14 @@ impl<R: Runtime> Worker<R> {
                 Intent::Run(desired) => Some(desired.clone()),
                 Intent::Remove | Intent::Hold => None,
             };
+            let backing_off = retry_at.is_some_and(|at| Instant::now() < at);
             let progressed = match action {
                 Action::Forget => {
                     let _ = exits.send(self.key.clone());
                     return;
                 }
                 Action::Idle => false,
+                _ if backing_off => false,
                 action => {
                     let step = async {
                         let _permit = ctx
@@ -215,9 +310,12 @@ impl<R: Runtime> Worker<R> {
                         return;
                     };
                     match result {
-                        Ok(()) => true,
+                        Ok(()) => {
+                            retry_at = None;
+                            true
+                        }
                         Err(err) => {
-                            self.fail(action, &err);
+                            retry_at = Some(Instant::now() + self.fail(action, &err));
                             false
                         }
                     }
@@ -226,11 +324,71 @@ impl<R: Runtime> Worker<R> {
             if progressed {
                 continue;
             }
+            let retry_due = async {
+                match retry_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                changed = intents.changed() => if changed.is_err() { return },
+                changed = intents.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    // New desired state: act on it now, not after a backoff
+                    // earned by the old one.
+                    retry_at = None;
+                    if let Some(record) = self.record.as_mut() {
+                        record.attempts = 0;
+                        record.next_retry = None;
+                    }
+                }
+                _ = retry_due => retry_at = None,
+                Some(signal) = signals.recv() => match signal {
+                    Signal::Retry => retry_at = None,
+                    Signal::RunnerChanged => self.runner = None,
+                    Signal::ForceDelete(reply) => {
+                        let result = self.force_delete(&intent).await;
+                        let forgotten = result.is_ok();
+                        let _ = reply.send(result);
+                        if forgotten {
+                            let _ = exits.send(self.key.clone());
+                            return;
+                        }
+                    }
+                },
             }
         }
+    }
+
+    /// Forgets a module whose manifest is gone, without `/uninstall`: for a
+    /// module whose uninstall keeps failing and is known to be dead.
+    async fn force_delete(&mut self, intent: &Intent) -> Result<(), ForgetError> {
+        if let Intent::Run(desired) = intent {
+            return Err(ForgetError::StillDefined {
+                key: self.key.clone(),
+                file: desired.file.clone(),
+            });
+        }
+        let failed = |detail: String| ForgetError::Failed {
+            key: self.key.clone(),
+            detail,
+        };
+        self.ctx
+            .runtime
+            .remove_runners(&self.key)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        self.ctx.files.remove(&self.key);
+        self.ctx
+            .store
+            .delete(&self.key)
+            .map_err(|e| failed(e.to_string()))?;
+        tracing::warn!(module = %self.key, "forgotten without /uninstall (forced)");
+        self.record = None;
+        self.runner = None;
+        Ok(())
     }
 
     async fn step(
@@ -272,6 +430,7 @@ impl<R: Runtime> Worker<R> {
         record.installed_hash = Some(desired.install_hash.clone());
         // A fresh install leaves the module awake; `hibernated` is applied next.
         record.asleep = false;
+        self.succeeded();
         Ok(self.transition(Phase::Ready, "Installed", "POST /install succeeded")?)
     }
 
@@ -300,6 +459,7 @@ impl<R: Runtime> Worker<R> {
         record.metadata = metadata;
         record.asleep = asleep;
         let reason = if asleep { "Slept" } else { "Resumed" };
+        self.succeeded();
         Ok(self.transition(
             settled(asleep),
             reason,
@@ -345,6 +505,7 @@ impl<R: Runtime> Worker<R> {
         self.ready_runner(&settings).await?;
         let asleep = self.record().asleep;
         if self.record().phase != settled(asleep) {
+            self.succeeded();
             self.transition(settled(asleep), "Recovered", "runner is healthy")?;
         }
         Ok(())
@@ -429,6 +590,13 @@ impl<R: Runtime> Worker<R> {
             .expect("plan only acts on recorded modules here")
     }
 
+    /// A step succeeded: the failures before it no longer count.
+    fn succeeded(&mut self) {
+        let record = self.record_mut();
+        record.attempts = 0;
+        record.next_retry = None;
+    }
+
     fn transition(&mut self, phase: Phase, reason: &str, message: &str) -> Result<(), StoreError> {
         let record = self.record_mut();
         record.phase = phase;
@@ -444,18 +612,33 @@ impl<R: Runtime> Worker<R> {
         self.ctx.store.save(record, reason, message)
     }
 
-    fn fail(&mut self, action: Action, err: &StepError) {
+    /// Records the failure and returns how long to wait before trying again.
+    fn fail(&mut self, action: Action, err: &StepError) -> Duration {
         let message = format!("{} failed: {err}", format!("{action:?}").to_lowercase());
-        tracing::warn!(module = %self.key, "{message}");
         let Some(record) = self.record.as_mut() else {
-            return;
+            let delay = self.ctx.backoff.next(1);
+            tracing::warn!(module = %self.key, "{message}; retrying in {delay:?}");
+            return delay;
         };
+        record.attempts += 1;
+        let delay = self.ctx.backoff.next(record.attempts);
         record.phase = Phase::Failed;
         record.message = message.clone();
+        record.next_retry = chrono::Duration::from_std(delay)
+            .ok()
+            .map(|d| Utc::now() + d);
+        tracing::warn!(module = %self.key, attempt = record.attempts, "{message}; retrying in {delay:?}");
         if let Err(store_err) = self.save("Failed", &message) {
             tracing::error!(module = %self.key, error = %store_err, "cannot record the failure");
         }
+        delay
     }
+}
+
+/// The monotonic instant of a wall-clock time (now, if it has passed).
+fn instant_of(at: chrono::DateTime<Utc>) -> Instant {
+    let wait = (at - Utc::now()).to_std().unwrap_or_default();
+    Instant::now() + wait
 }
 
 fn short_id(id: &str) -> &str {

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::docker::{LABEL_INSTANCE, labelled};
 use crate::protocol::Limits;
 use crate::{Config, Error};
@@ -85,6 +86,11 @@ impl Harness {
                 ..Limits::default()
             },
             max_concurrent: 8,
+            // Short, so tests see retries happen without waiting long.
+            retry: Backoff {
+                base: Duration::from_millis(100),
+                cap: Duration::from_millis(400),
+            },
         }
     }
 

@@ -27,6 +27,12 @@ pub struct ModuleView {
     pub metadata: Map<String, Value>,
     pub created_at: Option<DateTime<Utc>>,
     pub last_activity: Option<DateTime<Utc>>,
+    /// Failed attempts in a row at the current step.
+    #[serde(default)]
+    pub attempts: u32,
+    /// When a failed step is tried again.
+    #[serde(default)]
+    pub next_retry: Option<DateTime<Utc>>,
     /// Newest last; only on single-module requests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<EventView>,

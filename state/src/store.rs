@@ -107,6 +107,10 @@ pub struct ModuleRecord {
     pub installed_hash: Option<String>,
     /// Whether the last successful lifecycle call left the module asleep.
     pub asleep: bool,
+    /// Failed attempts in a row at the current step; 0 once one succeeds.
+    pub attempts: u32,
+    /// When the failed step is tried again.
+    pub next_retry: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub last_activity: DateTime<Utc>,
 }
@@ -129,6 +133,8 @@ impl ModuleRecord {
             metadata: Map::new(),
             installed_hash: None,
             asleep: false,
+            attempts: 0,
+            next_retry: None,
             created_at: now,
             last_activity: now,
         }
@@ -201,6 +207,8 @@ const MIGRATIONS: &[&str] = &["
         metadata TEXT NOT NULL,
         installed_hash TEXT,
         asleep INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_retry TEXT,
         created_at TEXT NOT NULL,
         last_activity TEXT NOT NULL,
         PRIMARY KEY (namespace, name)
@@ -350,13 +358,15 @@ impl Store {
         let tx = conn.transaction()?;
         tx.execute(
             "INSERT INTO modules (namespace, name, workspace_namespace, workspace_name, phase, message,
-                 container_id, runner, config, metadata, installed_hash, asleep, created_at, last_activity)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                 container_id, runner, config, metadata, installed_hash, asleep, attempts, next_retry,
+                 created_at, last_activity)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
              ON CONFLICT (namespace, name) DO UPDATE SET
                  workspace_namespace = excluded.workspace_namespace, workspace_name = excluded.workspace_name,
                  phase = excluded.phase, message = excluded.message, container_id = excluded.container_id,
                  runner = excluded.runner, config = excluded.config, metadata = excluded.metadata,
                  installed_hash = excluded.installed_hash, asleep = excluded.asleep,
+                 attempts = excluded.attempts, next_retry = excluded.next_retry,
                  last_activity = excluded.last_activity",
             params![
                 record.key.namespace,
@@ -371,6 +381,8 @@ impl Store {
                 Value::Object(record.metadata.clone()).to_string(),
                 record.installed_hash,
                 record.asleep,
+                record.attempts,
+                record.next_retry.map(|t| t.to_rfc3339()),
                 record.created_at.to_rfc3339(),
                 record.last_activity.to_rfc3339(),
             ],
@@ -556,7 +568,8 @@ fn insert_event(
 }
 
 const SELECT_MODULE: &str = "SELECT namespace, name, workspace_namespace, workspace_name, phase, message,
-    container_id, runner, config, metadata, installed_hash, asleep, created_at, last_activity FROM modules";
+    container_id, runner, config, metadata, installed_hash, asleep, attempts, next_retry, created_at, last_activity
+    FROM modules";
 
 /// A row as stored, before its text columns are decoded.
 struct RawRecord {
@@ -570,6 +583,8 @@ struct RawRecord {
     metadata: String,
     installed_hash: Option<String>,
     asleep: bool,
+    attempts: u32,
+    next_retry: Option<String>,
     created_at: String,
     last_activity: String,
 }
@@ -587,8 +602,10 @@ impl RawRecord {
             metadata: row.get(9)?,
             installed_hash: row.get(10)?,
             asleep: row.get(11)?,
-            created_at: row.get(12)?,
-            last_activity: row.get(13)?,
+            attempts: row.get(12)?,
+            next_retry: row.get(13)?,
+            created_at: row.get(14)?,
+            last_activity: row.get(15)?,
         })
     }
 
@@ -608,6 +625,12 @@ impl RawRecord {
             phase: self.phase.parse().map_err(|e| corrupt("phase", e))?,
             config: object("config", &self.config)?,
             metadata: object("metadata", &self.metadata)?,
+            next_retry: self
+                .next_retry
+                .as_deref()
+                .map(|t| parse_time(&key, t))
+                .transpose()?,
+            attempts: self.attempts,
             created_at: parse_time(&key, &self.created_at)?,
             last_activity: parse_time(&key, &self.last_activity)?,
             workspace: self.workspace,
@@ -665,6 +688,8 @@ mod tests {
         let mut saved = record();
         saved.phase = Phase::Ready;
         saved.installed_hash = Some("h".into());
+        saved.attempts = 2;
+        saved.next_retry = Some(Utc::now());
         {
             let store = Store::open(&path).unwrap();
             store.save(&saved, "Installed", "ok").unwrap();
