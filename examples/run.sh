@@ -10,7 +10,7 @@ keep=false
 [[ "${1:-}" == "--keep" ]] && keep=true
 
 echo "==> building the hello module image (static binary, FROM scratch)"
-"$root/examples/modules/hello/build-image.sh" >/dev/null
+"$root/examples/modules/build-image.sh" hello-module >/dev/null
 echo "==> building forkletd and forklet"
 cargo build --quiet --locked --manifest-path "$root/Cargo.toml" -p forkletd -p forklet
 bin="$root/target/debug"

@@ -31,6 +31,8 @@ use crate::{Config, Error};
 
 /// The example module's image, built from `examples/modules/hello`.
 pub const HELLO_IMAGE: &str = "forklet-examples/hello:dev";
+/// A module that breaks the contract as its config says (see its source).
+pub const MISBEHAVE_IMAGE: &str = "forklet-examples/misbehave:dev";
 
 /// How long a test waits for a condition before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -43,14 +45,20 @@ pub struct Harness {
     instance: String,
     daemon: Option<(CancellationToken, JoinHandle<Result<(), Error>>)>,
     api: reqwest::Client,
+    edit: Box<dyn Fn(&mut Config) + Send + Sync>,
 }
 
 impl Harness {
     /// Builds the hello image (once per test binary) and starts a daemon.
     pub async fn start() -> Option<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// As [`Harness::start`], with the daemon's config changed by `edit`.
+    pub async fn start_with(edit: impl Fn(&mut Config) + Send + Sync + 'static) -> Option<Self> {
         let docker = docker_or_skip().await?;
         capture_logs();
-        build_hello_image();
+        build_images();
         let manifests = tempfile::tempdir().expect("temp dir");
         let state = tempfile::tempdir().expect("temp dir");
         let socket = state.path().join("forkletd.sock");
@@ -59,6 +67,7 @@ impl Harness {
             .build()
             .expect("client");
         let mut harness = Self {
+            edit: Box::new(edit),
             manifests,
             state,
             socket,
@@ -77,7 +86,7 @@ impl Harness {
     }
 
     pub fn config(&self) -> Config {
-        Config {
+        let mut config = Config {
             manifests_dir: self.manifests.path().to_owned(),
             state_dir: self.state.path().to_owned(),
             socket: self.socket.clone(),
@@ -91,7 +100,9 @@ impl Harness {
                 base: Duration::from_millis(100),
                 cap: Duration::from_millis(400),
             },
-        }
+        };
+        (self.edit)(&mut config);
+        config
     }
 
     async fn start_daemon(&mut self) {
@@ -397,23 +408,29 @@ async fn docker_or_skip() -> Option<Docker> {
     docker
 }
 
-/// Builds the hello image from the current source, once per test process.
-fn build_hello_image() {
+/// Builds the example module images from the current source, once per
+/// test process.
+fn build_images() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let script = repo_root().join("examples/modules/hello/build-image.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg(HELLO_IMAGE)
-            .output()
-            .expect("run build-image.sh");
-        assert!(
-            out.status.success(),
-            "{} failed:\n{}{}",
-            script.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let script = repo_root().join("examples/modules/build-image.sh");
+        for (bin, tag) in [
+            ("hello-module", HELLO_IMAGE),
+            ("misbehave-module", MISBEHAVE_IMAGE),
+        ] {
+            let out = Command::new("bash")
+                .arg(&script)
+                .args([bin, tag])
+                .output()
+                .expect("run build-image.sh");
+            assert!(
+                out.status.success(),
+                "{} {bin} failed:\n{}{}",
+                script.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     });
 }
 

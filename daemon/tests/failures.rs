@@ -125,23 +125,44 @@ async fn a_file_broken_while_the_daemon_was_down_uninstalls_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_step_is_retried_with_backoff_until_it_succeeds() {
-    let Some(harness) = Harness::start().await else { return };
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
     harness.write("workspace.yaml", WORKSPACE);
     harness.write("flaky.yaml", &module("flaky", "{reject: 'not yet'}", false));
 
     // Failed is not terminal: the step is tried again, the count goes up.
     let retried = harness
         .wait_until("a second failed attempt", || async {
-            harness.module("flaky").await.filter(|m| m.phase == "failed" && m.attempts >= 2)
+            harness
+                .module("flaky")
+                .await
+                .filter(|m| m.phase == "failed" && m.attempts >= 2)
         })
         .await;
-    assert!(retried.next_retry.is_some(), "a failed module says when it tries again");
-    assert!(retried.message.starts_with("install failed: POST /install answered 400"), "{}", retried.message);
+    assert!(
+        retried.next_retry.is_some(),
+        "a failed module says when it tries again"
+    );
+    assert!(
+        retried
+            .message
+            .starts_with("install failed: POST /install answered 400"),
+        "{}",
+        retried.message
+    );
 
-    let (status, _) = harness.api_post("/v1/modules/default/flaky/retry", &json!(null)).await;
+    let (status, _) = harness
+        .api_post("/v1/modules/default/flaky/retry", &json!(null))
+        .await;
     assert_eq!(status, 202);
-    let (status, body) = harness.api_post("/v1/modules/default/nope/retry", &json!(null)).await;
-    assert_eq!((status.as_u16(), body), (404, json!({"error": "Module default/nope not found"})));
+    let (status, body) = harness
+        .api_post("/v1/modules/default/nope/retry", &json!(null))
+        .await;
+    assert_eq!(
+        (status.as_u16(), body),
+        (404, json!({"error": "Module default/nope not found"}))
+    );
 
     // Fixed: it succeeds and the failures no longer count.
     harness.write("flaky.yaml", &module("flaky", "{}", false));
