@@ -22,6 +22,7 @@ use bollard::auth::DockerCredentials;
 use futures_util::StreamExt;
 
 use crate::image_ref::{PullPolicy, credentials_for, pull_policy};
+use crate::runner_events::RunnerEvents;
 use crate::runtime::{
     CONTROLLER_MOUNT, CONTROLLER_SOCKET, Progress, Runner, RunnerSpec, Runtime, RuntimeError,
 };
@@ -30,6 +31,8 @@ pub const LABEL_INSTANCE: &str = "forklet.instance";
 pub const LABEL_MODULE: &str = "forklet.module";
 pub const LABEL_RUNNER_HASH: &str = "forklet.runner-hash";
 const MODULE_PORT: &str = "8080/tcp";
+/// How long a runner the engine is restarting may take to come back.
+const RESTART_WAIT: Duration = Duration::from_secs(30);
 
 pub struct DockerRuntime {
     docker: Docker,
@@ -50,6 +53,14 @@ impl DockerRuntime {
         let docker = docker.negotiate_version().await.map_err(engine)?;
         docker.ping().await.map_err(engine)?;
         Ok(Self { docker, instance })
+    }
+
+    /// A watcher of this daemon's runners, to run beside the runtime.
+    pub fn runner_events(&self) -> RunnerEvents {
+        RunnerEvents {
+            docker: self.docker.clone(),
+            instance: self.instance.clone(),
+        }
     }
 
     fn container_name(&self, key: &ObjectKey) -> String {
@@ -210,13 +221,31 @@ impl DockerRuntime {
     }
 
     async fn start(&self, id: &str) -> Result<Runner, RuntimeError> {
-        match self.docker.start_container(id, None).await {
-            // 304: already running, which is what we want.
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 304, ..
-            }) => {}
-            Err(err) => return Err(engine("start container")(err)),
+        // The engine may be restarting a runner that died (restart policy):
+        // wait for that rather than fail, for as long as a restart may take.
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.docker.start_container(id, None).await {
+                // 304: already running, which is what we want.
+                Ok(())
+                | Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 304, ..
+                }) => break,
+                Err(err) => {
+                    let restarting = self
+                        .docker
+                        .inspect_container(id, None)
+                        .await
+                        .ok()
+                        .and_then(|info| info.state?.restarting)
+                        .unwrap_or(false);
+                    if !restarting || waited >= RESTART_WAIT {
+                        return Err(engine("start container")(err));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    waited += Duration::from_millis(100);
+                }
+            }
         }
         let info = self
             .docker

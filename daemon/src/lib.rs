@@ -13,6 +13,7 @@ pub mod kubeconfig;
 pub mod plan;
 pub mod protocol;
 pub mod reconciler;
+pub mod runner_events;
 pub mod runner_files;
 pub mod runtime;
 #[cfg(feature = "testing")]
@@ -34,7 +35,8 @@ use crate::backoff::Backoff;
 use crate::catalog::Catalog;
 use crate::docker::DockerRuntime;
 use crate::protocol::{Limits, ModuleClient};
-use crate::reconciler::{Context, Supervisor};
+use crate::reconciler::{Command, Context, Supervisor};
+use crate::runner_events::RunnerChange;
 use crate::runner_files::RunnerFiles;
 use crate::runtime::RuntimeError;
 use crate::watcher::ManifestWatcher;
@@ -96,6 +98,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let store = Arc::new(Store::open(&state_dir.join("forklet.db"))?);
     let instance = store.setting_or_init("instance", random_id)?;
     let runtime = DockerRuntime::connect(instance).await?;
+    let runner_events = runtime.runner_events();
 
     let manifests = &config.manifests_dir;
     // Watch first, then scan: an edit between the two is then never missed.
@@ -135,6 +138,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     });
     let (commands_tx, commands_rx) = tokio::sync::mpsc::unbounded_channel();
     let supervisor = tokio::spawn(Supervisor::new(ctx).run(desired_rx.clone(), commands_rx));
+    let changes = commands_tx.clone();
+    let report = move |change| {
+        let _ = changes.send(match change {
+            RunnerChange::Module(key) => Command::RunnerChanged(key),
+            RunnerChange::All => Command::AllRunnersChanged,
+        });
+    };
+    let watching_runners = tokio::spawn(runner_events.run(report, shutdown.clone()));
     let (refresh_tx, refresh_rx) = tokio::sync::mpsc::unbounded_channel();
     let watching = tokio::spawn(watcher.run(catalog, desired_tx, refresh_rx, shutdown.clone()));
     let app = api::router(api::ApiState {
@@ -155,6 +166,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
 
     shutdown.cancel();
     let _ = watching.await;
+    let _ = watching_runners.await;
     let supervised = supervisor.await.expect("the supervisor does not panic");
     let _ = std::fs::remove_file(&config.socket);
     let _ = std::fs::remove_file(&controller_socket);

@@ -258,6 +258,24 @@ impl Harness {
             .expect("list containers")
     }
 
+    /// Everything a container has printed so far, one JSON value per line.
+    pub async fn output(&self, container_id: &str) -> Vec<Value> {
+        let options = LogsOptionsBuilder::default().stdout(true).build();
+        let chunks: Vec<_> = self
+            .docker
+            .logs(container_id, Some(options))
+            .collect()
+            .await;
+        let text: String = chunks
+            .into_iter()
+            .flatten()
+            .map(|c| String::from_utf8_lossy(&c.into_bytes()).into_owned())
+            .collect();
+        text.lines()
+            .map(|line| serde_json::from_str(line).expect("the module prints JSON lines"))
+            .collect()
+    }
+
     /// Follows a container's stdout from its start, collecting one JSON
     /// value per line until the container is removed. Following (rather
     /// than reading once) keeps what a module printed just before removal.

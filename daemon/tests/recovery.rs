@@ -1,0 +1,95 @@
+//! Runners that die or vanish come back without a second /install: the
+//! module's metadata lives in forklet, not in its container.
+
+use bollard::query_parameters::{KillContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+use forkletd::testing::{HELLO_IMAGE, Harness};
+
+const WORKSPACE: &str =
+    "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\n";
+
+fn module(name: &str) -> String {
+    format!(
+        "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {{name: {name}}}\nspec:\n  workspace: {{name: dev}}\n  source:\n    raw:\n      kind: Custom\n      metadata: {{name: {name}, version: 1.0.0, supportedOperatorVersion: '*'}}\n      spec: {{image: '{HELLO_IMAGE}'}}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_runner_is_recreated_and_not_reinstalled() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    harness.write("workspace.yaml", WORKSPACE);
+    harness.write("app.yaml", &module("app"));
+    let before = harness.wait_phase("app", "ready").await;
+    let old_id = before.container_id.clone().unwrap();
+
+    let force = RemoveContainerOptionsBuilder::default().force(true).build();
+    harness
+        .docker
+        .remove_container(&old_id, Some(force))
+        .await
+        .unwrap();
+
+    let after = harness
+        .wait_until("a new runner", || async {
+            harness
+                .module("app")
+                .await
+                .filter(|m| m.phase == "ready" && m.container_id.as_deref() != Some(&old_id))
+        })
+        .await;
+    let output = harness.follow_output(after.container_id.as_deref().unwrap());
+    output.wait_bodies("health", 1).await;
+    assert!(
+        output.bodies("install").is_empty(),
+        "the new runner was not installed again"
+    );
+    assert_eq!(after.metadata, before.metadata);
+    assert_eq!(harness.containers().await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_runner_is_started_again_and_checked() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    harness.write("workspace.yaml", WORKSPACE);
+    harness.write("app.yaml", &module("app"));
+    let before = harness.wait_phase("app", "ready").await;
+    let id = before.container_id.clone().unwrap();
+
+    let kill = KillContainerOptionsBuilder::default()
+        .signal("SIGKILL")
+        .build();
+    harness
+        .docker
+        .kill_container(&id, Some(kill))
+        .await
+        .unwrap();
+
+    // The runner's own log: a second start, then a health check after it.
+    let lines = harness
+        .wait_until("the runner started again and checked", || async {
+            let lines = harness.output(&id).await;
+            let second_start = lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l["event"] == "start")
+                .nth(1)?
+                .0;
+            lines[second_start..]
+                .iter()
+                .any(|l| l["endpoint"] == "health")
+                .then_some(lines)
+        })
+        .await;
+    let installs = lines.iter().filter(|l| l["endpoint"] == "install").count();
+    assert_eq!(installs, 1, "no /install after the restart");
+    let after = harness.wait_phase("app", "ready").await;
+    assert_eq!(
+        after.container_id.as_deref(),
+        Some(id.as_str()),
+        "the same runner, started again"
+    );
+    assert_eq!(after.metadata, before.metadata);
+}
