@@ -34,6 +34,7 @@ const MODULE_PORT: &str = "8080/tcp";
 /// How long a runner the engine is restarting may take to come back.
 const RESTART_WAIT: Duration = Duration::from_secs(30);
 
+#[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
     /// Set apart runners of different state dirs on one engine.
@@ -78,7 +79,23 @@ impl DockerRuntime {
             .map_err(engine("list containers"))
     }
 
-    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+    /// Every runner of this daemon's instance, with the module it names.
+    pub async fn all_runners(&self) -> Result<Vec<(ObjectKey, String)>, RuntimeError> {
+        let labels = [format!("{LABEL_INSTANCE}={}", self.instance)];
+        let containers = labelled(&self.docker, &labels)
+            .await
+            .map_err(engine("list containers"))?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| {
+                let module = c.labels?.remove(LABEL_MODULE)?;
+                let (namespace, name) = module.split_once('/')?;
+                Some((ObjectKey::new(namespace, name), c.id?))
+            })
+            .collect())
+    }
+
+    pub async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         let options = RemoveContainerOptionsBuilder::default().force(true).build();
         match self.docker.remove_container(id, Some(options)).await {
             Ok(())

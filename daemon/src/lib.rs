@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod docker;
 pub mod image_ref;
 pub mod kubeconfig;
+pub mod orphans;
 pub mod plan;
 pub mod protocol;
 pub mod reconciler;
@@ -25,6 +26,7 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use forklet_state::store::{Store, StoreError};
 use tokio::net::UnixListener;
@@ -34,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::catalog::Catalog;
 use crate::docker::DockerRuntime;
+use crate::orphans::OrphanSweeper;
 use crate::protocol::{Limits, ModuleClient};
 use crate::reconciler::{Command, Context, Supervisor};
 use crate::runner_events::RunnerChange;
@@ -51,6 +54,8 @@ pub struct Config {
     pub max_concurrent: usize,
     /// How failed steps are retried.
     pub retry: Backoff,
+    /// How long a runner that belongs to no module is left before removal.
+    pub orphan_grace: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +104,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let instance = store.setting_or_init("instance", random_id)?;
     let runtime = DockerRuntime::connect(instance).await?;
     let runner_events = runtime.runner_events();
+    let sweeper = OrphanSweeper {
+        runtime: runtime.clone(),
+        store: store.clone(),
+        grace: config.orphan_grace,
+    };
 
     let manifests = &config.manifests_dir;
     // Watch first, then scan: an edit between the two is then never missed.
@@ -146,6 +156,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         });
     };
     let watching_runners = tokio::spawn(runner_events.run(report, shutdown.clone()));
+    let sweeping = tokio::spawn(sweeper.run(shutdown.clone()));
     let (refresh_tx, refresh_rx) = tokio::sync::mpsc::unbounded_channel();
     let watching = tokio::spawn(watcher.run(catalog, desired_tx, refresh_rx, shutdown.clone()));
     let app = api::router(api::ApiState {
@@ -167,6 +178,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     shutdown.cancel();
     let _ = watching.await;
     let _ = watching_runners.await;
+    let _ = sweeping.await;
     let supervised = supervisor.await.expect("the supervisor does not panic");
     let _ = std::fs::remove_file(&config.socket);
     let _ = std::fs::remove_file(&controller_socket);

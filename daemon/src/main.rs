@@ -35,6 +35,9 @@ struct Args {
     /// wait doubles from one second up to this).
     #[arg(long, env = "FORKLET_RETRY_MAX", default_value_t = 300)]
     retry_max: u64,
+    /// Seconds a runner that belongs to no module is left before removal.
+    #[arg(long, env = "FORKLET_ORPHAN_GRACE", default_value_t = 60)]
+    orphan_grace: u64,
 }
 
 #[tokio::main]
@@ -58,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
             ..Limits::default()
         },
         max_concurrent: args.max_concurrent,
+        orphan_grace: Duration::from_secs(args.orphan_grace),
         retry: Backoff {
             base: Duration::from_secs(1),
             cap: Duration::from_secs(args.retry_max.max(1)),

@@ -95,6 +95,7 @@ impl Harness {
                 ..Limits::default()
             },
             max_concurrent: 8,
+            orphan_grace: Duration::from_millis(300),
             // Short, so tests see retries happen without waiting long.
             retry: Backoff {
                 base: Duration::from_millis(100),
@@ -248,6 +249,11 @@ impl Harness {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The daemon's instance id, as its runners' labels carry it.
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// Every container this harness's daemon has made, running or not.

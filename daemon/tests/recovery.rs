@@ -1,6 +1,9 @@
 //! Runners that die or vanish come back without a second /install: the
 //! module's metadata lives in forklet, not in its container.
 
+use std::collections::HashMap;
+
+use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{KillContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use forkletd::testing::{HELLO_IMAGE, Harness};
 
@@ -92,4 +95,55 @@ async fn a_killed_runner_is_started_again_and_checked() {
         "the same runner, started again"
     );
     assert_eq!(after.metadata, before.metadata);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_that_belongs_to_no_module_is_removed() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    harness.write("workspace.yaml", WORKSPACE);
+    harness.write("app.yaml", &module("app"));
+    let app = harness.wait_phase("app", "ready").await;
+
+    // As a crash between creating a runner and recording it would leave one.
+    let labels = HashMap::from([
+        ("forklet.instance".to_owned(), harness.instance().to_owned()),
+        ("forklet.module".to_owned(), "default/ghost".to_owned()),
+    ]);
+    let body = ContainerCreateBody {
+        image: Some(HELLO_IMAGE.into()),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    let ghost = harness
+        .docker
+        .create_container(None, body)
+        .await
+        .unwrap()
+        .id;
+    harness.docker.start_container(&ghost, None).await.unwrap();
+
+    harness
+        .wait_until("the orphan removed", || async {
+            let ids: Vec<String> = harness
+                .containers()
+                .await
+                .into_iter()
+                .filter_map(|c| c.id)
+                .collect();
+            (!ids.contains(&ghost)).then_some(())
+        })
+        .await;
+    let left: Vec<Option<String>> = harness
+        .containers()
+        .await
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(
+        left,
+        vec![app.container_id],
+        "the module's own runner stays"
+    );
 }
