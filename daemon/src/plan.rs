@@ -53,8 +53,13 @@ pub fn plan(intent: &Intent, record: Option<&ModuleRecord>, runner_ready: bool) 
         Intent::Run(desired) => Some(desired),
     };
     if let Some(desired) = desired {
+        // Another workspace is another cluster: clean up the old one first
+        // (with its kubeconfig, still in place); the install then starts fresh.
+        if desired.workspace != record.workspace && record.installed_hash.is_some() {
+            return Action::Uninstall;
+        }
         // Covers a first install that failed or was interrupted, and any
-        // edit of definition, config or workspace.
+        // edit of definition or config.
         if record.installed_hash.as_deref() != Some(desired.install_hash.as_str()) {
             return Action::Install;
         }
@@ -150,6 +155,22 @@ mod tests {
         let asleep = record(Phase::Sleeped, Some("old"), true);
         assert_eq!(
             plan(&desired(true, "new"), Some(&asleep), true),
+            Action::Install
+        );
+    }
+
+    #[test]
+    fn moving_to_another_workspace_uninstalls_from_the_old_one_first() {
+        let mut moved = record(Phase::Ready, Some("h"), false);
+        moved.workspace = ObjectKey::new("default", "old");
+        assert_eq!(
+            plan(&desired(false, "h2"), Some(&moved), true),
+            Action::Uninstall
+        );
+        // Never installed there: nothing to clean up.
+        moved.installed_hash = None;
+        assert_eq!(
+            plan(&desired(false, "h2"), Some(&moved), true),
             Action::Install
         );
     }

@@ -493,7 +493,7 @@ impl<R: Runtime> Worker<R> {
         self.ctx.runtime.remove_runners(&self.key).await?;
         self.ctx.files.remove(&self.key);
         self.ctx.store.delete(&self.key)?;
-        tracing::info!(module = %self.key, "uninstalled");
+        tracing::info!(module = %self.key, workspace = %self.record().workspace, "uninstalled");
         self.record = None;
         self.runner = None;
         Ok(())

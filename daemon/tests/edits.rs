@@ -1,0 +1,160 @@
+//! What each kind of edit does to a running module, as the README says.
+
+use bollard::query_parameters::{RemoveImageOptionsBuilder, TagImageOptionsBuilder};
+use forkletd::testing::{HELLO_IMAGE, Harness};
+use serde_json::{Value, json};
+
+const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\ncurrent-context: dev\nclusters:\n- name: dev\n  cluster: {server: 'https://127.0.0.1:6443'}\n- name: prod\n  cluster: {server: 'https://127.0.0.1:7443'}\ncontexts:\n- name: dev\n  context: {cluster: dev}\n- name: prod\n  context: {cluster: prod}\nusers: []\n";
+
+fn workspaces(harness: &Harness) {
+    std::fs::write(harness.manifests.path().join("kubeconfig"), KUBECONFIG).unwrap();
+    let workspace = |name: &str| {
+        format!(
+            "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {{name: {name}}}\nspec:\n  connection: {{type: local, kubeconfig: kubeconfig, context: {name}}}\n"
+        )
+    };
+    harness.write(
+        "workspaces.yaml",
+        &format!("{}---\n{}", workspace("dev"), workspace("prod")),
+    );
+}
+
+fn app(workspace: &str, image: &str, config: &str) -> String {
+    format!(
+        "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {{name: app}}\nspec:\n  workspace: {{name: {workspace}}}\n  source:\n    raw:\n      kind: Custom\n      metadata: {{name: app, version: 1.0.0, supportedOperatorVersion: '*'}}\n      spec: {{image: '{image}', permissions: [workspace]}}\n  config: {config}\n"
+    )
+}
+
+/// Waits until module `app` is ready with `config` applied.
+async fn ready_with(harness: &Harness, config: Value) -> forklet_state::api::ModuleView {
+    harness
+        .wait_until(&format!("app ready with {config}"), || async {
+            harness
+                .module("app")
+                .await
+                .filter(|m| m.phase == "ready" && Value::Object(m.config.clone()) == config)
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_image_and_workspace_edits() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    workspaces(&harness);
+    harness.write("app.yaml", &app("dev", HELLO_IMAGE, "{size: 1}"));
+    let first = ready_with(&harness, json!({"size": 1})).await;
+    let first_id = first.container_id.clone().unwrap();
+    let output = harness.follow_output(&first_id);
+
+    // Config: /install again on the same runner, stored metadata kept.
+    harness.write("app.yaml", &app("dev", HELLO_IMAGE, "{size: 2}"));
+    let resized = ready_with(&harness, json!({"size": 2})).await;
+    assert_eq!(resized.container_id.as_deref(), Some(first_id.as_str()));
+    let bodies = output.wait_bodies("install", 2).await;
+    assert_eq!(
+        bodies[1],
+        json!({"size": 2, "installs": 1, "installedBy": "hello"})
+    );
+    assert_eq!(resized.metadata["installs"], 2);
+
+    // Image: a new runner, then /install on it with the same metadata.
+    let other = format!("forklet-test/hello:edits-{}", std::process::id());
+    let (repo, tag) = other.split_once(':').unwrap();
+    harness
+        .docker
+        .tag_image(
+            HELLO_IMAGE,
+            Some(TagImageOptionsBuilder::new().repo(repo).tag(tag).build()),
+        )
+        .await
+        .unwrap();
+    harness.write("app.yaml", &app("dev", &other, "{size: 2}"));
+    let moved = harness
+        .wait_until("app on the new image", || async {
+            harness
+                .module("app")
+                .await
+                .filter(|m| m.phase == "ready" && m.image.as_deref() == Some(other.as_str()))
+        })
+        .await;
+    let second_id = moved.container_id.clone().unwrap();
+    assert_ne!(second_id, first_id);
+    let second = harness.follow_output(&second_id);
+    assert_eq!(
+        second.wait_bodies("install", 1).await,
+        vec![json!({"size": 2, "installs": 2, "installedBy": "hello"})]
+    );
+    assert_eq!(moved.metadata["installs"], 3);
+    assert_eq!(
+        harness.containers().await.len(),
+        1,
+        "the old runner is gone"
+    );
+
+    // Workspace: /uninstall from the old one, then a fresh install in the new one.
+    harness.write("app.yaml", &app("prod", &other, "{size: 2}"));
+    let in_prod = harness
+        .wait_until("app in prod", || async {
+            harness
+                .module("app")
+                .await
+                .filter(|m| m.phase == "ready" && m.workspace == "prod")
+        })
+        .await;
+    let uninstalled = second.finish().await;
+    let uninstall: Vec<&Value> = uninstalled
+        .iter()
+        .filter(|l| l["endpoint"] == "uninstall")
+        .map(|l| &l["body"])
+        .collect();
+    assert_eq!(uninstall, vec![&Value::Object(moved.metadata.clone())]);
+    assert_eq!(
+        in_prod.metadata,
+        json!({"size": 2, "installs": 1, "installedBy": "hello"})
+            .as_object()
+            .unwrap()
+            .clone()
+    );
+    let kubeconfig =
+        std::fs::read_to_string(harness.runner_dir("app").join("workspace_kubeconfig")).unwrap();
+    assert!(kubeconfig.contains("current-context: prod"), "{kubeconfig}");
+    assert!(
+        !kubeconfig.contains("6443"),
+        "only prod's cluster: {kubeconfig}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_edit_changes_nothing_until_it_is_fixed() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    workspaces(&harness);
+    harness.write("app.yaml", &app("dev", HELLO_IMAGE, "{size: 1}"));
+    let before = ready_with(&harness, json!({"size": 1})).await;
+
+    harness.write(
+        "app.yaml",
+        "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {name: app\n",
+    );
+    let broken = harness
+        .wait_until("the problem shown", || async {
+            harness
+                .module("app")
+                .await
+                .filter(|m| m.message.contains("keeping the last good version"))
+        })
+        .await;
+    assert_eq!(
+        (broken.phase.as_str(), broken.container_id.clone()),
+        ("ready", before.container_id.clone())
+    );
+    assert_eq!(broken.metadata, before.metadata);
+
+    harness.write("app.yaml", &app("dev", HELLO_IMAGE, "{size: 3}"));
+    let fixed = ready_with(&harness, json!({"size": 3})).await;
+    assert_eq!(fixed.message, "");
+    assert_eq!(fixed.container_id, before.container_id);
+}
