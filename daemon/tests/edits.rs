@@ -124,6 +124,13 @@ async fn config_image_and_workspace_edits() {
         !kubeconfig.contains("6443"),
         "only prod's cluster: {kubeconfig}"
     );
+
+    let untag = RemoveImageOptionsBuilder::default().noprune(true).build();
+    harness
+        .docker
+        .remove_image(&other, Some(untag), None)
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
