@@ -209,4 +209,15 @@ async fn private_images_are_pulled_with_their_secret_and_never_leak_it() {
         "the check reads real logs"
     );
     assert!(!logged.contains(PASSWORD), "a log line holds the password");
+
+    // Leave no image names behind (the runner keeps the image itself until
+    // the harness removes it).
+    let untag = RemoveImageOptionsBuilder::default()
+        .force(true)
+        .noprune(true)
+        .build();
+    let _ = harness
+        .docker
+        .remove_image(&format!("{repository}:v1"), Some(untag), None)
+        .await;
 }
