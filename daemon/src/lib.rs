@@ -8,6 +8,7 @@ pub mod api;
 pub mod backoff;
 pub mod catalog;
 pub mod docker;
+pub mod fault;
 pub mod image_ref;
 pub mod kubeconfig;
 pub mod orphans;
@@ -227,7 +228,7 @@ fn bind_socket(path: &Path) -> Result<UnixListener, Error> {
 }
 
 /// Names this state dir's containers apart from any other forklet's.
-fn random_id() -> String {
+pub fn random_id() -> String {
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u128(
         std::time::SystemTime::now()

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
+use crate::fault::crash_point;
 use crate::plan::{Action, Intent, plan, settled};
 use crate::protocol::{CallError, ModuleClient, Operation};
 use crate::runner_files::{FilesError, RunnerFiles};
@@ -491,6 +492,7 @@ impl<R: Runtime> Worker<R> {
             Err(err) => return Err(err),
         }
         self.ctx.runtime.remove_runners(&self.key).await?;
+        crash_point(&Operation::Uninstall, "after-remove");
         self.ctx.files.remove(&self.key);
         self.ctx.store.delete(&self.key)?;
         tracing::info!(module = %self.key, workspace = %self.record().workspace, "uninstalled");
@@ -562,7 +564,10 @@ impl<R: Runtime> Worker<R> {
     ) -> Result<Map<String, Value>, StepError> {
         let mut body = self.record().metadata.clone();
         body.extend(config.iter().map(|(k, v)| (k.clone(), v.clone())));
-        match self.ctx.client.call(endpoint, operation, &body).await {
+        crash_point(&operation, "before-call");
+        let answer = self.ctx.client.call(endpoint, operation, &body).await;
+        crash_point(&operation, "after-call");
+        match answer {
             Ok(Some(metadata)) => Ok(metadata),
             Ok(None) => Ok(self.record().metadata.clone()),
             Err(err) => {

@@ -43,9 +43,16 @@ pub struct Harness {
     pub socket: PathBuf,
     pub docker: Docker,
     instance: String,
-    daemon: Option<(CancellationToken, JoinHandle<Result<(), Error>>)>,
+    daemon: Option<Daemon>,
     api: reqwest::Client,
     edit: Box<dyn Fn(&mut Config) + Send + Sync>,
+}
+
+/// The daemon under test: in this process, or the real binary as a child
+/// process (to be crashed and killed).
+enum Daemon {
+    InProcess(CancellationToken, JoinHandle<Result<(), Error>>),
+    Process(std::process::Child),
 }
 
 impl Harness {
@@ -66,22 +73,22 @@ impl Harness {
             .unix_socket(socket.as_path())
             .build()
             .expect("client");
+        // The harness makes the state database and its instance id, so it
+        // knows its runners even when the daemon under test crashes at once.
+        let instance = Store::open(&state.path().join("forklet.db"))
+            .and_then(|store| store.setting_or_init("instance", crate::random_id))
+            .expect("a state database");
         let mut harness = Self {
             edit: Box::new(edit),
             manifests,
             state,
             socket,
             docker,
-            instance: String::new(),
+            instance,
             daemon: None,
             api,
         };
         harness.start_daemon().await;
-        harness.instance = Store::open(&harness.state.path().join("forklet.db"))
-            .and_then(|store| {
-                store.setting_or_init("instance", || unreachable!("the daemon created it"))
-            })
-            .expect("the daemon's instance id");
         Some(harness)
     }
 
@@ -109,7 +116,12 @@ impl Harness {
     async fn start_daemon(&mut self) {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(crate::run(self.config(), shutdown.clone()));
-        self.daemon = Some((shutdown, task));
+        self.daemon = Some(Daemon::InProcess(shutdown, task));
+        self.wait_api().await;
+    }
+
+    /// Waits until the control API answers.
+    pub async fn wait_api(&self) {
         self.wait_until("the control socket answers", || async {
             self.api
                 .get("http://forkletd/v1/modules")
@@ -123,11 +135,83 @@ impl Harness {
 
     /// Stops the daemon as SIGTERM would and waits until it has.
     pub async fn stop(&mut self) {
-        let (shutdown, task) = self.daemon.take().expect("the daemon is running");
+        let Some(Daemon::InProcess(shutdown, task)) = self.daemon.take() else {
+            panic!("an in-process daemon is running")
+        };
         shutdown.cancel();
         task.await
             .expect("the daemon does not panic")
             .expect("the daemon stops cleanly");
+    }
+
+    /// Stops the in-process daemon and runs the `forkletd` binary `bin` on
+    /// the same directories instead, crashing at `crash_at` if given (see
+    /// [`crate::fault`]). Does not wait for it: it may crash at once.
+    pub async fn spawn_binary(&mut self, bin: &str, crash_at: Option<&str>) {
+        if let Some(Daemon::InProcess(..)) = self.daemon {
+            self.stop().await;
+        }
+        assert!(self.daemon.is_none(), "one daemon at a time");
+        let config = self.config();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.state.path().join("forkletd.log"))
+            .expect("daemon log");
+        let mut command = Command::new(bin);
+        command
+            .arg("--manifests")
+            .arg(&config.manifests_dir)
+            .arg("--state-dir")
+            .arg(&config.state_dir)
+            .arg("--socket")
+            .arg(&config.socket)
+            .env(
+                "FORKLET_HEALTH_TIMEOUT",
+                config.limits.health_deadline.as_secs().max(1).to_string(),
+            )
+            .env("FORKLET_RETRY_MAX", "1")
+            .env("FORKLET_ORPHAN_GRACE", "2")
+            .env("FORKLET_LOG", "info")
+            .env_remove("FORKLET_CRASH_AT")
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
+        if let Some(point) = crash_at {
+            command.env("FORKLET_CRASH_AT", point);
+        }
+        self.daemon = Some(Daemon::Process(command.spawn().expect("start forkletd")));
+    }
+
+    /// Waits for the daemon process to end by itself (a crash point).
+    pub async fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let Some(Daemon::Process(mut child)) = self.daemon.take() else {
+            panic!("a daemon process is running")
+        };
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon never crashed:\n{}",
+                self.daemon_log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILLs the daemon process, as a power cut or the OOM killer would.
+    pub fn kill(&mut self) {
+        if let Some(Daemon::Process(mut child)) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// What the daemon process wrote to stderr, for failure messages.
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.state.path().join("forkletd.log")).unwrap_or_default()
     }
 
     pub async fn restart(&mut self) {
@@ -311,11 +395,13 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        if let Some((shutdown, _)) = &self.daemon {
-            shutdown.cancel();
-        }
-        if self.instance.is_empty() {
-            return;
+        match self.daemon.take() {
+            Some(Daemon::InProcess(shutdown, _)) => shutdown.cancel(),
+            Some(Daemon::Process(mut child)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            None => {}
         }
         // Synchronous on purpose: Drop may run while a test unwinds.
         let filter = format!("label={LABEL_INSTANCE}={}", self.instance);
