@@ -6,7 +6,7 @@ use clap::Parser;
 use forklet_state::paths;
 use forkletd::Config;
 use forkletd::backoff::Backoff;
-use forkletd::protocol::Limits;
+use forkletd::protocol::{Limits, Operation};
 use tokio_util::sync::CancellationToken;
 
 /// Runs Forkspacer Custom modules from a directory of manifests on Docker.
@@ -31,6 +31,18 @@ struct Args {
     /// Seconds one lifecycle call (install, uninstall, sleep, resume) may take.
     #[arg(long, env = "FORKLET_CALL_TIMEOUT", default_value_t = 300)]
     call_timeout: u64,
+    /// Seconds POST /install may take (default: --call-timeout).
+    #[arg(long, env = "FORKLET_INSTALL_TIMEOUT")]
+    install_timeout: Option<u64>,
+    /// Seconds POST /uninstall may take (default: --call-timeout).
+    #[arg(long, env = "FORKLET_UNINSTALL_TIMEOUT")]
+    uninstall_timeout: Option<u64>,
+    /// Seconds POST /sleep may take (default: --call-timeout).
+    #[arg(long, env = "FORKLET_SLEEP_TIMEOUT")]
+    sleep_timeout: Option<u64>,
+    /// Seconds POST /resume may take (default: --call-timeout).
+    #[arg(long, env = "FORKLET_RESUME_TIMEOUT")]
+    resume_timeout: Option<u64>,
     /// Longest wait, in seconds, between retries of a failed step (the
     /// wait doubles from one second up to this).
     #[arg(long, env = "FORKLET_RETRY_MAX", default_value_t = 300)]
@@ -58,6 +70,15 @@ async fn main() -> anyhow::Result<()> {
         limits: Limits {
             health_deadline: Duration::from_secs(args.health_timeout),
             call_timeout: Duration::from_secs(args.call_timeout),
+            per_call: [
+                (Operation::Install, args.install_timeout),
+                (Operation::Uninstall, args.uninstall_timeout),
+                (Operation::Sleep, args.sleep_timeout),
+                (Operation::Resume, args.resume_timeout),
+            ]
+            .into_iter()
+            .filter_map(|(op, secs)| Some((op, Duration::from_secs(secs?))))
+            .collect(),
             ..Limits::default()
         },
         max_concurrent: args.max_concurrent,

@@ -48,10 +48,22 @@ impl fmt::Display for Operation {
 pub struct Limits {
     /// How long a new runner may take to answer `GET /health`.
     pub health_deadline: Duration,
-    /// How long one lifecycle call may take.
+    /// How long one lifecycle call may take, unless `per_call` says otherwise.
     pub call_timeout: Duration,
+    /// Deadlines of their own for some operations (an install that deploys
+    /// a lot may need longer than a sleep).
+    pub per_call: Vec<(Operation, Duration)>,
     /// Largest response body read from a module.
     pub max_body: usize,
+}
+
+impl Limits {
+    pub fn timeout(&self, operation: Operation) -> Duration {
+        self.per_call
+            .iter()
+            .find(|(op, _)| *op == operation)
+            .map_or(self.call_timeout, |(_, t)| *t)
+    }
 }
 
 impl Default for Limits {
@@ -59,6 +71,7 @@ impl Default for Limits {
         Self {
             health_deadline: Duration::from_secs(60),
             call_timeout: Duration::from_secs(300),
+            per_call: Vec::new(),
             max_body: 1 << 20,
         }
     }
@@ -184,7 +197,7 @@ impl ModuleClient {
         body: &Map<String, Value>,
     ) -> Result<Option<Map<String, Value>>, CallError> {
         let path = operation.path();
-        let timeout = self.limits.call_timeout;
+        let timeout = self.limits.timeout(operation);
         let exchange = async {
             let response = self
                 .http
@@ -275,4 +288,28 @@ fn snippet(text: &str) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_call_has_its_deadline_or_the_common_one() {
+        let limits = Limits {
+            call_timeout: Duration::from_secs(300),
+            per_call: vec![(Operation::Install, Duration::from_secs(900))],
+            ..Limits::default()
+        };
+        assert_eq!(limits.timeout(Operation::Install), Duration::from_secs(900));
+        assert_eq!(limits.timeout(Operation::Sleep), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn long_module_errors_are_cut_on_a_character_boundary() {
+        let text = "é".repeat(400);
+        let cut = snippet(&text);
+        assert!(cut.ends_with('…') && cut.len() <= 512 + '…'.len_utf8());
+        assert_eq!(snippet("short"), "short");
+    }
 }
