@@ -96,6 +96,8 @@ struct WorkerHandle {
 pub struct Supervisor<R> {
     ctx: Arc<Context<R>>,
     workers: HashMap<ObjectKey, WorkerHandle>,
+    /// The manifest problems last written to each module's history.
+    problems_noted: HashMap<ObjectKey, String>,
     tasks: JoinSet<()>,
     exits: (
         mpsc::UnboundedSender<ObjectKey>,
@@ -108,6 +110,7 @@ impl<R: Runtime> Supervisor<R> {
         Self {
             ctx,
             workers: HashMap::new(),
+            problems_noted: HashMap::new(),
             tasks: JoinSet::new(),
             exits: mpsc::unbounded_channel(),
         }
@@ -184,6 +187,7 @@ impl<R: Runtime> Supervisor<R> {
     }
 
     fn apply(&mut self, state: &DesiredState, recorded: Vec<ObjectKey>) {
+        self.note_problems(state);
         for (key, module) in &state.modules {
             self.send(key.clone(), Intent::Run(Arc::new(module.clone())));
         }
@@ -200,6 +204,41 @@ impl<R: Runtime> Supervisor<R> {
                 // A held module keeps whatever good version its worker has.
                 Some(_) if held => {}
                 _ => self.send(key, if held { Intent::Hold } else { Intent::Remove }),
+            }
+        }
+    }
+
+    /// Writes a module's manifest problems into its history when they
+    /// appear, change or go away, so `forklet get` shows when an edit broke.
+    fn note_problems(&mut self, state: &DesiredState) {
+        let keys: Vec<ObjectKey> = self
+            .workers
+            .keys()
+            .chain(self.problems_noted.keys())
+            .cloned()
+            .collect();
+        for key in keys {
+            let now: Vec<String> = state
+                .problems_of(Kind::Module, &key)
+                .map(|p| p.short())
+                .collect();
+            let now = now.join("; ");
+            let before = self.problems_noted.get(&key).cloned().unwrap_or_default();
+            if now == before {
+                continue;
+            }
+            let (reason, message) = if now.is_empty() {
+                ("ManifestFixed", "the manifest is valid again")
+            } else {
+                ("ManifestProblem", now.as_str())
+            };
+            if let Err(err) = self.ctx.store.add_event(&key, reason, message) {
+                tracing::warn!(module = %key, error = %err, "cannot record a manifest problem");
+            }
+            if now.is_empty() {
+                self.problems_noted.remove(&key);
+            } else {
+                self.problems_noted.insert(key, now);
             }
         }
     }

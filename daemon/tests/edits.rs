@@ -163,5 +163,11 @@ async fn a_broken_edit_changes_nothing_until_it_is_fixed() {
     harness.write("app.yaml", &app("dev", HELLO_IMAGE, "{size: 3}"));
     let fixed = ready_with(&harness, json!({"size": 3})).await;
     assert_eq!(fixed.message, "");
+    let reasons: Vec<&str> = fixed.events.iter().map(|e| e.reason.as_str()).collect();
+    let problem = reasons
+        .iter()
+        .position(|r| *r == "ManifestProblem")
+        .expect("the problem is in the history");
+    assert!(reasons[problem..].contains(&"ManifestFixed"), "{reasons:?}");
     assert_eq!(fixed.container_id, before.container_id);
 }

@@ -161,3 +161,42 @@ async fn a_failing_uninstall_keeps_the_module_until_it_is_forced_away() {
     assert_eq!(harness.module("stuck").await, None);
     assert!(harness.containers().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_file_removes_the_module_from_every_phase() {
+    let Some(harness) = harness().await else {
+        return;
+    };
+    harness.write("workspace.yaml", WORKSPACE);
+    // (module, config, hibernated at first, then, the phase to delete it in)
+    let cases = [
+        ("installing", "{install: hang}", false, None, "installing"),
+        ("asleep", "{}", true, None, "sleeped"),
+        ("resuming", "{resume: hang}", true, Some(false), "resuming"),
+    ];
+    for (name, config, hibernated, _, _) in cases {
+        harness.write(
+            &format!("{name}.yaml"),
+            &module(name, MISBEHAVE_IMAGE, config, hibernated),
+        );
+    }
+    for (name, config, _, then, phase) in cases {
+        if let Some(hibernated) = then {
+            harness.wait_phase(name, "sleeped").await;
+            harness.write(
+                &format!("{name}.yaml"),
+                &module(name, MISBEHAVE_IMAGE, config, hibernated),
+            );
+        }
+        harness.wait_phase(name, phase).await;
+        harness.remove(&format!("{name}.yaml"));
+    }
+    for (name, ..) in cases {
+        harness.wait_gone(name).await;
+    }
+    harness
+        .wait_until("every runner removed", || async {
+            harness.containers().await.is_empty().then_some(())
+        })
+        .await;
+}

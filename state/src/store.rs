@@ -392,6 +392,28 @@ impl Store {
         Ok(())
     }
 
+    /// Adds an event to a recorded module's history; `false` (and nothing
+    /// written) when forklet has no record of the module.
+    pub fn add_event(
+        &self,
+        key: &ObjectKey,
+        reason: &str,
+        message: &str,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let known: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM modules WHERE namespace = ?1 AND name = ?2)",
+            params![key.namespace, key.name],
+            |row| row.get(0),
+        )?;
+        if known {
+            insert_event(&tx, key, Utc::now(), reason, message)?;
+        }
+        tx.commit()?;
+        Ok(known)
+    }
+
     /// Forgets a module; its history goes with it.
     pub fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
         let mut conn = self.lock();
@@ -718,7 +740,13 @@ mod tests {
             format!("step {}", EVENTS_KEPT + 4)
         );
         assert_eq!(store.events(&record.key, 2).unwrap().len(), 2);
+        assert!(store.add_event(&record.key, "Noted", "by hand").unwrap());
+        assert_eq!(store.events(&record.key, 1).unwrap()[0].reason, "Noted");
         store.delete(&record.key).unwrap();
+        assert!(
+            !store.add_event(&record.key, "Noted", "gone").unwrap(),
+            "no history for unknown modules"
+        );
         assert_eq!(store.module(&record.key).unwrap(), None);
         assert!(store.events(&record.key, 10).unwrap().is_empty());
     }
