@@ -96,15 +96,28 @@ fn message(module: &ModuleView, now: chrono::DateTime<Utc>) -> String {
 }
 
 fn workspace_table(workspaces: &[WorkspaceView]) -> String {
+    let now = Utc::now();
     let rows: Vec<Vec<String>> = workspaces
         .iter()
         .map(|w| {
+            let next = w.next_transition.as_ref().map_or("-".to_owned(), |t| {
+                format!("{} in {}", t.action, until(t.at, now))
+            });
+            let manual = w
+                .manual_override
+                .as_ref()
+                .map_or("-".to_owned(), |o| match o.until {
+                    Some(at) => format!("{} for {}", o.action, until(at, now)),
+                    None => o.action.clone(),
+                });
             vec![
                 w.name.clone(),
                 w.namespace.clone(),
                 w.phase.clone(),
                 w.connection.clone(),
                 w.modules.to_string(),
+                next,
+                manual,
                 w.message.clone(),
             ]
         })
@@ -116,8 +129,15 @@ fn workspace_table(workspaces: &[WorkspaceView]) -> String {
             "PHASE",
             "CONNECTION",
             "MODULES",
+            "NEXT",
+            "OVERRIDE",
             "MESSAGE",
         ],
         &rows,
     )
+}
+
+/// How long until `at`, kubectl-style.
+fn until(at: chrono::DateTime<Utc>, now: chrono::DateTime<Utc>) -> String {
+    age(Some(now), at.max(now))
 }

@@ -2,6 +2,7 @@
 
 mod client;
 mod get;
+mod hibernate;
 mod secret;
 mod table;
 mod validate;
@@ -41,6 +42,10 @@ enum Command {
         #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Put a module (or with --workspace a workspace) to sleep by hand.
+    Sleep(hibernate::Target),
+    /// Wake a module (or with --workspace a workspace) by hand.
+    Resume(hibernate::Target),
     /// Fetch every httpURL definition again; modules whose definition
     /// changed are installed again.
     Refresh,
@@ -98,6 +103,8 @@ fn main() -> ExitCode {
             namespace,
             output,
         } => runtime.block_on(get::run(&client(), what, namespace, output)),
+        Command::Sleep(target) => runtime.block_on(hibernate::run(&client(), "sleep", target)),
+        Command::Resume(target) => runtime.block_on(hibernate::run(&client(), "resume", target)),
         Command::Refresh => runtime
             .block_on(client().trigger("/v1/definitions/refresh"))
             .map(|()| "fetching httpURL definitions again".to_owned()),

@@ -116,6 +116,30 @@ async fn get_shows_the_bundled_examples_for_people_and_programs() {
     let (ok, yaml, _) = forklet(&socket, &["get", "workspace", "dev", "-o", "yaml"]);
     assert!(ok && yaml.contains("name: dev"), "{yaml}");
 
+    // A workspace put to sleep by hand for an hour, then woken by hand.
+    let (ok, stdout, stderr) = forklet(&socket, &["sleep", "dev", "--workspace", "--for", "1h"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.starts_with("workspace default/dev: sleep until "),
+        "{stdout}"
+    );
+    harness.wait_phase("hello", "sleeped").await;
+    let (_, table, _) = forklet(&socket, &["get", "workspaces"]);
+    let row = table.lines().nth(1).unwrap();
+    assert!(
+        row.contains("hibernated") && row.contains("sleep for 59m"),
+        "{table}"
+    );
+    let (ok, stdout, _) = forklet(&socket, &["resume", "dev", "--workspace"]);
+    assert!(ok);
+    assert_eq!(
+        stdout,
+        "workspace default/dev: resume until another override replaces it\n"
+    );
+    harness.wait_phase("hello", "ready").await;
+    let (ok, _, stderr) = forklet(&socket, &["sleep", "dev", "--workspace", "--for", "soon"]);
+    assert!(!ok && stderr.contains("is not a duration"), "{stderr}");
+
     let (ok, _, stderr) = forklet(&socket, &["get", "module", "nope"]);
     assert!(!ok);
     assert_eq!(stderr.trim(), "forklet: Module default/nope not found");

@@ -12,17 +12,21 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use chrono::Utc;
 use forklet_state::api::{
-    ErrorBody, EventView, ModuleView, SecretCreate, SecretView, WorkspaceView,
+    ErrorBody, EventView, ModuleView, OverrideRequest, OverrideView, ScheduleView, SecretCreate,
+    SecretView, TransitionView, WorkspaceView,
 };
 use forklet_state::desired::DesiredState;
+use forklet_state::hibernation::{Override, OverrideAction, Scope};
 use forklet_state::manifest::Kind;
 use forklet_state::quantity::check_dns_label;
 use forklet_state::store::{DOCKER_REGISTRY, RegistrySecret};
 use forklet_state::store::{ModuleRecord, Store, StoreError};
 use forklet_state::{ObjectKey, Problem};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
+use crate::hibernation::Hibernation;
 use crate::reconciler::{Command, ForgetError};
 
 /// Events shown with a single module.
@@ -35,6 +39,9 @@ pub struct ApiState {
     /// Asks the watcher to fetch every `httpURL` definition again.
     pub refresh: mpsc::UnboundedSender<()>,
     pub commands: mpsc::UnboundedSender<Command>,
+    pub hibernation: watch::Receiver<Arc<Hibernation>>,
+    /// Rung after an override is stored, so the hibernation clock looks again.
+    pub overrides_changed: Arc<Notify>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +89,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/modules/{namespace}/{name}", get(get_module))
         .route("/v1/modules/{namespace}/{name}/retry", post(retry_module))
         .route("/v1/modules/{namespace}/{name}/forget", post(forget_module))
+        .route("/v1/modules/{namespace}/{name}/sleep", post(sleep_module))
+        .route("/v1/modules/{namespace}/{name}/resume", post(resume_module))
+        .route(
+            "/v1/workspaces/{namespace}/{name}/sleep",
+            post(sleep_workspace),
+        )
+        .route(
+            "/v1/workspaces/{namespace}/{name}/resume",
+            post(resume_workspace),
+        )
         .route("/v1/workspaces", get(list_workspaces))
         .route("/v1/workspaces/{namespace}/{name}", get(get_workspace))
         .route("/v1/secrets", get(list_secrets).post(create_secret))
@@ -92,6 +109,7 @@ pub fn router(state: ApiState) -> Router {
 
 async fn list_modules(State(state): State<ApiState>) -> Result<Json<Vec<ModuleView>>, ApiError> {
     let desired = state.desired.borrow().clone();
+    let hibernation = state.hibernation.borrow().clone();
     let records = state.store.modules()?;
     let mut keys: Vec<ObjectKey> = records.iter().map(|r| r.key.clone()).collect();
     keys.extend(desired.modules.keys().cloned());
@@ -102,7 +120,7 @@ async fn list_modules(State(state): State<ApiState>) -> Result<Json<Vec<ModuleVi
     let records: HashMap<&ObjectKey, &ModuleRecord> = records.iter().map(|r| (&r.key, r)).collect();
     let views = keys
         .iter()
-        .map(|key| module_view(key, records.get(key).copied(), &desired))
+        .map(|key| module_view(key, records.get(key).copied(), &desired, &hibernation))
         .collect();
     Ok(Json(views))
 }
@@ -113,6 +131,7 @@ async fn get_module(
 ) -> Result<Json<ModuleView>, ApiError> {
     let key = ObjectKey::new(namespace, name);
     let desired = state.desired.borrow().clone();
+    let hibernation = state.hibernation.borrow().clone();
     let record = state.store.module(&key)?;
     let named = desired.modules.contains_key(&key) || desired.is_held(Kind::Module, &key);
     if record.is_none() && !named {
@@ -121,7 +140,7 @@ async fn get_module(
             key,
         });
     }
-    let mut view = module_view(&key, record.as_ref(), &desired);
+    let mut view = module_view(&key, record.as_ref(), &desired, &hibernation);
     view.events = state
         .store
         .events(&key, EVENTS_SHOWN)?
@@ -139,8 +158,10 @@ fn module_view(
     key: &ObjectKey,
     record: Option<&ModuleRecord>,
     desired: &DesiredState,
+    hibernation: &Hibernation,
 ) -> ModuleView {
     let wanted = desired.modules.get(key);
+    let sleep_reason = wanted.and_then(|m| hibernation.module(m, desired));
     let problems = joined(desired.problems_of(Kind::Module, key));
     let (phase, mut message) = match (record, &problems) {
         (Some(record), _) => (record.phase.to_string(), record.message.clone()),
@@ -172,7 +193,8 @@ fn module_view(
         image: record
             .map(|r| r.runner.image.clone())
             .or(wanted.map(|w| w.runner.image.clone())),
-        hibernated: wanted.is_some_and(|w| w.hibernated),
+        hibernated: sleep_reason.is_some(),
+        sleep_reason: sleep_reason.map(|r| r.to_string()),
         file: wanted.map(|w| w.file.display().to_string()),
         config: record
             .map(|r| r.config.clone())
@@ -189,13 +211,14 @@ fn module_view(
 
 async fn list_workspaces(State(state): State<ApiState>) -> Json<Vec<WorkspaceView>> {
     let desired = state.desired.borrow().clone();
+    let hibernation = state.hibernation.borrow().clone();
     let mut keys: Vec<ObjectKey> = desired.workspaces.keys().cloned().collect();
     keys.extend(desired.held(Kind::Workspace).cloned());
     keys.sort();
     keys.dedup();
     Json(
         keys.iter()
-            .map(|key| workspace_view(key, &desired))
+            .map(|key| workspace_view(key, &desired, &hibernation))
             .collect(),
     )
 }
@@ -206,24 +229,30 @@ async fn get_workspace(
 ) -> Result<Json<WorkspaceView>, ApiError> {
     let key = ObjectKey::new(namespace, name);
     let desired = state.desired.borrow().clone();
+    let hibernation = state.hibernation.borrow().clone();
     if !desired.workspaces.contains_key(&key) && !desired.is_held(Kind::Workspace, &key) {
         return Err(ApiError::NotFound {
             kind: Kind::Workspace,
             key,
         });
     }
-    Ok(Json(workspace_view(&key, &desired)))
+    Ok(Json(workspace_view(&key, &desired, &hibernation)))
 }
 
-fn workspace_view(key: &ObjectKey, desired: &DesiredState) -> WorkspaceView {
+fn workspace_view(
+    key: &ObjectKey,
+    desired: &DesiredState,
+    hibernation: &Hibernation,
+) -> WorkspaceView {
     let workspace = desired.workspaces.get(key);
     let problems = joined(desired.problems_of(Kind::Workspace, key));
-    let hibernated = workspace.is_some_and(|w| w.spec.hibernated);
-    let phase = match (&problems, hibernated) {
+    let sleep_reason = workspace.and_then(|w| hibernation.workspace(w));
+    let phase = match (&problems, sleep_reason) {
         (Some(_), _) => "failed",
-        (None, true) => "hibernated",
-        (None, false) => "ready",
+        (None, Some(_)) => "hibernated",
+        (None, None) => "ready",
     };
+    let sleep = hibernation.workspaces.get(key);
     WorkspaceView {
         name: key.name.clone(),
         namespace: key.namespace.clone(),
@@ -232,17 +261,150 @@ fn workspace_view(key: &ObjectKey, desired: &DesiredState) -> WorkspaceView {
         connection: workspace
             .map(|w| w.spec.connection.kind.to_string())
             .unwrap_or_default(),
-        hibernated,
+        hibernated: sleep_reason.is_some(),
         modules: desired
             .modules
             .values()
             .filter(|m| &m.workspace == key)
             .count(),
         file: workspace.map(|w| w.file.display().to_string()),
+        schedule: workspace
+            .and_then(|w| w.schedule.as_ref())
+            .map(|s| ScheduleView {
+                sleep: s.sleep_text.clone(),
+                wake: s.wake_text.clone(),
+                timezone: s.zone.name().to_owned(),
+            }),
+        next_transition: sleep
+            .and_then(|s| s.next)
+            .map(|(at, transition)| TransitionView {
+                at,
+                action: transition.as_str().to_owned(),
+            }),
+        manual_override: sleep.and_then(|s| s.over).map(override_view),
+        sleep_reason: sleep_reason.map(|r| r.to_string()),
     }
 }
 
-/// Tries a failed module's step now instead of at its next retry time.
+fn override_view(o: Override) -> OverrideView {
+    OverrideView {
+        action: o.action.as_str().to_owned(),
+        until: o.until,
+    }
+}
+
+/// Stores a manual sleep or resume of a module or a workspace. Without a
+/// duration or an end it lasts until the next scheduled transition of the
+/// workspace (or until replaced, where there is no schedule).
+fn set_override(
+    state: &ApiState,
+    scope: Scope,
+    key: ObjectKey,
+    action: OverrideAction,
+    request: OverrideRequest,
+) -> Result<Json<OverrideView>, ApiError> {
+    let desired = state.desired.borrow().clone();
+    let hibernation = state.hibernation.borrow().clone();
+    let (workspace_key, manifest_says) = match scope {
+        Scope::Module => {
+            let module = desired
+                .modules
+                .get(&key)
+                .ok_or_else(|| ApiError::NotFound {
+                    kind: Kind::Module,
+                    key: key.clone(),
+                })?;
+            let workspace_hibernated = desired
+                .workspaces
+                .get(&module.workspace)
+                .is_some_and(|w| w.spec.hibernated);
+            let says = if module.hibernated {
+                Some(format!("module {key}'s manifest says hibernated: true"))
+            } else if workspace_hibernated {
+                Some(format!(
+                    "workspace {}'s manifest says hibernated: true",
+                    module.workspace
+                ))
+            } else {
+                None
+            };
+            (module.workspace.clone(), says)
+        }
+        Scope::Workspace => {
+            let workspace = desired
+                .workspaces
+                .get(&key)
+                .ok_or_else(|| ApiError::NotFound {
+                    kind: Kind::Workspace,
+                    key: key.clone(),
+                })?;
+            let says = workspace
+                .spec
+                .hibernated
+                .then(|| format!("workspace {key}'s manifest says hibernated: true"));
+            (key.clone(), says)
+        }
+    };
+    if action == OverrideAction::Resume
+        && let Some(says) = manifest_says
+    {
+        return Err(ApiError::Conflict(format!(
+            "{says}; an override does not fight it: edit the manifest"
+        )));
+    }
+    let now = Utc::now();
+    let until = match (request.for_seconds, request.until) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give forSeconds or until, not both".into(),
+            ));
+        }
+        (Some(seconds), None) => {
+            Some(now + chrono::Duration::seconds(seconds.min(i64::MAX as u64) as i64))
+        }
+        (None, Some(until)) if until <= now => {
+            return Err(ApiError::BadRequest(format!(
+                "until {until} has passed already"
+            )));
+        }
+        (None, Some(until)) => Some(until),
+        (None, None) => hibernation
+            .workspaces
+            .get(&workspace_key)
+            .and_then(|w| w.next)
+            .map(|(at, _)| at),
+    };
+    let value = Override { action, until };
+    state.store.set_override(scope, &key, &value)?;
+    tracing::info!(scope = scope.as_str(), object = %key, action = action.as_str(), until = ?until, "override set");
+    state.overrides_changed.notify_one();
+    Ok(Json(override_view(value)))
+}
+
+macro_rules! override_handler {
+    ($name:ident, $scope:expr, $action:expr) => {
+        async fn $name(
+            State(state): State<ApiState>,
+            Path((namespace, name)): Path<(String, String)>,
+            request: Option<Json<OverrideRequest>>,
+        ) -> Result<Json<OverrideView>, ApiError> {
+            let request = request.map(|Json(r)| r).unwrap_or_default();
+            set_override(
+                &state,
+                $scope,
+                ObjectKey::new(namespace, name),
+                $action,
+                request,
+            )
+        }
+    };
+}
+
+override_handler!(sleep_module, Scope::Module, OverrideAction::Sleep);
+override_handler!(resume_module, Scope::Module, OverrideAction::Resume);
+override_handler!(sleep_workspace, Scope::Workspace, OverrideAction::Sleep);
+override_handler!(resume_workspace, Scope::Workspace, OverrideAction::Resume);
+
 async fn retry_module(
     State(state): State<ApiState>,
     Path((namespace, name)): Path<(String, String)>,

@@ -13,7 +13,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use forklet_state::ObjectKey;
 use std::time::{Duration, Instant};
@@ -313,6 +313,24 @@ impl Runtime for DockerRuntime {
         };
         // The port is read afresh every time: an engine restart may move it.
         self.start(&id).await
+    }
+
+    async fn stop_runners(&self, key: &ObjectKey) -> Result<(), RuntimeError> {
+        // The SIGTERM grace a module gets before it is killed.
+        let options = StopContainerOptionsBuilder::default().t(10).build();
+        for container in self.runners_of(key).await? {
+            let Some(id) = container.id else { continue };
+            match self.docker.stop_container(&id, Some(options.clone())).await {
+                // 304: already stopped; 404: gone.
+                Ok(())
+                | Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 304 | 404,
+                    ..
+                }) => {}
+                Err(err) => return Err(engine("stop container")(err)),
+            }
+        }
+        Ok(())
     }
 
     async fn remove_runners(&self, key: &ObjectKey) -> Result<(), RuntimeError> {

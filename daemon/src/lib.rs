@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod catalog;
 pub mod docker;
 pub mod fault;
+pub mod hibernation;
 pub mod image_ref;
 pub mod kubeconfig;
 pub mod orphans;
@@ -37,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::catalog::Catalog;
 use crate::docker::DockerRuntime;
+use crate::hibernation::HibernationClock;
 use crate::orphans::OrphanSweeper;
 use crate::protocol::{Limits, ModuleClient};
 use crate::reconciler::{Command, Context, Supervisor};
@@ -57,6 +59,8 @@ pub struct Config {
     pub retry: Backoff,
     /// How long a runner that belongs to no module is left before removal.
     pub orphan_grace: Duration,
+    /// Keep runners running while their module is asleep (default: stop them).
+    pub keep_runners_while_asleep: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,9 +150,26 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         shutdown: shutdown.clone(),
         controller_dir,
         backoff: config.retry,
+        stop_runners_while_asleep: !config.keep_runners_while_asleep,
     });
+    // The first snapshot is taken before any worker starts, so that a module
+    // in a workspace asleep by schedule is never woken at start.
+    let first = HibernationClock::snapshot(&store, &desired_rx.borrow(), chrono::Utc::now());
+    let (hibernation_tx, hibernation_rx) = watch::channel(Arc::new(first));
+    let overrides_changed = Arc::new(tokio::sync::Notify::new());
+    let clock = HibernationClock {
+        store: store.clone(),
+        desired: desired_rx.clone(),
+        published: hibernation_tx,
+        overrides_changed: overrides_changed.clone(),
+    };
+    let clocking = tokio::spawn(clock.run(shutdown.clone()));
     let (commands_tx, commands_rx) = tokio::sync::mpsc::unbounded_channel();
-    let supervisor = tokio::spawn(Supervisor::new(ctx).run(desired_rx.clone(), commands_rx));
+    let supervisor = tokio::spawn(Supervisor::new(ctx).run(
+        desired_rx.clone(),
+        hibernation_rx.clone(),
+        commands_rx,
+    ));
     let changes = commands_tx.clone();
     let report = move |change| {
         let _ = changes.send(match change {
@@ -165,6 +186,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         desired: desired_rx,
         refresh: refresh_tx,
         commands: commands_tx,
+        hibernation: hibernation_rx,
+        overrides_changed,
     });
     let stopped = || shutdown.clone().cancelled_owned();
     let users = axum::serve(listener, app.clone()).with_graceful_shutdown(stopped());
@@ -180,6 +203,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let _ = watching.await;
     let _ = watching_runners.await;
     let _ = sweeping.await;
+    let _ = clocking.await;
     let supervised = supervisor.await.expect("the supervisor does not panic");
     let _ = std::fs::remove_file(&config.socket);
     let _ = std::fs::remove_file(&controller_socket);

@@ -50,6 +50,10 @@ struct Args {
     /// Seconds a runner that belongs to no module is left before removal.
     #[arg(long, env = "FORKLET_ORPHAN_GRACE", default_value_t = 60)]
     orphan_grace: u64,
+    /// Keep a module's runner running while it is asleep (by default it is
+    /// stopped after /sleep and started again before /resume).
+    #[arg(long, env = "FORKLET_KEEP_RUNNERS_WHILE_ASLEEP")]
+    keep_runners_while_asleep: bool,
 }
 
 #[tokio::main]
@@ -83,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
         },
         max_concurrent: args.max_concurrent,
         orphan_grace: Duration::from_secs(args.orphan_grace),
+        keep_runners_while_asleep: args.keep_runners_while_asleep,
         retry: Backoff {
             base: Duration::from_secs(1),
             cap: Duration::from_secs(args.retry_max.max(1)),

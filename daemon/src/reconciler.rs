@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::fault::crash_point;
+use crate::hibernation::Hibernation;
 use crate::plan::{Action, Intent, plan, settled};
 use crate::protocol::{CallError, ModuleClient, Operation};
 use crate::runner_files::{FilesError, RunnerFiles};
@@ -42,6 +43,9 @@ pub struct Context<R> {
     /// The directory of the control socket that `controller` runners get.
     pub controller_dir: PathBuf,
     pub backoff: Backoff,
+    /// Stop a module's runner once `/sleep` succeeded (and start it again
+    /// to resume): an asleep module then costs nothing but disk.
+    pub stop_runners_while_asleep: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +124,7 @@ impl<R: Runtime> Supervisor<R> {
     pub async fn run(
         mut self,
         mut desired: watch::Receiver<Arc<DesiredState>>,
+        mut hibernation: watch::Receiver<Arc<Hibernation>>,
         mut commands: mpsc::UnboundedReceiver<Command>,
     ) -> Result<(), StoreError> {
         // Modules recorded before a restart get a worker even when no
@@ -132,7 +137,7 @@ impl<R: Runtime> Supervisor<R> {
             .map(|r| r.key)
             .collect();
         let state = desired.borrow_and_update().clone();
-        self.apply(&state, recorded);
+        self.apply(&state, &hibernation.borrow_and_update(), recorded);
         loop {
             tokio::select! {
                 _ = self.ctx.shutdown.cancelled() => break,
@@ -141,7 +146,14 @@ impl<R: Runtime> Supervisor<R> {
                         break;
                     }
                     let state = desired.borrow_and_update().clone();
-                    self.apply(&state, Vec::new());
+                    self.apply(&state, &hibernation.borrow(), Vec::new());
+                }
+                changed = hibernation.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let state = desired.borrow().clone();
+                    self.apply(&state, &hibernation.borrow_and_update(), Vec::new());
                 }
                 Some(key) = self.exits.1.recv() => self.on_exit(key),
                 Some(command) = commands.recv() => self.command(command),
@@ -186,10 +198,13 @@ impl<R: Runtime> Supervisor<R> {
         }
     }
 
-    fn apply(&mut self, state: &DesiredState, recorded: Vec<ObjectKey>) {
+    fn apply(&mut self, state: &DesiredState, hibernation: &Hibernation, recorded: Vec<ObjectKey>) {
         self.note_problems(state);
         for (key, module) in &state.modules {
-            self.send(key.clone(), Intent::Run(Arc::new(module.clone())));
+            // What the worker acts on: asleep for any reason, not only its manifest's.
+            let mut module = module.clone();
+            module.hibernated = hibernation.module(&module, state).is_some();
+            self.send(key.clone(), Intent::Run(Arc::new(module)));
         }
         let others: Vec<ObjectKey> = self
             .workers
@@ -322,7 +337,14 @@ impl<R: Runtime> Worker<R> {
             .map(instant_of);
         loop {
             let intent = intents.borrow_and_update().clone();
-            let action = plan(&intent, self.record.as_ref(), self.runner.is_some());
+            // An asleep module's runner is stopped on purpose: nothing to adopt.
+            let runner_ok = self.runner.is_some()
+                || (self.ctx.stop_runners_while_asleep
+                    && self
+                        .record
+                        .as_ref()
+                        .is_some_and(|r| r.asleep && r.phase == Phase::Sleeped));
+            let action = plan(&intent, self.record.as_ref(), runner_ok);
             let desired = match &intent {
                 Intent::Run(desired) => Some(desired.clone()),
                 Intent::Remove | Intent::Hold => None,
@@ -500,11 +522,21 @@ impl<R: Runtime> Worker<R> {
         record.asleep = asleep;
         let reason = if asleep { "Slept" } else { "Resumed" };
         self.succeeded();
-        Ok(self.transition(
+        self.transition(
             settled(asleep),
             reason,
             &format!("POST {} succeeded", operation.path()),
-        )?)
+        )?;
+        if asleep && self.ctx.stop_runners_while_asleep {
+            // Asleep is settled either way; a runner left running only costs.
+            match self.ctx.runtime.stop_runners(&self.key).await {
+                Ok(()) => self.runner = None,
+                Err(err) => {
+                    tracing::warn!(module = %self.key, error = %err, "stopping the runner of an asleep module")
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn uninstall(&mut self) -> Result<(), StepError> {

@@ -67,6 +67,12 @@ pub trait Runtime: Send + Sync + 'static {
         progress: Progress<'_>,
     ) -> impl Future<Output = Result<Runner, RuntimeError>> + Send;
 
+    /// Stops (without removing) every runner of `key`.
+    fn stop_runners(
+        &self,
+        key: &ObjectKey,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
     /// Removes every runner of `key`; absent ones are no error.
     fn remove_runners(
         &self,

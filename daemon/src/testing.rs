@@ -103,6 +103,7 @@ impl Harness {
             },
             max_concurrent: 8,
             orphan_grace: Duration::from_millis(300),
+            keep_runners_while_asleep: false,
             // Short, so tests see retries happen without waiting long.
             retry: Backoff {
                 base: Duration::from_millis(100),

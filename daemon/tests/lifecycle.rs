@@ -134,9 +134,24 @@ async fn a_module_lives_through_install_sleep_resume_restart_and_uninstall() {
     let phases: Vec<&str> = asleep.events.iter().map(|e| e.reason.as_str()).collect();
     assert_eq!(&phases[phases.len() - 2..], ["Sleeping", "Slept"]);
 
-    // Resume: and back.
+    // Asleep, the runner is stopped: an idle module costs nothing.
+    harness
+        .wait_until("the runner stopped", || async {
+            let info = harness
+                .docker
+                .inspect_container(&container_id, None)
+                .await
+                .ok()?;
+            (!info.state?.running?).then_some(())
+        })
+        .await;
+
+    // Resume: the same runner started again, then POST /resume.
     harness.write("app.yaml", &app(false));
     let awake = harness.wait_phase("app", "ready").await;
+    assert_eq!(awake.container_id.as_deref(), Some(container_id.as_str()));
+    // Following the logs again: the first follow ended when the runner stopped.
+    let output = harness.follow_output(&container_id);
     assert_eq!(output.wait_bodies("resume", 1).await, vec![slept]);
     assert_eq!(awake.metadata["asleep"], json!(false));
     let phases: Vec<&str> = awake.events.iter().map(|e| e.reason.as_str()).collect();

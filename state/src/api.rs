@@ -19,8 +19,12 @@ pub struct ModuleView {
     pub message: String,
     pub container_id: Option<String>,
     pub image: Option<String>,
-    /// What the manifest asks for.
+    /// Whether the module should be asleep now, for whatever reason.
     pub hibernated: bool,
+    /// Why it should be asleep: its manifest, its workspace's, an override,
+    /// its workspace's schedule.
+    #[serde(default)]
+    pub sleep_reason: Option<String>,
     /// The manifest file that defines the module, when one does.
     pub file: Option<String>,
     pub config: Map<String, Value>,
@@ -58,6 +62,46 @@ pub struct WorkspaceView {
     pub hibernated: bool,
     pub modules: usize,
     pub file: Option<String>,
+    #[serde(default)]
+    pub schedule: Option<ScheduleView>,
+    /// The next scheduled sleep or wake.
+    #[serde(default)]
+    pub next_transition: Option<TransitionView>,
+    #[serde(default, rename = "override")]
+    pub manual_override: Option<OverrideView>,
+    #[serde(default)]
+    pub sleep_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleView {
+    pub sleep: String,
+    pub wake: Option<String>,
+    pub timezone: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransitionView {
+    pub at: DateTime<Utc>,
+    /// `sleep` or `wake`.
+    pub action: String,
+}
+
+/// A manual sleep or resume and how long it lasts (`until: null`: until
+/// replaced).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverrideView {
+    pub action: String,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// `POST .../sleep|resume`: at most one of the two; with neither, the
+/// override lasts until the next scheduled transition.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OverrideRequest {
+    pub for_seconds: Option<u64>,
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// Every error response carries this body.

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use chrono_tz::Tz;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -17,6 +18,7 @@ use crate::manifest::{
     ConnectionType, Document, Kind, Manifest, ModuleSpec, ObjectKey, ParsedFile, WorkspaceSpec,
 };
 use crate::problem::Problem;
+use crate::schedule::{Schedule, local_zone};
 use crate::schema::validate_config;
 use crate::source::{Definitions, SourceError, definition_of};
 use crate::store::RunnerSettings;
@@ -26,6 +28,8 @@ pub struct DesiredWorkspace {
     pub key: ObjectKey,
     pub file: PathBuf,
     pub spec: WorkspaceSpec,
+    /// `spec.autoHibernation`, when enabled.
+    pub schedule: Option<Schedule>,
 }
 
 /// Which kubeconfig a module with the `workspace` permission receives.
@@ -69,6 +73,8 @@ impl DesiredState {
         definitions: &dyn Definitions,
     ) -> Self {
         let mut state = DesiredState::default();
+        // Schedules without a zone of their own are read in the machine's.
+        let zone = local_zone();
         let mut workspace_docs: BTreeMap<ObjectKey, Vec<&Document<WorkspaceSpec>>> =
             BTreeMap::new();
         let mut module_docs: BTreeMap<ObjectKey, Vec<&Document<ModuleSpec>>> = BTreeMap::new();
@@ -87,13 +93,14 @@ impl DesiredState {
         }
         for (key, docs) in workspace_docs {
             match unique(Kind::Workspace, &key, &docs)
-                .and_then(|doc| check_workspace(doc).map(|()| doc))
+                .and_then(|doc| check_workspace(doc, zone).map(|schedule| (doc, schedule)))
             {
-                Ok(doc) => {
+                Ok((doc, schedule)) => {
                     let workspace = DesiredWorkspace {
                         key: key.clone(),
                         file: doc.file.clone(),
                         spec: doc.spec.clone(),
+                        schedule,
                     };
                     state.workspaces.insert(key, workspace);
                 }
@@ -257,8 +264,11 @@ fn kubeconfig_source(workspace: &DesiredWorkspace) -> KubeconfigSource {
     }
 }
 
-/// What a Workspace asks for that one machine cannot give.
-fn check_workspace(doc: &Document<WorkspaceSpec>) -> Result<(), Vec<Problem>> {
+/// What a Workspace asks for that one machine cannot give, and its schedule.
+fn check_workspace(
+    doc: &Document<WorkspaceSpec>,
+    zone: Tz,
+) -> Result<Option<Schedule>, Vec<Problem>> {
     let problem = |field: &str, message: &str| {
         Problem::document(&doc.file, Kind::Workspace, &doc.key, field, message)
     };
@@ -286,8 +296,22 @@ fn check_workspace(doc: &Document<WorkspaceSpec>) -> Result<(), Vec<Problem>> {
              secretReference names a Kubernetes secret",
         ));
     }
+    let schedule = match spec
+        .auto_hibernation
+        .as_ref()
+        .map(|auto| Schedule::parse(auto, zone))
+        .transpose()
+    {
+        Ok(schedule) => schedule.flatten(),
+        Err(errors) => {
+            for (field, message) in errors {
+                problems.push(problem(&format!("spec.autoHibernation{field}"), &message));
+            }
+            None
+        }
+    };
     if problems.is_empty() {
-        Ok(())
+        Ok(schedule)
     } else {
         Err(problems)
     }

@@ -9,10 +9,12 @@ pub mod definition;
 pub mod desired;
 #[cfg(feature = "fetch")]
 pub mod fetch;
+pub mod hibernation;
 pub mod manifest;
 pub mod paths;
 pub mod problem;
 pub mod quantity;
+pub mod schedule;
 pub mod schema;
 pub mod source;
 pub mod store;

@@ -163,6 +163,9 @@ pub struct AutoHibernation {
     pub enabled: bool,
     pub schedule: Option<String>,
     pub wake_schedule: Option<String>,
+    /// forklet extension: the IANA zone the schedules are read in (default:
+    /// the machine's own zone; a `CRON_TZ=` prefix also works).
+    pub timezone: Option<String>,
 }
 
 /// A parsed document: which object it is and where it stands.

@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::hibernation::{Override, OverrideAction, Scope};
 use crate::manifest::ObjectKey;
 
 #[derive(Debug, thiserror::Error)]
@@ -224,6 +225,14 @@ const MIGRATIONS: &[&str] = &["
     CREATE INDEX events_by_module ON events (namespace, name, id);
     CREATE TABLE manifests (path TEXT PRIMARY KEY, text TEXT NOT NULL);
     CREATE TABLE fetched_definitions (url TEXT PRIMARY KEY, text TEXT NOT NULL, fetched_at TEXT NOT NULL);
+    CREATE TABLE overrides (
+        scope TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        action TEXT NOT NULL,
+        until TEXT,
+        PRIMARY KEY (scope, namespace, name)
+    );
     CREATE TABLE secrets (
         name TEXT PRIMARY KEY,
         type TEXT NOT NULL,
@@ -542,6 +551,65 @@ impl Store {
             > 0)
     }
 
+    /// Sets (or replaces) the manual override of a module or workspace.
+    pub fn set_override(
+        &self,
+        scope: Scope,
+        key: &ObjectKey,
+        value: &Override,
+    ) -> Result<(), StoreError> {
+        self.lock().execute(
+            "INSERT INTO overrides (scope, namespace, name, action, until) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (scope, namespace, name) DO UPDATE SET action = excluded.action, until = excluded.until",
+            params![scope.as_str(), key.namespace, key.name, value.action.as_str(), value.until.map(|t| t.to_rfc3339())],
+        )?;
+        Ok(())
+    }
+
+    /// Every override, dropping those that expired before `now`.
+    pub fn overrides(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Scope, ObjectKey, Override)>, StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "DELETE FROM overrides WHERE until IS NOT NULL AND until <= ?1",
+            [now.to_rfc3339()],
+        )?;
+        let mut stmt =
+            conn.prepare("SELECT scope, namespace, name, action, until FROM overrides")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                ObjectKey::new(row.get::<_, String>(1)?, row.get::<_, String>(2)?),
+                row.get::<_, String>(3)?,
+                row.get::<_, Option<String>>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (scope, key, action, until) = row?;
+            let corrupt = |detail: String| StoreError::Corrupt {
+                key: key.to_string(),
+                what: "override",
+                detail,
+            };
+            let scope = match scope.as_str() {
+                "module" => Scope::Module,
+                "workspace" => Scope::Workspace,
+                other => return Err(corrupt(format!("scope {other:?}"))),
+            };
+            let action = match action.as_str() {
+                "sleep" => OverrideAction::Sleep,
+                "resume" => OverrideAction::Resume,
+                other => return Err(corrupt(format!("action {other:?}"))),
+            };
+            let until = until.as_deref().map(|t| parse_time(&key, t)).transpose()?;
+            out.push((scope, key, Override { action, until }));
+        }
+        Ok(out)
+    }
+
     /// The newest `limit` events of a module, oldest first.
     pub fn events(&self, key: &ObjectKey, limit: usize) -> Result<Vec<Event>, StoreError> {
         let conn = self.lock();
@@ -805,6 +873,45 @@ mod tests {
         assert!(store.delete_secret("reg").unwrap());
         assert!(!store.delete_secret("reg").unwrap());
         assert_eq!(store.secret("reg").unwrap(), None);
+    }
+
+    #[test]
+    fn overrides_are_replaced_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let now = Utc::now();
+        let key = ObjectKey::new("default", "dev");
+        let sleep = Override {
+            action: OverrideAction::Sleep,
+            until: Some(now + chrono::Duration::hours(1)),
+        };
+        store.set_override(Scope::Workspace, &key, &sleep).unwrap();
+        assert_eq!(
+            store.overrides(now).unwrap(),
+            vec![(Scope::Workspace, key.clone(), sleep)]
+        );
+        let resume = Override {
+            action: OverrideAction::Resume,
+            until: None,
+        };
+        store.set_override(Scope::Workspace, &key, &resume).unwrap();
+        assert_eq!(
+            store.overrides(now).unwrap(),
+            vec![(Scope::Workspace, key.clone(), resume)]
+        );
+        let brief = Override {
+            action: OverrideAction::Sleep,
+            until: Some(now + chrono::Duration::seconds(1)),
+        };
+        store.set_override(Scope::Module, &key, &brief).unwrap();
+        assert_eq!(
+            store
+                .overrides(now + chrono::Duration::seconds(2))
+                .unwrap()
+                .len(),
+            1,
+            "the expired one is gone"
+        );
     }
 
     #[test]

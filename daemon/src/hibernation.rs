@@ -1,0 +1,160 @@
+//! The hibernation clock: from the manifests, the stored overrides and the
+//! time, which workspaces should be asleep now and when that next changes.
+//! Re-evaluated at every upcoming occurrence and override expiry, and at
+//! least once a minute: tokio's timers do not follow the wall clock across
+//! a laptop's suspend, and a minute is how late a missed window may be seen.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use forklet_state::ObjectKey;
+use forklet_state::desired::{DesiredModule, DesiredState, DesiredWorkspace};
+use forklet_state::hibernation::{Inputs, Override, Scope, SleepReason, decide};
+use forklet_state::schedule::Transition;
+use forklet_state::store::Store;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+/// The longest the clock goes without looking.
+const AT_LEAST_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkspaceSleep {
+    pub scheduled_asleep: bool,
+    pub next: Option<(DateTime<Utc>, Transition)>,
+    pub over: Option<Override>,
+}
+
+/// Who should sleep, as of `at`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Hibernation {
+    pub at: DateTime<Utc>,
+    pub workspaces: HashMap<ObjectKey, WorkspaceSleep>,
+    pub module_overrides: HashMap<ObjectKey, Override>,
+}
+
+impl Hibernation {
+    pub fn compute(
+        desired: &DesiredState,
+        overrides: &[(Scope, ObjectKey, Override)],
+        now: DateTime<Utc>,
+    ) -> Self {
+        let over = |scope: Scope, key: &ObjectKey| {
+            overrides
+                .iter()
+                .find(|(s, k, o)| *s == scope && k == key && o.active_at(now))
+                .map(|(_, _, o)| *o)
+        };
+        let workspaces = desired
+            .workspaces
+            .iter()
+            .map(|(key, ws)| {
+                let sleep = WorkspaceSleep {
+                    scheduled_asleep: ws.schedule.as_ref().is_some_and(|s| s.asleep_at(now)),
+                    next: ws.schedule.as_ref().and_then(|s| s.next_transition(now)),
+                    over: over(Scope::Workspace, key),
+                };
+                (key.clone(), sleep)
+            })
+            .collect();
+        let module_overrides = desired
+            .modules
+            .keys()
+            .filter_map(|key| over(Scope::Module, key).map(|o| (key.clone(), o)))
+            .collect();
+        Self {
+            at: now,
+            workspaces,
+            module_overrides,
+        }
+    }
+
+    /// Why `module` should be asleep now, if it should.
+    pub fn module(&self, module: &DesiredModule, desired: &DesiredState) -> Option<SleepReason> {
+        let workspace = self.workspaces.get(&module.workspace);
+        let inputs = Inputs {
+            module_hibernated: module.hibernated,
+            workspace_hibernated: desired
+                .workspaces
+                .get(&module.workspace)
+                .is_some_and(|w| w.spec.hibernated),
+            module_override: self.module_overrides.get(&module.key),
+            workspace_override: workspace.and_then(|w| w.over.as_ref()),
+            scheduled_asleep: workspace.is_some_and(|w| w.scheduled_asleep),
+        };
+        decide(inputs, self.at)
+    }
+
+    /// Why `workspace` is asleep now, if it is.
+    pub fn workspace(&self, workspace: &DesiredWorkspace) -> Option<SleepReason> {
+        let sleep = self.workspaces.get(&workspace.key);
+        let inputs = Inputs {
+            workspace_hibernated: workspace.spec.hibernated,
+            workspace_override: sleep.and_then(|w| w.over.as_ref()),
+            scheduled_asleep: sleep.is_some_and(|w| w.scheduled_asleep),
+            ..Inputs::default()
+        };
+        decide(inputs, self.at)
+    }
+
+    /// When the answer may next change.
+    fn next_look(&self) -> DateTime<Utc> {
+        let transitions = self
+            .workspaces
+            .values()
+            .filter_map(|w| w.next.map(|(at, _)| at));
+        let expiries = self.workspaces.values().filter_map(|w| w.over?.until);
+        let module_expiries = self.module_overrides.values().filter_map(|o| o.until);
+        let latest = self.at + chrono::Duration::from_std(AT_LEAST_EVERY).expect("a minute fits");
+        transitions
+            .chain(expiries)
+            .chain(module_expiries)
+            .fold(latest, DateTime::min)
+    }
+}
+
+pub struct HibernationClock {
+    pub store: Arc<Store>,
+    pub desired: watch::Receiver<Arc<DesiredState>>,
+    pub published: watch::Sender<Arc<Hibernation>>,
+    /// Rung when an override is set, to be taken into account at once.
+    pub overrides_changed: Arc<Notify>,
+}
+
+impl HibernationClock {
+    /// The snapshot at `now`, from what is stored.
+    pub fn snapshot(store: &Store, desired: &DesiredState, now: DateTime<Utc>) -> Hibernation {
+        let overrides = store.overrides(now).unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "reading sleep/resume overrides");
+            Vec::new()
+        });
+        Hibernation::compute(desired, &overrides, now)
+    }
+
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            let now = Utc::now();
+            let snapshot = Self::snapshot(&self.store, &self.desired.borrow_and_update(), now);
+            let next = snapshot.next_look();
+            self.published.send_if_modified(|current| {
+                // Only a change of who sleeps (or when next) is news.
+                let changed = current.workspaces != snapshot.workspaces
+                    || current.module_overrides != snapshot.module_overrides;
+                if changed {
+                    *current = Arc::new(snapshot);
+                }
+                changed
+            });
+            // A few milliseconds past the occurrence, so that it has happened.
+            let wait = (next - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(5);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait.min(AT_LEAST_EVERY)) => {}
+                changed = self.desired.changed() => if changed.is_err() { return },
+                _ = self.overrides_changed.notified() => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Sleeping and waking for real: by schedule, by hand, by a workspace.
+
+use forkletd::testing::{HELLO_IMAGE, Harness};
+use serde_json::json;
+
+fn workspace(hibernated: bool, schedule: &str) -> String {
+    format!(
+        "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {{name: dev}}\nspec:\n  hibernated: {hibernated}\n{schedule}"
+    )
+}
+
+fn module(name: &str, hibernated: bool) -> String {
+    format!(
+        "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {{name: {name}}}\nspec:\n  workspace: {{name: dev}}\n  hibernated: {hibernated}\n  source:\n    raw:\n      kind: Custom\n      metadata: {{name: {name}, version: 1.0.0, supportedOperatorVersion: '*'}}\n      spec: {{image: '{HELLO_IMAGE}'}}\n"
+    )
+}
+
+async fn running(harness: &Harness, container: &str) -> bool {
+    let info = harness
+        .docker
+        .inspect_container(container, None)
+        .await
+        .unwrap();
+    info.state.and_then(|s| s.running).unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_puts_a_module_to_sleep_and_wakes_it_with_its_runner_stopped_meanwhile() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    // Asleep for ten seconds, awake for ten, by the second (6-field cron).
+    let schedule = "  autoHibernation:\n    enabled: true\n    schedule: '0,20,40 * * * * *'\n    wakeSchedule: '10,30,50 * * * * *'\n    timezone: UTC\n";
+    harness.write("workspace.yaml", &workspace(false, schedule));
+    harness.write("app.yaml", &module("app", false));
+
+    let asleep = harness
+        .wait_until("asleep by schedule", || async {
+            harness.module("app").await.filter(|m| m.phase == "sleeped")
+        })
+        .await;
+    assert_eq!(
+        asleep.sleep_reason.as_deref(),
+        Some("its workspace's schedule")
+    );
+    let container = asleep.container_id.clone().unwrap();
+    harness
+        .wait_until("the runner stopped while asleep", || async {
+            (!running(&harness, &container).await).then_some(())
+        })
+        .await;
+    let ws = harness.workspaces().await.remove(0);
+    assert_eq!(
+        ws.schedule.unwrap().wake.as_deref(),
+        Some("10,30,50 * * * * *")
+    );
+    assert!(ws.next_transition.is_some());
+
+    let awake = harness.wait_phase("app", "ready").await;
+    assert_eq!(
+        awake.container_id.as_deref(),
+        Some(container.as_str()),
+        "the same runner, started again"
+    );
+    assert!(running(&harness, &container).await);
+    assert_eq!(awake.metadata["installs"], 1, "woken, not reinstalled");
+    assert_eq!(awake.metadata["asleep"], json!(false));
+    assert_eq!(awake.sleep_reason, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_override_sleeps_by_hand_survives_a_restart_and_expires() {
+    let Some(mut harness) = Harness::start().await else {
+        return;
+    };
+    harness.write("workspace.yaml", &workspace(false, ""));
+    harness.write("app.yaml", &module("app", false));
+    harness.write("pinned.yaml", &module("pinned", true));
+    harness.wait_phase("app", "ready").await;
+    harness.wait_phase("pinned", "sleeped").await;
+
+    let (status, set) = harness
+        .api_post("/v1/modules/default/app/sleep", &json!({"forSeconds": 4}))
+        .await;
+    assert_eq!(status, 200, "{set}");
+    assert_eq!(set["action"], "sleep");
+    let asleep = harness.wait_phase("app", "sleeped").await;
+    assert_eq!(asleep.sleep_reason.as_deref(), Some("put to sleep by hand"));
+
+    harness.restart().await;
+    assert_eq!(
+        harness.module("app").await.unwrap().phase,
+        "sleeped",
+        "the override outlives a restart"
+    );
+
+    // It expires on its own.
+    let awake = harness.wait_phase("app", "ready").await;
+    assert_eq!(awake.metadata["installs"], 1);
+
+    // An override never wakes what a manifest put to sleep.
+    let (status, body) = harness
+        .api_post("/v1/modules/default/pinned/resume", &json!({}))
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(
+        body["error"],
+        "module default/pinned's manifest says hibernated: true; an override does not fight it: edit the manifest"
+    );
+    let (status, _) = harness
+        .api_post("/v1/modules/default/nope/sleep", &json!({}))
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hibernated_workspace_sleeps_its_modules_and_wakes_only_those_it_put_to_sleep() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    harness.write("workspace.yaml", &workspace(false, ""));
+    harness.write("awake.yaml", &module("awake", false));
+    harness.write("pinned.yaml", &module("pinned", true));
+    harness.wait_phase("awake", "ready").await;
+    harness.wait_phase("pinned", "sleeped").await;
+
+    harness.write("workspace.yaml", &workspace(true, ""));
+    let slept = harness.wait_phase("awake", "sleeped").await;
+    assert_eq!(
+        slept.sleep_reason.as_deref(),
+        Some("its workspace's manifest says hibernated")
+    );
+    assert_eq!(harness.workspaces().await[0].phase, "hibernated");
+
+    // A module added to a sleeping workspace is installed, then put to sleep.
+    harness.write("late.yaml", &module("late", false));
+    let late = harness.wait_phase("late", "sleeped").await;
+    assert_eq!(
+        (
+            late.metadata["installs"].clone(),
+            late.metadata["asleep"].clone()
+        ),
+        (json!(1), json!(true))
+    );
+
+    harness.write("workspace.yaml", &workspace(false, ""));
+    harness.wait_phase("awake", "ready").await;
+    harness.wait_phase("late", "ready").await;
+    let pinned = harness.module("pinned").await.unwrap();
+    assert_eq!(
+        pinned.phase, "sleeped",
+        "its own manifest still says hibernated"
+    );
+    assert_eq!(
+        pinned.sleep_reason.as_deref(),
+        Some("its manifest says hibernated")
+    );
+}
