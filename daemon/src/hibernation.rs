@@ -158,3 +158,65 @@ impl HibernationClock {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use forklet_state::hibernation::OverrideAction;
+    use forklet_state::manifest::parse_file;
+    use forklet_state::source::LocalDefinitions;
+
+    /// A workspace asleep 22:00-07:00 UTC with one module in it.
+    fn desired() -> DesiredState {
+        let text = "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\nspec:\n  autoHibernation: {enabled: true, schedule: '0 22 * * *', wakeSchedule: '0 7 * * *', timezone: UTC}\n---\napiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {name: app}\nspec:\n  workspace: {name: dev}\n  source:\n    raw: {kind: Custom, metadata: {name: app, version: 1.0.0, supportedOperatorVersion: '*'}, spec: {image: i}}\n";
+        let parsed = parse_file(std::path::Path::new("/m/all.yaml"), text);
+        let state = DesiredState::build([&parsed], &LocalDefinitions);
+        assert_eq!(state.problems, vec![]);
+        state
+    }
+
+    fn at(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 6, 10, h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn a_restart_in_the_middle_of_the_night_finds_the_module_asleep() {
+        let desired = desired();
+        let app = &desired.modules[&ObjectKey::new("default", "app")];
+        let night = Hibernation::compute(&desired, &[], at(23, 30));
+        assert_eq!(night.module(app, &desired), Some(SleepReason::Schedule));
+        let dev = &night.workspaces[&ObjectKey::new("default", "dev")];
+        assert_eq!(
+            dev.next,
+            Some((
+                Utc.with_ymd_and_hms(2026, 6, 11, 7, 0, 0).unwrap(),
+                Transition::Wake
+            ))
+        );
+        // Nothing is due for hours, but the clock looks again within a minute.
+        assert_eq!(night.next_look(), at(23, 31));
+        let day = Hibernation::compute(&desired, &[], at(12, 0));
+        assert_eq!(day.module(app, &desired), None);
+    }
+
+    #[test]
+    fn an_override_wakes_until_it_expires_and_the_clock_looks_then() {
+        let desired = desired();
+        let app = ObjectKey::new("default", "app");
+        let module = &desired.modules[&app];
+        let wake = Override {
+            action: OverrideAction::Resume,
+            until: Some(at(23, 40)),
+        };
+        let overrides = [(Scope::Module, app.clone(), wake)];
+        let woken = Hibernation::compute(&desired, &overrides, at(23, 30));
+        assert_eq!(woken.module(module, &desired), None);
+        assert_eq!(woken.next_look(), at(23, 31).min(at(23, 40)));
+        let expired = Hibernation::compute(&desired, &overrides, at(23, 45));
+        assert_eq!(
+            expired.module(module, &desired),
+            Some(SleepReason::Schedule)
+        );
+    }
+}
