@@ -305,45 +305,40 @@ fn set_override(
 ) -> Result<Json<OverrideView>, ApiError> {
     let desired = state.desired.borrow().clone();
     let hibernation = state.hibernation.borrow().clone();
-    let (workspace_key, manifest_says) = match scope {
+    let not_found = |kind| ApiError::NotFound {
+        kind,
+        key: key.clone(),
+    };
+    // The workspace whose schedule bounds the override, and whether the
+    // module's own manifest says hibernated.
+    let (workspace_key, module_hibernated) = match scope {
         Scope::Module => {
             let module = desired
                 .modules
                 .get(&key)
-                .ok_or_else(|| ApiError::NotFound {
-                    kind: Kind::Module,
-                    key: key.clone(),
-                })?;
-            let workspace_hibernated = desired
-                .workspaces
-                .get(&module.workspace)
-                .is_some_and(|w| w.spec.hibernated);
-            let says = if module.hibernated {
-                Some(format!("module {key}'s manifest says hibernated: true"))
-            } else if workspace_hibernated {
-                Some(format!(
-                    "workspace {}'s manifest says hibernated: true",
-                    module.workspace
-                ))
-            } else {
-                None
-            };
-            (module.workspace.clone(), says)
+                .ok_or_else(|| not_found(Kind::Module))?;
+            (module.workspace.clone(), module.hibernated)
         }
         Scope::Workspace => {
-            let workspace = desired
+            desired
                 .workspaces
                 .get(&key)
-                .ok_or_else(|| ApiError::NotFound {
-                    kind: Kind::Workspace,
-                    key: key.clone(),
-                })?;
-            let says = workspace
-                .spec
-                .hibernated
-                .then(|| format!("workspace {key}'s manifest says hibernated: true"));
-            (key.clone(), says)
+                .ok_or_else(|| not_found(Kind::Workspace))?;
+            (key.clone(), false)
         }
+    };
+    let workspace_hibernated = desired
+        .workspaces
+        .get(&workspace_key)
+        .is_some_and(|w| w.spec.hibernated);
+    let manifest_says = if module_hibernated {
+        Some(format!("module {key}'s manifest says hibernated: true"))
+    } else if workspace_hibernated {
+        Some(format!(
+            "workspace {workspace_key}'s manifest says hibernated: true"
+        ))
+    } else {
+        None
     };
     if action == OverrideAction::Resume
         && let Some(says) = manifest_says
