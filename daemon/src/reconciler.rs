@@ -620,6 +620,7 @@ impl<R: Runtime> Worker<R> {
             self.save("RunnerStarted", &message)?;
         }
         self.ctx.client.wait_healthy(runner.endpoint).await?;
+        tracing::debug!(module = %self.key, container = short_id(&runner.container_id), "runner healthy");
         let endpoint = runner.endpoint;
         self.runner = Some((runner, settings.clone()));
         Ok(endpoint)

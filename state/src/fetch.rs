@@ -8,20 +8,23 @@ use crate::source::{MAX_DEFINITION_BYTES, check_url};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Clone)]
+/// Cheap to create and clone: the HTTP client, with the system's CA roots
+/// parsed into memory, is only built when the first definition is fetched,
+/// so a daemon without `httpURL` modules never pays for it.
+#[derive(Clone, Default)]
 pub struct Fetcher {
-    http: reqwest::Client,
+    http: std::sync::Arc<std::sync::OnceLock<reqwest::Client>>,
 }
 
-impl Default for Fetcher {
-    fn default() -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(TOTAL_TIMEOUT)
-            .https_only(false)
-            .build()
-            .expect("a TLS client builds with the system's roots");
-        Self { http }
+impl Fetcher {
+    fn client(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(TOTAL_TIMEOUT)
+                .build()
+                .expect("a TLS client builds with the system's roots")
+        })
     }
 }
 
@@ -30,7 +33,7 @@ impl Fetcher {
     pub async fn fetch(&self, url: &str) -> Result<String, String> {
         check_url(url)?;
         let mut response = self
-            .http
+            .client()
             .get(url)
             .send()
             .await
