@@ -400,23 +400,31 @@ override_handler!(resume_module, Scope::Module, OverrideAction::Resume);
 override_handler!(sleep_workspace, Scope::Workspace, OverrideAction::Sleep);
 override_handler!(resume_workspace, Scope::Workspace, OverrideAction::Resume);
 
+/// Sends a command to the reconciler and waits for its answer.
+async fn ask<T>(
+    state: &ApiState,
+    command: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Result<T, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    state
+        .commands
+        .send(command(reply))
+        .map_err(|_| ApiError::Stopping)?;
+    answer.await.map_err(|_| ApiError::Stopping)
+}
+
 async fn retry_module(
     State(state): State<ApiState>,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let key = ObjectKey::new(namespace, name);
-    let (reply, answer) = oneshot::channel();
-    state
-        .commands
-        .send(Command::Retry(key.clone(), reply))
-        .map_err(|_| ApiError::Stopping)?;
-    match answer.await {
-        Ok(true) => Ok(StatusCode::ACCEPTED),
-        Ok(false) => Err(ApiError::NotFound {
+    if ask(&state, |reply| Command::Retry(key.clone(), reply)).await? {
+        Ok(StatusCode::ACCEPTED)
+    } else {
+        Err(ApiError::NotFound {
             kind: Kind::Module,
             key,
-        }),
-        Err(_) => Err(ApiError::Stopping),
+        })
     }
 }
 
@@ -427,12 +435,7 @@ async fn forget_module(
     Path((namespace, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let key = ObjectKey::new(namespace, name);
-    let (reply, answer) = oneshot::channel();
-    state
-        .commands
-        .send(Command::ForceDelete(key.clone(), reply))
-        .map_err(|_| ApiError::Stopping)?;
-    match answer.await.map_err(|_| ApiError::Stopping)? {
+    match ask(&state, |reply| Command::ForceDelete(key.clone(), reply)).await? {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(ForgetError::NotFound(key)) => Err(ApiError::NotFound {
             kind: Kind::Module,
