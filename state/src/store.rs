@@ -492,11 +492,6 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets every fetched definition: the next resolution fetches anew.
-    pub fn forget_fetched_definitions(&self) -> Result<usize, StoreError> {
-        Ok(self.lock().execute("DELETE FROM fetched_definitions", [])?)
-    }
-
     pub fn create_secret(&self, secret: &RegistrySecret) -> Result<(), StoreError> {
         let inserted = self.lock().execute(
             "INSERT INTO secrets (name, type, server, username, password, created_at)
@@ -846,8 +841,14 @@ mod tests {
             store.fetched_definition(url).unwrap().as_deref(),
             Some("kind: Custom")
         );
-        assert_eq!(store.forget_fetched_definitions().unwrap(), 1);
-        assert_eq!(store.fetched_definition(url).unwrap(), None);
+        // A refresh saves over the copy it had.
+        store
+            .save_fetched_definition(url, "kind: Custom # v2")
+            .unwrap();
+        assert_eq!(
+            store.fetched_definition(url).unwrap().as_deref(),
+            Some("kind: Custom # v2")
+        );
     }
 
     #[test]
