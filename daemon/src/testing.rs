@@ -34,6 +34,67 @@ pub const HELLO_IMAGE: &str = "forklet-examples/hello:dev";
 /// A module that breaks the contract as its config says (see its source).
 pub const MISBEHAVE_IMAGE: &str = "forklet-examples/misbehave:dev";
 
+/// The workspace most tests put their modules in.
+pub const WORKSPACE: &str =
+    "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\n";
+
+/// A Module manifest for tests, with an embedded Custom definition. The
+/// defaults: the hello image in workspace `dev`, awake, config `{}`; a test
+/// sets what it varies: `ModuleYaml { name: "app", hibernated: true, ..Default::default() }`.
+#[derive(Debug, Clone, Copy)]
+pub struct ModuleYaml<'a> {
+    pub name: &'a str,
+    pub workspace: &'a str,
+    pub hibernated: bool,
+    pub image: &'a str,
+    /// The Module's `config`, as a YAML flow mapping.
+    pub config: &'a str,
+    /// More fields of the definition's `spec`, e.g. `permissions: [workspace]`.
+    pub spec: &'a str,
+    /// More fields of the definition's `metadata`, e.g. `resource_usage: {...}`.
+    pub metadata: &'a str,
+}
+
+impl Default for ModuleYaml<'_> {
+    fn default() -> Self {
+        Self {
+            name: "app",
+            workspace: "dev",
+            hibernated: false,
+            image: HELLO_IMAGE,
+            config: "{}",
+            spec: "",
+            metadata: "",
+        }
+    }
+}
+
+impl std::fmt::Display for ModuleYaml<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            name,
+            workspace,
+            hibernated,
+            image,
+            config,
+            ..
+        } = self;
+        // Fields appended to a YAML flow mapping (none for "").
+        let more = |fields: &str| {
+            if fields.is_empty() {
+                String::new()
+            } else {
+                format!(", {fields}")
+            }
+        };
+        let (spec, metadata) = (more(self.spec), more(self.metadata));
+        write!(
+            f,
+            "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {{name: {name}}}\nspec:\n  workspace: {{name: {workspace}}}\n  hibernated: {hibernated}\n  source:\n    raw:\n      kind: Custom\n      metadata: {{name: {name}, version: 1.0.0, supportedOperatorVersion: '*'{metadata}}}\n      spec: {{image: '{image}'{spec}}}\n  config: {config}\n"
+        )
+    }
+}
+
 /// How long a test waits for a condition before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 

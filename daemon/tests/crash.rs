@@ -7,18 +7,19 @@
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use forkletd::testing::{HELLO_IMAGE, Harness};
+use forkletd::testing::{Harness, ModuleYaml, WORKSPACE};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_forkletd");
 const SIGABRT: i32 = 6;
-const WORKSPACE: &str =
-    "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\n";
 
 fn app(hibernated: bool) -> String {
-    format!(
-        "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {{name: app}}\nspec:\n  workspace: {{name: dev}}\n  hibernated: {hibernated}\n  source:\n    raw:\n      kind: Custom\n      metadata: {{name: app, version: 1.0.0, supportedOperatorVersion: '*'}}\n      spec: {{image: '{HELLO_IMAGE}'}}\n  config: {{size: 1}}\n"
-    )
+    ModuleYaml {
+        hibernated,
+        config: "{size: 1}",
+        ..ModuleYaml::default()
+    }
+    .to_string()
 }
 
 /// The manifest as it stands before the crash.

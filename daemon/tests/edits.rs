@@ -1,7 +1,7 @@
 //! What each kind of edit does to a running module, as the README says.
 
 use bollard::query_parameters::{RemoveImageOptionsBuilder, TagImageOptionsBuilder};
-use forkletd::testing::{HELLO_IMAGE, Harness};
+use forkletd::testing::{HELLO_IMAGE, Harness, ModuleYaml};
 use serde_json::{Value, json};
 
 const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\ncurrent-context: dev\nclusters:\n- name: dev\n  cluster: {server: 'https://127.0.0.1:6443'}\n- name: prod\n  cluster: {server: 'https://127.0.0.1:7443'}\ncontexts:\n- name: dev\n  context: {cluster: dev}\n- name: prod\n  context: {cluster: prod}\nusers: []\n";
@@ -20,9 +20,14 @@ fn workspaces(harness: &Harness) {
 }
 
 fn app(workspace: &str, image: &str, config: &str) -> String {
-    format!(
-        "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {{name: app}}\nspec:\n  workspace: {{name: {workspace}}}\n  source:\n    raw:\n      kind: Custom\n      metadata: {{name: app, version: 1.0.0, supportedOperatorVersion: '*'}}\n      spec: {{image: '{image}', permissions: [workspace]}}\n  config: {config}\n"
-    )
+    ModuleYaml {
+        workspace,
+        image,
+        config,
+        spec: "permissions: [workspace]",
+        ..ModuleYaml::default()
+    }
+    .to_string()
 }
 
 /// Waits until module `app` is ready with `config` applied.

@@ -1,16 +1,17 @@
 //! One module's trouble stays its own: the others keep working.
 
-use forkletd::testing::{HELLO_IMAGE, Harness};
+use forkletd::testing::{HELLO_IMAGE, Harness, ModuleYaml, WORKSPACE};
 use serde_json::json;
-
-const WORKSPACE: &str =
-    "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\n";
 
 /// A hello module with no config schema, so `config` is passed as given.
 fn module(name: &str, config: &str, hibernated: bool) -> String {
-    format!(
-        "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {{name: {name}}}\nspec:\n  workspace: {{name: dev}}\n  hibernated: {hibernated}\n  source:\n    raw:\n      kind: Custom\n      metadata: {{name: {name}, version: 1.0.0, supportedOperatorVersion: '>= 0.0.0'}}\n      spec: {{image: '{HELLO_IMAGE}'}}\n  config: {config}\n"
-    )
+    ModuleYaml {
+        name,
+        config,
+        hibernated,
+        ..ModuleYaml::default()
+    }
+    .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +92,12 @@ async fn an_invalid_manifest_starts_nothing_and_says_where_it_is_wrong() {
     // A module naming a workspace nobody defined waits, with the reason shown.
     harness.write(
         "orphan.yaml",
-        &module("orphan", "{}", false).replace("name: dev", "name: nowhere"),
+        &ModuleYaml {
+            name: "orphan",
+            workspace: "nowhere",
+            ..ModuleYaml::default()
+        }
+        .to_string(),
     );
     let orphan = harness.wait_phase("orphan", "failed").await;
     assert!(

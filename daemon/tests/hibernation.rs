@@ -1,6 +1,6 @@
 //! Sleeping and waking for real: by schedule, by hand, by a workspace.
 
-use forkletd::testing::{HELLO_IMAGE, Harness};
+use forkletd::testing::{Harness, ModuleYaml};
 use serde_json::json;
 
 fn workspace(hibernated: bool, schedule: &str) -> String {
@@ -10,9 +10,12 @@ fn workspace(hibernated: bool, schedule: &str) -> String {
 }
 
 fn module(name: &str, hibernated: bool) -> String {
-    format!(
-        "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {{name: {name}}}\nspec:\n  workspace: {{name: dev}}\n  hibernated: {hibernated}\n  source:\n    raw:\n      kind: Custom\n      metadata: {{name: {name}, version: 1.0.0, supportedOperatorVersion: '*'}}\n      spec: {{image: '{HELLO_IMAGE}'}}\n"
-    )
+    ModuleYaml {
+        name,
+        hibernated,
+        ..ModuleYaml::default()
+    }
+    .to_string()
 }
 
 async fn running(harness: &Harness, container: &str) -> bool {

@@ -3,16 +3,18 @@
 
 use std::time::Duration;
 
-use forkletd::testing::{HELLO_IMAGE, Harness, MISBEHAVE_IMAGE};
+use forkletd::testing::{HELLO_IMAGE, Harness, MISBEHAVE_IMAGE, ModuleYaml, WORKSPACE};
 use serde_json::json;
 
-const WORKSPACE: &str =
-    "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\n";
-
 fn module(name: &str, image: &str, config: &str, hibernated: bool) -> String {
-    format!(
-        "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {{name: {name}}}\nspec:\n  workspace: {{name: dev}}\n  hibernated: {hibernated}\n  source:\n    raw:\n      kind: Custom\n      metadata: {{name: {name}, version: 1.0.0, supportedOperatorVersion: '*'}}\n      spec: {{image: '{image}'}}\n  config: {config}\n"
-    )
+    ModuleYaml {
+        name,
+        image,
+        config,
+        hibernated,
+        ..ModuleYaml::default()
+    }
+    .to_string()
 }
 
 /// Deadlines short enough for a test to see them pass.

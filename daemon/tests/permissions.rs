@@ -1,12 +1,18 @@
 //! What a runner is given: the control API only with `controller`, the
 //! kubeconfig only with `workspace`, and resource_usage as soft Docker limits.
 
-use forkletd::testing::{HELLO_IMAGE, Harness};
+use forkletd::testing::{Harness, ModuleYaml};
 
 fn module(name: &str, permissions: &str, usage: &str) -> String {
-    format!(
-        "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {{name: {name}}}\nspec:\n  workspace: {{name: dev}}\n  source:\n    raw:\n      kind: Custom\n      metadata: {{name: {name}, version: 1.0.0, supportedOperatorVersion: '*'{usage}}}\n      spec: {{image: '{HELLO_IMAGE}', permissions: {permissions}}}\n  config: {{probeControlApi: true}}\n"
-    )
+    let spec = format!("permissions: {permissions}");
+    ModuleYaml {
+        name,
+        spec: &spec,
+        metadata: usage,
+        config: "{probeControlApi: true}",
+        ..ModuleYaml::default()
+    }
+    .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,7 +24,7 @@ async fn only_a_controller_module_reaches_the_control_api() {
         "workspace.yaml",
         "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\n",
     );
-    let usage = ", resource_usage: {cpu: 500m, memory: 64Mi}";
+    let usage = "resource_usage: {cpu: 500m, memory: 64Mi}";
     harness.write("ctl.yaml", &module("ctl", "[controller]", usage));
     harness.write("plain.yaml", &module("plain", "[]", ""));
 

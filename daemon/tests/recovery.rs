@@ -5,15 +5,14 @@ use std::collections::HashMap;
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{KillContainerOptionsBuilder, RemoveContainerOptionsBuilder};
-use forkletd::testing::{HELLO_IMAGE, Harness};
-
-const WORKSPACE: &str =
-    "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\n";
+use forkletd::testing::{HELLO_IMAGE, Harness, ModuleYaml, WORKSPACE};
 
 fn module(name: &str) -> String {
-    format!(
-        "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {{name: {name}}}\nspec:\n  workspace: {{name: dev}}\n  source:\n    raw:\n      kind: Custom\n      metadata: {{name: {name}, version: 1.0.0, supportedOperatorVersion: '*'}}\n      spec: {{image: '{HELLO_IMAGE}'}}\n"
-    )
+    ModuleYaml {
+        name,
+        ..ModuleYaml::default()
+    }
+    .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{
     PushImageOptionsBuilder, RemoveImageOptionsBuilder, TagImageOptionsBuilder,
 };
-use forkletd::testing::{HELLO_IMAGE, Harness, logs};
+use forkletd::testing::{HELLO_IMAGE, Harness, ModuleYaml, logs};
 use futures_util::StreamExt;
 use serde_json::json;
 
@@ -88,9 +88,14 @@ impl Registry {
 }
 
 fn module(name: &str, image: &str, secret: &str) -> String {
-    format!(
-        "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {{name: {name}}}\nspec:\n  workspace: {{name: dev}}\n  source:\n    raw:\n      kind: Custom\n      metadata: {{name: {name}, version: 1.0.0, supportedOperatorVersion: '*'}}\n      spec: {{image: '{image}', imagePullSecrets: [{secret}]}}\n"
-    )
+    let spec = format!("imagePullSecrets: [{secret}]");
+    ModuleYaml {
+        name,
+        image,
+        spec: &spec,
+        ..ModuleYaml::default()
+    }
+    .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,11 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use forkletd::testing::{HELLO_IMAGE, Harness};
+use forkletd::testing::{HELLO_IMAGE, Harness, WORKSPACE};
 use serde_json::json;
-
-const WORKSPACE: &str =
-    "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\n";
 
 fn definition(default_greeting: &str) -> String {
     format!(
