@@ -20,7 +20,7 @@ use forklet_state::api::{
 use forklet_state::desired::DesiredState;
 use forklet_state::hibernation::{Override, OverrideAction, Scope};
 use forklet_state::manifest::Kind;
-use forklet_state::quantity::check_dns_label;
+use forklet_state::names::check_dns_label;
 use forklet_state::store::{DOCKER_REGISTRY, RegistrySecret};
 use forklet_state::store::{ModuleRecord, Store, StoreError};
 use forklet_state::{ObjectKey, Problem};
@@ -83,6 +83,26 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// `{namespace}/{name}` from the path, checked as Kubernetes names before
+/// anything is looked up with it.
+pub struct KeyPath(pub ObjectKey);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for KeyPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let Path((namespace, name)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|err| ApiError::BadRequest(err.body_text()))?;
+        ObjectKey::new(namespace, name)
+            .map(KeyPath)
+            .map_err(|err| ApiError::BadRequest(err.to_string()))
+    }
+}
+
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/modules", get(list_modules))
@@ -127,9 +147,8 @@ async fn list_modules(State(state): State<ApiState>) -> Result<Json<Vec<ModuleVi
 
 async fn get_module(
     State(state): State<ApiState>,
-    Path((namespace, name)): Path<(String, String)>,
+    KeyPath(key): KeyPath,
 ) -> Result<Json<ModuleView>, ApiError> {
-    let key = ObjectKey::new(namespace, name);
     let desired = state.desired.borrow().clone();
     let hibernation = state.hibernation.borrow().clone();
     let record = state.store.module(&key)?;
@@ -183,10 +202,12 @@ fn module_view(
         .map(|r| &r.workspace)
         .or(wanted.map(|w| &w.workspace));
     ModuleView {
-        name: key.name.clone(),
-        namespace: key.namespace.clone(),
-        workspace: workspace.map(|w| w.name.clone()).unwrap_or_default(),
-        workspace_namespace: workspace.map(|w| w.namespace.clone()).unwrap_or_default(),
+        name: key.name().to_owned(),
+        namespace: key.namespace().to_owned(),
+        workspace: workspace.map(|w| w.name().to_owned()).unwrap_or_default(),
+        workspace_namespace: workspace
+            .map(|w| w.namespace().to_owned())
+            .unwrap_or_default(),
         phase,
         message,
         container_id: record.and_then(|r| r.container_id.clone()),
@@ -225,9 +246,8 @@ async fn list_workspaces(State(state): State<ApiState>) -> Json<Vec<WorkspaceVie
 
 async fn get_workspace(
     State(state): State<ApiState>,
-    Path((namespace, name)): Path<(String, String)>,
+    KeyPath(key): KeyPath,
 ) -> Result<Json<WorkspaceView>, ApiError> {
-    let key = ObjectKey::new(namespace, name);
     let desired = state.desired.borrow().clone();
     let hibernation = state.hibernation.borrow().clone();
     if !desired.workspaces.contains_key(&key) && !desired.is_held(Kind::Workspace, &key) {
@@ -254,8 +274,8 @@ fn workspace_view(
     };
     let sleep = hibernation.workspaces.get(key);
     WorkspaceView {
-        name: key.name.clone(),
-        namespace: key.namespace.clone(),
+        name: key.name().to_owned(),
+        namespace: key.namespace().to_owned(),
         phase: phase.to_owned(),
         message: problems.unwrap_or_default(),
         connection: workspace
@@ -380,17 +400,11 @@ macro_rules! override_handler {
     ($name:ident, $scope:expr, $action:expr) => {
         async fn $name(
             State(state): State<ApiState>,
-            Path((namespace, name)): Path<(String, String)>,
+            KeyPath(key): KeyPath,
             request: Option<Json<OverrideRequest>>,
         ) -> Result<Json<OverrideView>, ApiError> {
             let request = request.map(|Json(r)| r).unwrap_or_default();
-            set_override(
-                &state,
-                $scope,
-                ObjectKey::new(namespace, name),
-                $action,
-                request,
-            )
+            set_override(&state, $scope, key, $action, request)
         }
     };
 }
@@ -415,9 +429,8 @@ async fn ask<T>(
 
 async fn retry_module(
     State(state): State<ApiState>,
-    Path((namespace, name)): Path<(String, String)>,
+    KeyPath(key): KeyPath,
 ) -> Result<StatusCode, ApiError> {
-    let key = ObjectKey::new(namespace, name);
     if ask(&state, |reply| Command::Retry(key.clone(), reply)).await? {
         Ok(StatusCode::ACCEPTED)
     } else {
@@ -432,9 +445,8 @@ async fn retry_module(
 /// (`forklet delete --force`): its runner is removed, its record dropped.
 async fn forget_module(
     State(state): State<ApiState>,
-    Path((namespace, name)): Path<(String, String)>,
+    KeyPath(key): KeyPath,
 ) -> Result<StatusCode, ApiError> {
-    let key = ObjectKey::new(namespace, name);
     match ask(&state, |reply| Command::ForceDelete(key.clone(), reply)).await? {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(ForgetError::NotFound(key)) => Err(ApiError::NotFound {

@@ -280,7 +280,7 @@ mod tests {
         fs::write(&file, "apiVersion: [broken").unwrap();
         assert!(catalog.rescan().unwrap());
         let desired = catalog.desired();
-        let dev = ObjectKey::new("default", "dev");
+        let dev = ObjectKey::new("default", "dev").unwrap();
         assert!(desired.workspaces.contains_key(&dev));
         let shown: Vec<String> = desired
             .problems_of(Kind::Workspace, &dev)
@@ -314,7 +314,7 @@ mod tests {
             restarted
                 .desired()
                 .workspaces
-                .contains_key(&ObjectKey::new("default", "dev"))
+                .contains_key(&ObjectKey::new("default", "dev").unwrap())
         );
 
         // Once deleted, the file is forgotten for good.

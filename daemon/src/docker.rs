@@ -65,8 +65,7 @@ impl DockerRuntime {
     }
 
     fn container_name(&self, key: &ObjectKey) -> String {
-        let short = &self.instance[..self.instance.len().min(8)];
-        format!("forklet-{short}-{}-{}", key.namespace, key.name)
+        container_name(&self.instance, key)
     }
 
     async fn runners_of(&self, key: &ObjectKey) -> Result<Vec<ContainerSummary>, RuntimeError> {
@@ -89,8 +88,7 @@ impl DockerRuntime {
             .into_iter()
             .filter_map(|c| {
                 let module = c.labels?.remove(LABEL_MODULE)?;
-                let (namespace, name) = module.split_once('/')?;
-                Some((ObjectKey::new(namespace, name), c.id?))
+                Some((ObjectKey::parse(&module)?, c.id?))
             })
             .collect())
     }
@@ -224,11 +222,24 @@ impl DockerRuntime {
             .create_container(Some(options.clone()), body.clone())
             .await
         {
-            // A leftover with our name but not our labels (e.g. from a state
-            // dir that was wiped): it is ours by name, replace it.
+            // The name is taken. Only a container labelled as this module's
+            // runner of this instance may be replaced (one the list missed,
+            // e.g. created by a step that was interrupted); anything else
+            // belongs to someone else and is left alone.
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 409, ..
             }) => {
+                let holder = self
+                    .docker
+                    .inspect_container(&name, None)
+                    .await
+                    .map_err(engine("inspect container"))?;
+                let labels = holder.config.and_then(|c| c.labels).unwrap_or_default();
+                let ours = labels.get(LABEL_INSTANCE) == Some(&self.instance)
+                    && labels.get(LABEL_MODULE) == Some(&spec.key.to_string());
+                if !ours {
+                    return Err(RuntimeError::NameTaken { name });
+                }
                 self.remove(&name).await?;
                 self.docker.create_container(Some(options), body).await
             }
@@ -343,6 +354,13 @@ impl Runtime for DockerRuntime {
     }
 }
 
+/// `forklet-<instance>-<namespace>_<name>`: `_` is in no Kubernetes name and
+/// `-` in no instance id, so two modules never share a container name.
+fn container_name(instance: &str, key: &ObjectKey) -> String {
+    let short = &instance[..instance.len().min(8)];
+    format!("forklet-{short}-{}_{}", key.namespace(), key.name())
+}
+
 /// Every container, running or not, that carries all of `labels` (`key=value`).
 pub async fn labelled(
     docker: &Docker,
@@ -360,5 +378,21 @@ fn engine(action: &'static str) -> impl Fn(bollard::errors::Error) -> RuntimeErr
     move |err| RuntimeError::Engine {
         action,
         detail: err.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modules_whose_names_join_alike_get_different_containers() {
+        let a = ObjectKey::new("a-b", "c").unwrap();
+        let b = ObjectKey::new("a", "b-c").unwrap();
+        assert_ne!(
+            container_name("0123456789", &a),
+            container_name("0123456789", &b)
+        );
+        assert_eq!(container_name("0123456789", &a), "forklet-01234567-a-b_c");
     }
 }

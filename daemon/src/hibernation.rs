@@ -183,10 +183,10 @@ mod tests {
     #[test]
     fn a_restart_in_the_middle_of_the_night_finds_the_module_asleep() {
         let desired = desired();
-        let app = &desired.modules[&ObjectKey::new("default", "app")];
+        let app = &desired.modules[&ObjectKey::new("default", "app").unwrap()];
         let night = Hibernation::compute(&desired, &[], at(23, 30));
         assert_eq!(night.module(app, &desired), Some(SleepReason::Schedule));
-        let dev = &night.workspaces[&ObjectKey::new("default", "dev")];
+        let dev = &night.workspaces[&ObjectKey::new("default", "dev").unwrap()];
         assert_eq!(
             dev.next,
             Some((
@@ -203,7 +203,7 @@ mod tests {
     #[test]
     fn an_override_wakes_until_it_expires_and_the_clock_looks_then() {
         let desired = desired();
-        let app = ObjectKey::new("default", "app");
+        let app = ObjectKey::new("default", "app").unwrap();
         let module = &desired.modules[&app];
         let wake = Override {
             action: OverrideAction::Resume,

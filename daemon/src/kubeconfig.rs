@@ -181,7 +181,7 @@ users:
     }
 
     fn ws() -> ObjectKey {
-        ObjectKey::new("default", "dev")
+        ObjectKey::new("default", "dev").unwrap()
     }
 
     #[test]

@@ -94,9 +94,9 @@ mod tests {
         }))
         .unwrap();
         Intent::Run(Arc::new(DesiredModule {
-            key: ObjectKey::new("default", "app"),
+            key: ObjectKey::new("default", "app").unwrap(),
             file: "app.yaml".into(),
-            workspace: ObjectKey::new("default", "dev"),
+            workspace: ObjectKey::new("default", "dev").unwrap(),
             definition,
             config: Default::default(),
             hibernated,
@@ -120,8 +120,8 @@ mod tests {
 
     fn record(phase: Phase, installed: Option<&str>, asleep: bool) -> ModuleRecord {
         let mut record = ModuleRecord::new(
-            ObjectKey::new("default", "app"),
-            ObjectKey::new("default", "dev"),
+            ObjectKey::new("default", "app").unwrap(),
+            ObjectKey::new("default", "dev").unwrap(),
             settings(),
             Utc::now(),
         );
@@ -162,7 +162,7 @@ mod tests {
     #[test]
     fn moving_to_another_workspace_uninstalls_from_the_old_one_first() {
         let mut moved = record(Phase::Ready, Some("h"), false);
-        moved.workspace = ObjectKey::new("default", "old");
+        moved.workspace = ObjectKey::new("default", "old").unwrap();
         assert_eq!(
             plan(&desired(false, "h2"), Some(&moved), true),
             Action::Uninstall

@@ -61,7 +61,7 @@ impl RunnerEvents {
                             .actor
                             .and_then(|a| a.attributes)
                             .and_then(|mut a| a.remove(LABEL_MODULE));
-                        if let Some(key) = module.as_deref().and_then(parse_key) {
+                        if let Some(key) = module.as_deref().and_then(ObjectKey::parse) {
                             tracing::debug!(module = %key, action = event.action.as_deref(), "runner changed");
                             report(RunnerChange::Module(key));
                         }
@@ -88,9 +88,4 @@ impl RunnerEvents {
             }
         }
     }
-}
-
-fn parse_key(label: &str) -> Option<ObjectKey> {
-    let (namespace, name) = label.split_once('/')?;
-    Some(ObjectKey::new(namespace, name))
 }

@@ -49,7 +49,7 @@ impl RunnerFiles {
 
     pub fn dir(&self, key: &ObjectKey) -> PathBuf {
         // Namespaces and names are DNS labels: no `/`, so this cannot escape.
-        self.root.join(&key.namespace).join(&key.name)
+        self.root.join(&key.namespace()).join(&key.name())
     }
 
     /// Writes the files `module` needs; returns the directory to mount.
@@ -150,7 +150,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config");
         fs::write(&path, KUBECONFIG).unwrap();
-        let ws = ObjectKey::new("default", "dev");
+        let ws = ObjectKey::new("default", "dev").unwrap();
         let text = kubeconfig_text(&ws, &source(&path, Some("b"))).unwrap();
         let parsed: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
         assert_eq!(parsed["current-context"].as_str(), Some("b"));
@@ -166,7 +166,7 @@ mod tests {
 
     #[test]
     fn a_missing_kubeconfig_names_workspace_and_path() {
-        let ws = ObjectKey::new("default", "dev");
+        let ws = ObjectKey::new("default", "dev").unwrap();
         let err = kubeconfig_text(&ws, &source(Path::new("/nonexistent/kc"), None)).unwrap_err();
         assert!(
             err.to_string().starts_with(

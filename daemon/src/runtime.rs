@@ -44,6 +44,11 @@ pub enum RuntimeError {
         action: &'static str,
         detail: String,
     },
+    #[error(
+        "container name {name} is taken by a container that is not this module's runner; \
+         forklet leaves it alone (remove or rename it)"
+    )]
+    NameTaken { name: String },
     #[error("runner container {id} publishes no port for 8080/tcp")]
     NoPort { id: String },
     #[error(

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::manifest::typed;
-use crate::quantity::{check_dns_label, cpu_shares, memory_bytes};
+use crate::names::check_dns_label;
+use crate::quantity::{cpu_shares, memory_bytes};
 use crate::schema::{ConfigItem, check_schema};
 use crate::version::{Constraint, OPERATOR_COMPATIBILITY, Version};
 

@@ -206,7 +206,7 @@ fn resolve_module(
                 .map(|(alias, message)| problem(&format!("spec.config.{alias}"), message))
                 .collect::<Vec<_>>()
         })?;
-    let workspace_key = doc.spec.workspace.key();
+    let workspace_key = doc.spec.workspace.key().clone();
     let Some(workspace) = workspaces.get(&workspace_key) else {
         return Err(vec![problem(
             "spec.workspace",
@@ -364,7 +364,7 @@ mod tests {
             ("/m/app.yaml", module("app", "{}")),
         ]);
         assert_eq!(state.problems, vec![]);
-        let app = &state.modules[&ObjectKey::new("default", "app")];
+        let app = &state.modules[&ObjectKey::new("default", "app").unwrap()];
         assert_eq!(
             app.config,
             json!({"replicas": 1}).as_object().unwrap().clone()
@@ -388,7 +388,7 @@ mod tests {
             ("/m/ws.yaml", WORKSPACE.into()),
             ("/m/app.yaml", module("app", "{replicas: 3}")),
         ]);
-        let key = ObjectKey::new("default", "app");
+        let key = ObjectKey::new("default", "app").unwrap();
         assert_eq!(a.modules[&key].runner, b.modules[&key].runner);
         assert_ne!(a.modules[&key].install_hash, b.modules[&key].install_hash);
     }
@@ -399,7 +399,7 @@ mod tests {
             ("/m/ws.yaml", WORKSPACE.into()),
             ("/m/app.yaml", module("app", "{replicas: 9}")),
         ]);
-        let key = ObjectKey::new("default", "app");
+        let key = ObjectKey::new("default", "app").unwrap();
         assert!(state.modules.is_empty());
         assert!(state.held.contains(&(Kind::Module, key.clone())));
         assert_eq!(
@@ -416,7 +416,7 @@ mod tests {
     #[test]
     fn a_missing_workspace_holds_the_module() {
         let state = build(&[("/m/app.yaml", module("app", "{}"))]);
-        let key = ObjectKey::new("default", "app");
+        let key = ObjectKey::new("default", "app").unwrap();
         assert!(state.held.contains(&(Kind::Module, key.clone())));
         let problem = state.problems_of(Kind::Module, &key).next().unwrap();
         assert_eq!(
@@ -432,7 +432,7 @@ mod tests {
             ("/m/a.yaml", module("app", "{}")),
             ("/m/b.yaml", module("app", "{}")),
         ]);
-        let key = ObjectKey::new("default", "app");
+        let key = ObjectKey::new("default", "app").unwrap();
         assert!(state.modules.is_empty());
         let files: Vec<_> = state
             .problems_of(Kind::Module, &key)

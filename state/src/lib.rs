@@ -11,6 +11,7 @@ pub mod desired;
 pub mod fetch;
 pub mod hibernation;
 pub mod manifest;
+pub mod names;
 pub mod paths;
 pub mod problem;
 pub mod quantity;

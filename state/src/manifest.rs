@@ -12,32 +12,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::names::ObjectKey;
 use crate::problem::Problem;
 
 pub const API_VERSION: &str = "batch.forkspacer.com/v1";
 pub const DEFAULT_NAMESPACE: &str = "default";
-
-/// `namespace/name`: how every object is addressed.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ObjectKey {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl ObjectKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for ObjectKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Kind {
@@ -81,17 +60,34 @@ pub struct ModuleSpec {
     pub create_namespace: bool,
 }
 
+/// `spec.workspace`: `{name, namespace=default}`, checked as Kubernetes names.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "RawWorkspaceRef")]
+pub struct WorkspaceRef(ObjectKey);
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WorkspaceRef {
-    pub name: String,
+struct RawWorkspaceRef {
+    name: String,
     #[serde(default = "default_namespace")]
-    pub namespace: String,
+    namespace: String,
+}
+
+impl TryFrom<RawWorkspaceRef> for WorkspaceRef {
+    type Error = String;
+    fn try_from(raw: RawWorkspaceRef) -> Result<Self, String> {
+        ObjectKey::new(raw.namespace, raw.name)
+            .map(WorkspaceRef)
+            .map_err(|err| {
+                let field = err.field().trim_start_matches("metadata.");
+                format!("{field}: {}", err.reason())
+            })
+    }
 }
 
 impl WorkspaceRef {
-    pub fn key(&self) -> ObjectKey {
-        ObjectKey::new(&self.namespace, &self.name)
+    pub fn key(&self) -> &ObjectKey {
+        &self.0
     }
 }
 
@@ -309,13 +305,19 @@ fn parse_document(
         }
         None => return Err(at(format!("{kind}: metadata: missing (name is required)"))),
     };
-    let key = ObjectKey::new(metadata.namespace, metadata.name);
+    // A name that is not a Kubernetes name cannot address anything: the
+    // problem is the document's, not an object's.
+    let key = ObjectKey::new(&metadata.namespace, &metadata.name).map_err(|err| {
+        at(format!(
+            "{kind} {:?}: {}: {}",
+            metadata.name,
+            err.field(),
+            err.reason()
+        ))
+    })?;
     let problem = |field: String, message: String| {
         Box::new(Problem::document(file, kind, &key, field, message))
     };
-    if key.name.is_empty() {
-        return Err(problem("metadata.name".into(), "must not be empty".into()));
-    }
     // `status` is what the operator writes back; a manifest exported from a
     // cluster may carry it and forklet has no use for it.
     object.remove("status");
@@ -407,11 +409,11 @@ mod tests {
         let Manifest::Module(module) = &parsed.manifests[1] else {
             panic!("second document is the module")
         };
-        assert_eq!(module.key, ObjectKey::new("team", "app"));
+        assert_eq!(module.key, ObjectKey::new("team", "app").unwrap());
         assert_eq!(module.position, 2);
         assert_eq!(
             module.spec.workspace.key(),
-            ObjectKey::new("default", "dev")
+            &ObjectKey::new("default", "dev").unwrap()
         );
         assert_eq!(module.spec.config["env"], "prod");
         assert!(!module.spec.hibernated);
@@ -430,6 +432,44 @@ mod tests {
             text.starts_with(
                 "m.yaml: Module default/bad: spec.hibernate: unknown field `hibernate`"
             ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn names_that_are_not_kubernetes_names_address_nothing() {
+        for (metadata, field) in [
+            ("{name: '../../x'}", "metadata.name"),
+            ("{name: /etc}", "metadata.name"),
+            ("{name: App}", "metadata.name"),
+            ("{name: ''}", "metadata.name"),
+            ("{name: x, namespace: '..'}", "metadata.namespace"),
+            ("{name: x, namespace: a.b}", "metadata.namespace"),
+        ] {
+            let parsed = parse(&format!(
+                "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {metadata}\n"
+            ));
+            assert!(parsed.manifests.is_empty(), "{metadata}");
+            let text = parsed.problems[0].to_string();
+            assert!(
+                text.starts_with("m.yaml: document 1: Workspace ")
+                    && text.contains(&format!(": {field}: "))
+                    && text.contains("is not a DNS-1123"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_workspace_reference_is_checked_as_names_too() {
+        let parsed = parse(
+            "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {name: app}\n\
+             spec:\n  workspace: {name: dev, namespace: '../state'}\n  source: {raw: {kind: Custom}}\n",
+        );
+        assert!(parsed.manifests.is_empty());
+        let text = parsed.problems[0].to_string();
+        assert!(
+            text.starts_with("m.yaml: Module default/app: spec.workspace: namespace: \"../state\" is not a DNS-1123 label"),
             "{text}"
         );
     }

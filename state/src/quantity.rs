@@ -61,25 +61,6 @@ pub fn memory_bytes(text: &str) -> Result<i64, String> {
     Ok(bytes.ceil() as i64)
 }
 
-/// A DNS-1123 label: what Kubernetes allows as a name.
-pub fn check_dns_label(text: &str) -> Result<(), String> {
-    let valid = !text.is_empty()
-        && text.len() <= 63
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !text.starts_with('-')
-        && !text.ends_with('-');
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "{text:?} is not a DNS-1123 label (lower-case letters, digits and '-', starting and ending \
-             with a letter or digit, at most 63 characters)"
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,15 +87,5 @@ mod tests {
             assert!(parse_quantity(bad).is_err(), "{bad:?} must be refused");
         }
         assert_eq!(memory_bytes("0"), Err("\"0\" is less than one byte".into()));
-    }
-
-    #[test]
-    fn dns_labels() {
-        for good in ["a", "app-installer", "x1", &"a".repeat(63)] {
-            assert_eq!(check_dns_label(good), Ok(()), "{good}");
-        }
-        for bad in ["", "App", "-a", "a-", "a_b", "a.b", &"a".repeat(64)] {
-            assert!(check_dns_label(bad).is_err(), "{bad}");
-        }
     }
 }

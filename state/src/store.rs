@@ -340,7 +340,7 @@ impl Store {
         let raw = conn
             .query_row(
                 &format!("{SELECT_MODULE} WHERE namespace = ?1 AND name = ?2"),
-                params![key.namespace, key.name],
+                params![key.namespace(), key.name()],
                 RawRecord::from_row,
             )
             .optional()?;
@@ -351,7 +351,7 @@ impl Store {
     pub fn set_message(&self, key: &ObjectKey, message: &str) -> Result<(), StoreError> {
         self.lock().execute(
             "UPDATE modules SET message = ?3 WHERE namespace = ?1 AND name = ?2",
-            params![key.namespace, key.name, message],
+            params![key.namespace(), key.name(), message],
         )?;
         Ok(())
     }
@@ -378,10 +378,10 @@ impl Store {
                  attempts = excluded.attempts, next_retry = excluded.next_retry,
                  last_activity = excluded.last_activity",
             params![
-                record.key.namespace,
-                record.key.name,
-                record.workspace.namespace,
-                record.workspace.name,
+                record.key.namespace(),
+                record.key.name(),
+                record.workspace.namespace(),
+                record.workspace.name(),
                 record.phase.as_str(),
                 record.message,
                 record.container_id,
@@ -413,7 +413,7 @@ impl Store {
         let tx = conn.transaction()?;
         let known: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM modules WHERE namespace = ?1 AND name = ?2)",
-            params![key.namespace, key.name],
+            params![key.namespace(), key.name()],
             |row| row.get(0),
         )?;
         if known {
@@ -429,11 +429,11 @@ impl Store {
         let tx = conn.transaction()?;
         tx.execute(
             "DELETE FROM modules WHERE namespace = ?1 AND name = ?2",
-            params![key.namespace, key.name],
+            params![key.namespace(), key.name()],
         )?;
         tx.execute(
             "DELETE FROM events WHERE namespace = ?1 AND name = ?2",
-            params![key.namespace, key.name],
+            params![key.namespace(), key.name()],
         )?;
         tx.commit()?;
         Ok(())
@@ -556,7 +556,7 @@ impl Store {
         self.lock().execute(
             "INSERT INTO overrides (scope, namespace, name, action, until) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (scope, namespace, name) DO UPDATE SET action = excluded.action, until = excluded.until",
-            params![scope.as_str(), key.namespace, key.name, value.action.as_str(), value.until.map(|t| t.to_rfc3339())],
+            params![scope.as_str(), key.namespace(), key.name(), value.action.as_str(), value.until.map(|t| t.to_rfc3339())],
         )?;
         Ok(())
     }
@@ -576,7 +576,7 @@ impl Store {
         let rows = stmt.query_map([], |row| {
             Ok((
                 row.get::<_, String>(0)?,
-                ObjectKey::new(row.get::<_, String>(1)?, row.get::<_, String>(2)?),
+                stored_key(row, 1)?,
                 row.get::<_, String>(3)?,
                 row.get::<_, Option<String>>(4)?,
             ))
@@ -614,7 +614,7 @@ impl Store {
                  ORDER BY id DESC LIMIT ?3
              ) ORDER BY id",
         )?;
-        let rows = stmt.query_map(params![key.namespace, key.name, limit as i64], |row| {
+        let rows = stmt.query_map(params![key.namespace(), key.name(), limit as i64], |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, String>(1)?,
@@ -642,12 +642,18 @@ fn insert_event(
 ) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO events (namespace, name, at, reason, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![key.namespace, key.name, at.to_rfc3339(), reason, message],
+        params![
+            key.namespace(),
+            key.name(),
+            at.to_rfc3339(),
+            reason,
+            message
+        ],
     )?;
     tx.execute(
         "DELETE FROM events WHERE namespace = ?1 AND name = ?2 AND id <= (
              SELECT id FROM events WHERE namespace = ?1 AND name = ?2 ORDER BY id DESC LIMIT 1 OFFSET ?3)",
-        params![key.namespace, key.name, EVENTS_KEPT],
+        params![key.namespace(), key.name(), EVENTS_KEPT],
     )?;
     Ok(())
 }
@@ -677,8 +683,8 @@ struct RawRecord {
 impl RawRecord {
     fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
-            key: ObjectKey::new(row.get::<_, String>(0)?, row.get::<_, String>(1)?),
-            workspace: ObjectKey::new(row.get::<_, String>(2)?, row.get::<_, String>(3)?),
+            key: stored_key(row, 0)?,
+            workspace: stored_key(row, 2)?,
             phase: row.get(4)?,
             message: row.get(5)?,
             container_id: row.get(6)?,
@@ -730,6 +736,14 @@ impl RawRecord {
     }
 }
 
+/// The key in columns `at` (namespace) and `at + 1` (name). Only checked
+/// keys are ever written, so a bad one means the file was tampered with.
+fn stored_key(row: &Row<'_>, at: usize) -> rusqlite::Result<ObjectKey> {
+    ObjectKey::new(row.get::<_, String>(at)?, row.get::<_, String>(at + 1)?).map_err(|err| {
+        rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Text, Box::new(err))
+    })
+}
+
 fn parse_time(key: &ObjectKey, text: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
@@ -757,8 +771,8 @@ mod tests {
             controller: false,
         };
         let mut record = ModuleRecord::new(
-            ObjectKey::new("default", "app"),
-            ObjectKey::new("default", "dev"),
+            ObjectKey::new("default", "app").unwrap(),
+            ObjectKey::new("default", "dev").unwrap(),
             runner,
             Utc::now(),
         );
@@ -881,7 +895,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("state.db")).unwrap();
         let now = Utc::now();
-        let key = ObjectKey::new("default", "dev");
+        let key = ObjectKey::new("default", "dev").unwrap();
         let sleep = Override {
             action: OverrideAction::Sleep,
             until: Some(now + chrono::Duration::hours(1)),

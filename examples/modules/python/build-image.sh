@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Builds the python example module image without any container registry:
+#   build-image.sh [TAG]          TAG: forklet-examples/python:dev by default
+#
+# The root file system is a `debootstrap --variant=minbase` of this machine's
+# Debian release with Python 3, trimmed, cached as a tarball under
+# target/python-rootfs/; server.py is added to it and the result goes through
+# `docker import`. Python runs as PID 1 (no init) as uid 10001.
+#
+# Idempotent: an image TAG whose content-hash label matches server.py and
+# this script is left alone. Progress goes to stderr, the tag alone to stdout.
+# Needs root (debootstrap), docker, and a Debian mirror (DEBIAN_MIRROR,
+# http://deb.debian.org/debian by default); DEBIAN_SUITE overrides the
+# release read from /etc/os-release.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../../.." && pwd)
+tag=${1:-forklet-examples/python:dev}
+cache="$root/target/python-rootfs"
+label=org.forklet.content-hash
+uid=10001
+
+say() { echo "python image: $*" >&2; }
+die() { echo "python image: error: $*" >&2; exit 1; }
+
+command -v docker >/dev/null || die "docker is not installed"
+docker version >/dev/null 2>&1 || die "the Docker engine is not reachable ($(docker version 2>&1 | tail -n 1))"
+command -v sha256sum >/dev/null || die "sha256sum (coreutils) is missing"
+
+if [[ -z "${DEBIAN_SUITE:-}" ]]; then
+  [[ -r /etc/os-release ]] || die "no /etc/os-release: set DEBIAN_SUITE (e.g. bookworm)"
+  # shellcheck disable=SC1091
+  . /etc/os-release
+  [[ "${ID:-}" == debian && -n "${VERSION_CODENAME:-}" ]] ||
+    die "${PRETTY_NAME:-this system} is not a Debian release with a codename: set DEBIAN_SUITE (e.g. bookworm)"
+  DEBIAN_SUITE=$VERSION_CODENAME
+fi
+suite=$DEBIAN_SUITE
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
+# python3-minimal has the interpreter; http.server and json are in the stdlib package.
+include=python3-minimal,libpython3-stdlib
+
+# What the image is made of: a change to any of these rebuilds it.
+hash=$( { sha256sum <"$here/server.py"; sha256sum <"$here/build-image.sh"; echo "$suite $arch"; } | sha256sum | cut -c1-16)
+current() { docker image inspect --format "{{index .Config.Labels \"$label\"}}" "$tag" 2>/dev/null || true; }
+if [[ "$(current)" == "$hash" ]]; then
+  echo "$tag"
+  exit 0
+fi
+
+mkdir -p "$cache"
+# One build at a time (tests may build in parallel); the winner's image serves all.
+exec 9>"$cache/.lock"
+command -v flock >/dev/null && flock 9
+if [[ "$(current)" == "$hash" ]]; then
+  echo "$tag"
+  exit 0
+fi
+
+# The root file system depends only on the release, the packages and the trimming
+# below: bump the recipe version when that changes.
+recipe=1
+rootfs="$cache/$suite-$arch-r$recipe.tar"
+if [[ ! -s "$rootfs" ]]; then
+  [[ $(id -u) -eq 0 ]] || die "debootstrap needs root to build $rootfs (run as root once; later builds reuse it)"
+  if ! command -v debootstrap >/dev/null; then
+    command -v apt-get >/dev/null || die "debootstrap is missing and there is no apt-get to install it"
+    say "installing debootstrap with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! log=$(apt-get update -q 2>&1 && apt-get install -y -q --no-install-recommends debootstrap </dev/null 2>&1); then
+      echo "$log" | tail -n 20 >&2
+      die "could not install debootstrap"
+    fi
+  fi
+  work=$(mktemp -d "$cache/build.XXXXXX")
+  # debootstrap mounts /proc and /sys in the target; never delete through them.
+  cleanup() {
+    grep -o " $work/[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    rm -rf --one-file-system "$work"
+  }
+  trap cleanup EXIT
+  say "debootstrap $suite/$arch (minbase, $include) from $mirror: about a minute, once"
+  if ! debootstrap --variant=minbase --arch="$arch" --include="$include" \
+    "$suite" "$work/root" "$mirror" >"$work/debootstrap.log" 2>&1; then
+    tail -n 20 "$work/debootstrap.log" >&2
+    [[ -f "$work/root/debootstrap/debootstrap.log" ]] && tail -n 20 "$work/root/debootstrap/debootstrap.log" >&2
+    die "debootstrap $suite failed (log above)"
+  fi
+  r="$work/root"
+  [[ -x "$r/usr/bin/python3" ]] || die "debootstrap gave no /usr/bin/python3"
+  chroot "$r" /usr/bin/python3 -c 'import http.server, json' ||
+    die "python3 in the rootfs lacks http.server or json"
+  say "trimming the root file system"
+  # Documentation (copyright notices stay), manuals, translations, apt's
+  # caches and lists, logs, and device nodes (Docker provides /dev).
+  find "$r/usr/share/doc" -mindepth 1 ! -name copyright ! -type d -delete 2>/dev/null || true
+  find "$r/usr/share/doc" -mindepth 1 -type d -empty -delete 2>/dev/null || true
+  rm -rf "$r"/usr/share/{man,info,lintian,linda,locale}/* "$r"/usr/share/common-licenses \
+    "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/* "$r"/var/cache/debconf/*-old \
+    "$r"/var/log/* "$r"/dev/* "$r"/tmp/* "$r"/run/* "$r"/debootstrap
+  # The module's user, so `id` and ps show a name; files stay root-owned.
+  echo "module:x:$uid:$uid:forkspacer module:/nonexistent:/usr/sbin/nologin" >>"$r/etc/passwd"
+  echo "module:x:$uid:" >>"$r/etc/group"
+  echo "module:*:19000:0:99999:7:::" >>"$r/etc/shadow"
+  mkdir -p "$r/opt/module"
+  tar --numeric-owner -C "$r" -cf "$work/rootfs.tar" .
+  mv "$work/rootfs.tar" "$rootfs"
+  cleanup
+  trap - EXIT
+  say "cached $rootfs ($(du -h "$rootfs" | cut -f1))"
+fi
+
+say "importing $tag"
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+cp "$rootfs" "$stage/image.tar"
+mkdir -p "$stage/files/opt/module"
+install -m 0644 "$here/server.py" "$stage/files/opt/module/server.py"
+tar --numeric-owner --owner=0 --group=0 -C "$stage/files" -rf "$stage/image.tar" ./opt/module/server.py
+if ! id=$(docker import \
+  --change "USER $uid:$uid" \
+  --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+  --change "ENV PORT=8080" \
+  --change "ENV PYTHONUNBUFFERED=1" \
+  --change "ENV PYTHONDONTWRITEBYTECODE=1" \
+  --change "EXPOSE 8080" \
+  --change "WORKDIR /" \
+  --change 'ENTRYPOINT ["/usr/bin/python3", "/opt/module/server.py"]' \
+  --change 'CMD []' \
+  --change "LABEL $label=$hash" \
+  --message "forklet python example module ($suite, server.py $hash)" \
+  "$stage/image.tar" "$tag" 2>&1); then
+  echo "$id" >&2
+  die "docker import failed"
+fi
+say "built $tag ($(docker image inspect --format '{{.Size}}' "$tag" | awk '{printf "%.1f MB", $1/1e6}'))"
+echo "$tag"
