@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use forklet_state::Problem;
 use forklet_state::desired::DesiredState;
 use forklet_state::fetch::Fetcher;
-use forklet_state::manifest::{ParsedFile, is_manifest_file, parse_file};
+use forklet_state::manifest::{ParsedFile, is_manifest_file, parse_file, read_manifest};
 use forklet_state::source::{FetchedDefinitions, LocalDefinitions};
 use serde::Serialize;
 
@@ -85,11 +85,11 @@ pub async fn run(files: &[PathBuf], fetch: bool) -> Report {
 }
 
 fn read(file: &Path) -> ParsedFile {
-    match std::fs::read_to_string(file) {
+    match read_manifest(file) {
         Ok(text) => parse_file(file, &text),
-        Err(err) => ParsedFile {
+        Err(problem) => ParsedFile {
             manifests: Vec::new(),
-            problems: vec![Problem::file(file, format!("cannot be read: {err}"))],
+            problems: vec![problem],
         },
     }
 }

@@ -13,15 +13,41 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use forklet_state::ObjectKey;
 use forklet_state::Problem;
 use forklet_state::desired::DesiredState;
-use forklet_state::manifest::{ParsedFile, is_manifest_file, parse_file};
+use forklet_state::manifest::{Kind, ParsedFile, is_manifest_file, parse_file, read_manifest};
 use forklet_state::source::{Definitions, read_definition_file};
 use forklet_state::store::Store;
 
 struct CachedFile {
+    /// What the file looked like when it was read: an unchanged stamp means
+    /// an unchanged file, and the periodic rescan does not read it again.
+    stamp: Option<Stamp>,
     content_hash: u64,
     parsed: ParsedFile,
+}
+
+/// Size, modification and change times, and inode: any write or
+/// replacement of a file changes at least one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    ctime: (i64, i64),
+    inode: u64,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            inode: meta.ino(),
+        }
+    }
 }
 
 pub struct Catalog {
@@ -81,7 +107,7 @@ impl Catalog {
         let mut seen = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
-            if is_manifest_file(&path) && path.is_file() {
+            if is_manifest_file(&path) {
                 seen.push(path);
             }
         }
@@ -103,33 +129,67 @@ impl Catalog {
     }
 
     fn refresh(&mut self, path: PathBuf) -> bool {
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(err) => {
-                let problem = Problem::file(&path, format!("cannot be read: {err}"));
-                return self.keep_last_good(
-                    path,
-                    u64::MAX,
-                    ParsedFile {
-                        manifests: vec![],
-                        problems: vec![problem],
-                    },
-                );
-            }
+        let stamp = match self.check_entry(&path) {
+            Ok(Some(stamp)) => stamp,
+            // A directory named like a manifest: nothing to read.
+            Ok(None) => return self.files.remove(&path).is_some(),
+            Err(problem) => return self.unreadable(path, problem),
         };
-        let content_hash = content_hash(&text);
         if self
             .files
             .get(&path)
-            .is_some_and(|cached| cached.content_hash == content_hash)
+            .is_some_and(|cached| cached.stamp == Some(stamp))
         {
             return false;
         }
+        let text = match read_manifest(&path) {
+            Ok(text) => text,
+            Err(problem) => return self.unreadable(path, problem),
+        };
+        let content_hash = content_hash(&text);
+        if let Some(cached) = self.files.get_mut(&path)
+            && cached.content_hash == content_hash
+        {
+            cached.stamp = Some(stamp);
+            return false;
+        }
         let parsed = parse_file(&path, &text);
-        if !parsed.problems.iter().any(|p| p.object.is_none()) {
+        // Only a file with no problem at all is a good version of every
+        // object it names.
+        if parsed.problems.is_empty() {
             self.remember(|store| store.save_last_good_manifest(&path, &text));
         }
-        self.keep_last_good(path, content_hash, parsed)
+        self.keep_last_good(path, Some(stamp), content_hash, parsed)
+    }
+
+    /// The file's stamp if it is one to read: `None` for a directory; a
+    /// problem for a symlink that leads out of the manifests directory.
+    fn check_entry(&self, path: &Path) -> Result<Option<Stamp>, Problem> {
+        let cannot = |err: io::Error| Problem::file(path, format!("cannot be read: {err}"));
+        let link = std::fs::symlink_metadata(path).map_err(cannot)?;
+        if link.file_type().is_symlink() {
+            let target = std::fs::canonicalize(path).map_err(cannot)?;
+            let dir = std::fs::canonicalize(&self.dir).map_err(cannot)?;
+            if !target.starts_with(&dir) {
+                return Err(Problem::file(
+                    path,
+                    format!(
+                        "is a symbolic link to {}, outside the manifests directory: not read",
+                        target.display()
+                    ),
+                ));
+            }
+        }
+        let meta = std::fs::metadata(path).map_err(cannot)?;
+        Ok((!meta.is_dir()).then(|| Stamp::of(&meta)))
+    }
+
+    fn unreadable(&mut self, path: PathBuf, problem: Problem) -> bool {
+        let parsed = ParsedFile {
+            manifests: vec![],
+            problems: vec![problem],
+        };
+        self.keep_last_good(path, None, u64::MAX, parsed)
     }
 
     /// Losing the last good copy only weakens a later recovery; say so and go on.
@@ -155,30 +215,46 @@ impl Catalog {
         }
     }
 
-    /// Where part of a file could not even be read as documents, its
-    /// previous documents stand in for the part that was lost.
-    fn keep_last_good(&mut self, path: PathBuf, content_hash: u64, mut parsed: ParsedFile) -> bool {
+    /// Objects whose documents in `path` did not parse stand on their
+    /// previous version: where part of the file could not be read as
+    /// documents at all, every object it named before; otherwise each
+    /// object named by a problem.
+    fn keep_last_good(
+        &mut self,
+        path: PathBuf,
+        stamp: Option<Stamp>,
+        content_hash: u64,
+        mut parsed: ParsedFile,
+    ) -> bool {
         let unreadable: Vec<String> = parsed
             .problems
             .iter()
             .filter(|p| p.object.is_none())
             .map(|p| p.message.clone())
             .collect();
-        if !unreadable.is_empty() {
+        let broken: BTreeSet<(Kind, ObjectKey)> = parsed
+            .problems
+            .iter()
+            .filter_map(|p| Some((p.kind?, p.object.clone()?)))
+            .collect();
+        if !unreadable.is_empty() || !broken.is_empty() {
             let why = format!("keeping the last good version: {}", unreadable.join("; "));
-            for manifest in &self.previous(&path) {
-                let key = (manifest.kind(), manifest.key());
-                if !parsed.manifests.iter().any(|m| (m.kind(), m.key()) == key) {
-                    // Shown on the object, so `forklet get` says why an edit has no effect.
-                    parsed.problems.push(Problem::document(
-                        &path,
-                        manifest.kind(),
-                        manifest.key(),
-                        "",
-                        why.clone(),
-                    ));
-                    parsed.manifests.push(manifest.clone());
+            for manifest in self.previous(&path) {
+                let key = (manifest.kind(), manifest.key().clone());
+                let stands = parsed
+                    .manifests
+                    .iter()
+                    .any(|m| (m.kind(), m.key()) == (key.0, &key.1));
+                if stands || (unreadable.is_empty() && !broken.contains(&key)) {
+                    continue;
                 }
+                if !broken.contains(&key) {
+                    // Shown on the object, so `forklet get` says why an edit has no effect.
+                    parsed
+                        .problems
+                        .push(Problem::document(&path, key.0, &key.1, "", why.clone()));
+                }
+                parsed.manifests.push(manifest);
             }
         }
         let changed = self
@@ -188,6 +264,7 @@ impl Catalog {
         self.files.insert(
             path,
             CachedFile {
+                stamp,
                 content_hash,
                 parsed,
             },
@@ -253,7 +330,6 @@ fn content_hash(text: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use forklet_state::ObjectKey;
     use forklet_state::manifest::Kind;
     use std::fs;
 
@@ -295,6 +371,87 @@ mod tests {
         fs::remove_file(&file).unwrap();
         assert!(catalog.rescan().unwrap());
         assert!(catalog.desired().workspaces.is_empty());
+    }
+
+    #[test]
+    fn a_document_with_a_type_error_keeps_its_object_on_the_last_good_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ws.yaml");
+        fs::write(&file, format!("{WS}spec: {{hibernated: true}}\n")).unwrap();
+        let mut catalog = Catalog::new(dir.path().to_owned(), store(state.path()));
+        catalog.rescan().unwrap();
+        let dev = ObjectKey::new("default", "dev").unwrap();
+
+        for typo in ["hibernated: yes", "hibernate: true", "connection: local"] {
+            fs::write(&file, format!("{WS}spec: {{{typo}}}\n")).unwrap();
+            catalog.rescan().unwrap();
+            let desired = catalog.desired();
+            let workspace = desired.workspaces.get(&dev).expect(typo);
+            assert!(
+                workspace.spec.hibernated,
+                "{typo}: the last good version runs"
+            );
+            let problem = desired.problems_of(Kind::Workspace, &dev).next().unwrap();
+            assert!(
+                problem.field.as_deref().unwrap().starts_with("spec"),
+                "{typo}"
+            );
+        }
+
+        // The same typo across a restart: the stored good version stands.
+        let mut restarted = Catalog::new(dir.path().to_owned(), store(state.path()));
+        restarted.rescan().unwrap();
+        assert!(restarted.desired().workspaces[&dev].spec.hibernated);
+    }
+
+    #[test]
+    fn a_new_object_with_a_type_error_is_held_with_its_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("ws.yaml"),
+            format!("{WS}spec: {{hibernated: yes}}\n"),
+        )
+        .unwrap();
+        let mut catalog = Catalog::new(dir.path().to_owned(), store(state.path()));
+        catalog.rescan().unwrap();
+        let desired = catalog.desired();
+        let dev = ObjectKey::new("default", "dev").unwrap();
+        assert!(desired.is_held(Kind::Workspace, &dev));
+        assert_eq!(desired.problems_of(Kind::Workspace, &dev).count(), 1);
+    }
+
+    #[test]
+    fn fifos_devices_and_symlinks_out_of_the_directory_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret.yaml");
+        fs::write(&secret, WS).unwrap();
+        std::os::unix::fs::symlink(&secret, dir.path().join("link.yaml")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.yaml")).unwrap();
+        let fifo = dir.path().join("fifo.yaml");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let mut catalog = Catalog::new(dir.path().to_owned(), store(state.path()));
+        catalog.rescan().unwrap();
+        let desired = catalog.desired();
+        assert!(desired.workspaces.is_empty());
+        let mut problems: Vec<String> = desired.problems.iter().map(|p| p.to_string()).collect();
+        problems.sort();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].ends_with("fifo.yaml: cannot be read: is not a regular file"));
+        assert!(problems[1].contains("link.yaml: is a symbolic link to"));
+        assert!(problems[1].ends_with("outside the manifests directory: not read"));
+        assert!(problems[2].ends_with(
+            "zero.yaml: is a symbolic link to /dev/zero, outside the manifests directory: not read"
+        ));
     }
 
     #[test]

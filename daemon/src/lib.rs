@@ -45,7 +45,7 @@ use crate::reconciler::{Command, Context, Supervisor};
 use crate::runner_events::RunnerChange;
 use crate::runner_files::RunnerFiles;
 use crate::runtime::RuntimeError;
-use crate::watcher::ManifestWatcher;
+use crate::watcher::{ManifestWatcher, SharedCatalog};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -59,6 +59,9 @@ pub struct Config {
     pub retry: Backoff,
     /// How long a runner that belongs to no module is left before removal.
     pub orphan_grace: Duration,
+    /// How long a module stays absent from every manifest before it is
+    /// uninstalled.
+    pub removal_grace: Duration,
     /// Keep runners running while their module is asleep (default: stop them).
     pub keep_runners_while_asleep: bool,
 }
@@ -121,12 +124,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         path: manifests.clone(),
         source,
     })?;
-    let mut catalog = Catalog::new(manifests.clone(), store.clone());
-    catalog.rescan().map_err(|source| Error::Manifests {
-        path: manifests.clone(),
-        source,
-    })?;
-    let initial = catalog.desired();
+    let catalog = SharedCatalog::new(Catalog::new(manifests.clone(), store.clone()));
+    catalog
+        .with(Catalog::rescan)
+        .await
+        .map_err(|source| Error::Manifests {
+            path: manifests.clone(),
+            source,
+        })?;
+    let initial = catalog.with(Catalog::desired).await;
     for problem in &initial.problems {
         tracing::warn!(%problem, "manifest problem");
     }
@@ -150,6 +156,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         shutdown: shutdown.clone(),
         controller_dir,
         backoff: config.retry,
+        removal_grace: config.removal_grace,
         stop_runners_while_asleep: !config.keep_runners_while_asleep,
     });
     // The first snapshot is taken before any worker starts, so that a module

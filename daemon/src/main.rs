@@ -26,34 +26,44 @@ struct Args {
     #[arg(long, env = "FORKLET_MAX_CONCURRENT", default_value_t = 16)]
     max_concurrent: usize,
     /// Seconds a new runner may take to answer GET /health.
-    #[arg(long, env = "FORKLET_HEALTH_TIMEOUT", default_value_t = 60)]
+    #[arg(long, env = "FORKLET_HEALTH_TIMEOUT", value_parser = seconds(), default_value_t = 60)]
     health_timeout: u64,
     /// Seconds one lifecycle call (install, uninstall, sleep, resume) may take.
-    #[arg(long, env = "FORKLET_CALL_TIMEOUT", default_value_t = 300)]
+    #[arg(long, env = "FORKLET_CALL_TIMEOUT", value_parser = seconds(), default_value_t = 300)]
     call_timeout: u64,
     /// Seconds POST /install may take (default: --call-timeout).
-    #[arg(long, env = "FORKLET_INSTALL_TIMEOUT")]
+    #[arg(long, env = "FORKLET_INSTALL_TIMEOUT", value_parser = seconds())]
     install_timeout: Option<u64>,
     /// Seconds POST /uninstall may take (default: --call-timeout).
-    #[arg(long, env = "FORKLET_UNINSTALL_TIMEOUT")]
+    #[arg(long, env = "FORKLET_UNINSTALL_TIMEOUT", value_parser = seconds())]
     uninstall_timeout: Option<u64>,
     /// Seconds POST /sleep may take (default: --call-timeout).
-    #[arg(long, env = "FORKLET_SLEEP_TIMEOUT")]
+    #[arg(long, env = "FORKLET_SLEEP_TIMEOUT", value_parser = seconds())]
     sleep_timeout: Option<u64>,
     /// Seconds POST /resume may take (default: --call-timeout).
-    #[arg(long, env = "FORKLET_RESUME_TIMEOUT")]
+    #[arg(long, env = "FORKLET_RESUME_TIMEOUT", value_parser = seconds())]
     resume_timeout: Option<u64>,
     /// Longest wait, in seconds, between retries of a failed step (the
     /// wait doubles from one second up to this).
-    #[arg(long, env = "FORKLET_RETRY_MAX", default_value_t = 300)]
+    #[arg(long, env = "FORKLET_RETRY_MAX", value_parser = seconds(), default_value_t = 300)]
     retry_max: u64,
     /// Seconds a runner that belongs to no module is left before removal.
-    #[arg(long, env = "FORKLET_ORPHAN_GRACE", default_value_t = 60)]
+    #[arg(long, env = "FORKLET_ORPHAN_GRACE", value_parser = seconds(), default_value_t = 60)]
     orphan_grace: u64,
+    /// Seconds a module must stay absent from every manifest before it is
+    /// uninstalled (a file that vanishes for a moment uninstalls nothing).
+    #[arg(long, env = "FORKLET_REMOVAL_GRACE", value_parser = seconds(), default_value_t = 5)]
+    removal_grace: u64,
     /// Keep a module's runner running while it is asleep (by default it is
     /// stopped after /sleep and started again before /resume).
     #[arg(long, env = "FORKLET_KEEP_RUNNERS_WHILE_ASLEEP")]
     keep_runners_while_asleep: bool,
+}
+
+/// Durations in seconds, at most a year: far beyond any sensible setting,
+/// and far from the overflow of a clock plus a duration.
+fn seconds() -> clap::builder::RangedU64ValueParser {
+    clap::value_parser!(u64).range(..=365 * 24 * 3600)
 }
 
 #[tokio::main]
@@ -87,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
         },
         max_concurrent: args.max_concurrent,
         orphan_grace: Duration::from_secs(args.orphan_grace),
+        removal_grace: Duration::from_secs(args.removal_grace),
         keep_runners_while_asleep: args.keep_runners_while_asleep,
         retry: Backoff {
             base: Duration::from_secs(1),

@@ -43,6 +43,10 @@ pub struct Context<R> {
     /// The directory of the control socket that `controller` runners get.
     pub controller_dir: PathBuf,
     pub backoff: Backoff,
+    /// How long a module must stay absent from every manifest before it is
+    /// uninstalled: files vanish for a moment under editors, `git checkout`
+    /// and `rsync`.
+    pub removal_grace: Duration,
     /// Stop a module's runner once `/sleep` succeeded (and start it again
     /// to resume): an asleep module then costs nothing but disk.
     pub stop_runners_while_asleep: bool,
@@ -102,6 +106,8 @@ pub struct Supervisor<R> {
     workers: HashMap<ObjectKey, WorkerHandle>,
     /// The manifest problems last written to each module's history.
     problems_noted: HashMap<ObjectKey, String>,
+    /// Modules no manifest names, since when; removed once the grace is over.
+    absent: HashMap<ObjectKey, Instant>,
     tasks: JoinSet<()>,
     exits: (
         mpsc::UnboundedSender<ObjectKey>,
@@ -115,6 +121,7 @@ impl<R: Runtime> Supervisor<R> {
             ctx,
             workers: HashMap::new(),
             problems_noted: HashMap::new(),
+            absent: HashMap::new(),
             tasks: JoinSet::new(),
             exits: mpsc::unbounded_channel(),
         }
@@ -139,8 +146,23 @@ impl<R: Runtime> Supervisor<R> {
         let state = desired.borrow_and_update().clone();
         self.apply(&state, &hibernation.borrow_and_update(), recorded);
         loop {
+            let grace_over = self
+                .absent
+                .values()
+                .min()
+                .map(|since| *since + self.ctx.removal_grace);
+            let removal_due = async {
+                match grace_over {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = self.ctx.shutdown.cancelled() => break,
+                _ = removal_due => {
+                    let state = desired.borrow().clone();
+                    self.apply(&state, &hibernation.borrow(), Vec::new());
+                }
                 changed = desired.changed() => {
                     if changed.is_err() {
                         break;
@@ -213,14 +235,33 @@ impl<R: Runtime> Supervisor<R> {
             .chain(recorded)
             .filter(|k| !state.modules.contains_key(k))
             .collect();
+        let now = Instant::now();
+        let mut still_absent = HashMap::new();
         for key in others {
-            let held = state.is_held(Kind::Module, &key);
-            match self.workers.get(&key) {
+            let worker = self.workers.get(&key);
+            if state.is_held(Kind::Module, &key) {
                 // A held module keeps whatever good version its worker has.
-                Some(_) if held => {}
-                _ => self.send(key, if held { Intent::Hold } else { Intent::Remove }),
+                if worker.is_none() {
+                    self.send(key, Intent::Hold);
+                }
+                continue;
+            }
+            if worker.is_some_and(|w| *w.intent.borrow() == Intent::Remove) {
+                continue;
+            }
+            let since = self.absent.get(&key).copied().unwrap_or(now);
+            if now >= since + self.ctx.removal_grace {
+                tracing::info!(module = %key, "no manifest names this module any more: uninstalling");
+                self.send(key, Intent::Remove);
+            } else {
+                // Until then it stays as it is, as if its manifest were held.
+                if worker.is_none() {
+                    self.send(key.clone(), Intent::Hold);
+                }
+                still_absent.insert(key, since);
             }
         }
+        self.absent = still_absent;
     }
 
     /// Writes a module's manifest problems into its history when they

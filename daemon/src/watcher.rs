@@ -8,7 +8,7 @@
 //! periodic rescan covers events the kernel dropped.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use forklet_state::desired::DesiredState;
@@ -53,7 +53,7 @@ impl ManifestWatcher {
     /// result changed, until `shutdown`.
     pub async fn run(
         mut self,
-        mut catalog: Catalog,
+        catalog: SharedCatalog,
         desired: watch::Sender<Arc<DesiredState>>,
         mut refresh: mpsc::UnboundedReceiver<()>,
         shutdown: CancellationToken,
@@ -75,12 +75,13 @@ impl ManifestWatcher {
                         return;
                     }
                     self.settle().await;
-                    rescan(&mut catalog)
+                    catalog.with(rescan).await
                 }
-                _ = resync.tick() => catalog.retry_failed_fetches() | rescan(&mut catalog),
+                _ = resync.tick() => catalog.with(|c| c.retry_failed_fetches() | rescan(c)).await,
                 Some(()) = refresh.recv() => {
                     // Fetched again in place; results come back as any fetch does.
-                    fetches.start(catalog.definition_urls());
+                    let urls = catalog.with(|c| c.definition_urls().map(str::to_owned).collect::<Vec<_>>()).await;
+                    fetches.start(urls.iter().map(String::as_str));
                     false
                 }
                 Some((url, result)) = fetched_rx.recv() => {
@@ -88,12 +89,12 @@ impl ManifestWatcher {
                     if let Err(message) = &result {
                         tracing::warn!(url, "fetching a definition failed: {message}");
                     }
-                    catalog.fetched(&url, result);
+                    catalog.with(move |c| c.fetched(&url, result)).await;
                     true
                 }
             };
             if changed {
-                let state = catalog.desired();
+                let state = catalog.with(Catalog::desired).await;
                 for problem in &state.problems {
                     tracing::warn!(%problem, "manifest problem");
                 }
@@ -106,6 +107,35 @@ impl ManifestWatcher {
     /// Waits until no event has come for [`QUIET`].
     async fn settle(&mut self) {
         while let Ok(Some(())) = tokio::time::timeout(QUIET, self.events.recv()).await {}
+    }
+}
+
+/// The catalog, worked on off the async runtime: a rescan reads files and
+/// the store, and resolution reads definition files.
+#[derive(Clone)]
+pub struct SharedCatalog(Arc<Mutex<Catalog>>);
+
+impl SharedCatalog {
+    pub fn new(catalog: Catalog) -> Self {
+        Self(Arc::new(Mutex::new(catalog)))
+    }
+
+    pub async fn with<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Catalog) -> T + Send + 'static,
+    ) -> T {
+        let catalog = self.0.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            // Only the watcher works on the catalog, one call at a time: a
+            // poisoned lock means a panic in that call, which is re-raised.
+            let mut catalog = catalog.lock().unwrap_or_else(|e| e.into_inner());
+            work(&mut catalog)
+        })
+        .await;
+        match done {
+            Ok(value) => value,
+            Err(err) => std::panic::resume_unwind(err.into_panic()),
+        }
     }
 }
 

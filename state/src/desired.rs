@@ -117,7 +117,25 @@ impl DesiredState {
                 Err(problems) => state.hold(Kind::Module, key, problems),
             }
         }
+        // A document that names an object but does not parse (a type error,
+        // an unknown field) still holds that object: a typo is never a
+        // deletion, and a new object with one is shown with its problem.
+        let broken: Vec<(Kind, ObjectKey)> = state
+            .problems
+            .iter()
+            .filter_map(|p| Some((p.kind?, p.object.clone()?)))
+            .filter(|(kind, key)| !state.defines(*kind, key))
+            .collect();
+        state.held.extend(broken);
         state
+    }
+
+    /// Whether `key` resolved to a workspace or module to run.
+    fn defines(&self, kind: Kind, key: &ObjectKey) -> bool {
+        match kind {
+            Kind::Workspace => self.workspaces.contains_key(key),
+            Kind::Module => self.modules.contains_key(key),
+        }
     }
 
     fn hold(&mut self, kind: Kind, key: ObjectKey, problems: Vec<Problem>) {
@@ -411,6 +429,31 @@ mod tests {
                 "/m/app.yaml: Module default/app: spec.config.replicas: validation failed for field 'replicas': value 9 is greater than maximum 3"
             ]
         );
+    }
+
+    #[test]
+    fn a_document_with_a_type_error_holds_its_object() {
+        for spec in [
+            "hibernated: yes",
+            "workspace: dev",
+            "hibernate: true",
+            "source: {raw: {kind: Custom}, colour: red}",
+        ] {
+            let text = format!(
+                "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {{name: app}}\nspec:\n  {spec}\n"
+            );
+            let state = build(&[("/m/ws.yaml", WORKSPACE.into()), ("/m/app.yaml", text)]);
+            let key = ObjectKey::new("default", "app").unwrap();
+            assert!(
+                state.held.contains(&(Kind::Module, key.clone())),
+                "{spec}: held, not dropped"
+            );
+            let problem = state.problems_of(Kind::Module, &key).next().unwrap();
+            assert!(
+                problem.field.as_deref().unwrap().starts_with("spec"),
+                "{spec}"
+            );
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! manifests offline with exactly the daemon's rules.
 
 pub mod api;
+pub mod bounded;
 pub mod definition;
 pub mod desired;
 #[cfg(feature = "fetch")]
@@ -20,6 +21,7 @@ pub mod schema;
 pub mod source;
 pub mod store;
 pub mod version;
+pub mod yaml;
 
 pub use manifest::ObjectKey;
 pub use problem::Problem;

@@ -40,6 +40,12 @@ pub struct ObjectMeta {
     pub namespace: String,
 }
 
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Map<String, Value>, D::Error> {
+    Ok(Option::<Map<String, Value>>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 fn default_namespace() -> String {
     DEFAULT_NAMESPACE.to_owned()
 }
@@ -49,8 +55,9 @@ fn default_namespace() -> String {
 pub struct ModuleSpec {
     pub workspace: WorkspaceRef,
     pub source: Source,
-    /// Values keyed by the definition's config `alias`.
-    #[serde(default)]
+    /// Values keyed by the definition's config `alias`; `config:` with no
+    /// value is an empty config.
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub config: Map<String, Value>,
     #[serde(default)]
     pub hibernated: bool,
@@ -220,20 +227,26 @@ pub fn is_manifest_file(path: &Path) -> bool {
     !ignored && (name.ends_with(".yaml") || name.ends_with(".yml"))
 }
 
+/// The text of a manifest file: a regular file of at most
+/// [`MANIFEST_MAX`](crate::bounded::MANIFEST_MAX) bytes.
+pub fn read_manifest(path: &Path) -> Result<String, Problem> {
+    crate::bounded::read_text(path, crate::bounded::MANIFEST_MAX)
+        .map_err(|err| Problem::file(path, format!("cannot be read: {err}")))
+}
+
 /// Parses every YAML document in `text`; `file` is only for messages.
 pub fn parse_file(file: &Path, text: &str) -> ParsedFile {
     let mut parsed = ParsedFile::default();
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (index, document) in crate::yaml::documents(text).enumerate() {
         let position = index + 1;
-        let value = match Value::deserialize(document) {
+        let value = match document {
             Ok(Value::Null) => continue, // an empty document, e.g. a trailing `---`
             Ok(value) => value,
             Err(err) => {
                 let problem =
                     Problem::file(file, format!("document {position}: invalid YAML: {err}"));
                 parsed.problems.push(problem);
-                // The YAML stream cannot be resynchronised after a syntax error.
-                break;
+                continue; // the reader stops after a broken document
             }
         };
         if is_definition(&value) {
@@ -470,6 +483,34 @@ mod tests {
         let text = parsed.problems[0].to_string();
         assert!(
             text.starts_with("m.yaml: Module default/app: spec.workspace: namespace: \"../state\" is not a DNS-1123 label"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn config_with_no_value_is_an_empty_config() {
+        let parsed = parse(
+            "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {name: app}\n\
+             spec:\n  workspace: {name: dev}\n  source: {raw: {kind: Custom}}\n  config:\n",
+        );
+        assert_eq!(parsed.problems, vec![]);
+        let Manifest::Module(module) = &parsed.manifests[0] else {
+            panic!("a module")
+        };
+        assert!(module.spec.config.is_empty());
+    }
+
+    #[test]
+    fn a_key_given_twice_is_an_error_not_a_silent_winner() {
+        let parsed = parse(
+            "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {name: app}\n\
+             spec:\n  hibernated: true\n  hibernated: false\n",
+        );
+        assert!(parsed.manifests.is_empty());
+        let text = parsed.problems[0].to_string();
+        assert!(
+            text.starts_with("m.yaml: document 1: invalid YAML: ")
+                && text.contains("duplicate entry with key \"hibernated\""),
             "{text}"
         );
     }

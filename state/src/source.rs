@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::bounded::read_text;
 use crate::manifest::{Document, ModuleSpec};
 
 /// Largest definition accepted from a file or a URL.
-pub const MAX_DEFINITION_BYTES: u64 = 1 << 20;
+pub const MAX_DEFINITION_BYTES: u64 = crate::bounded::MANIFEST_MAX;
 
 /// What resolution may read: files, and URLs fetched by someone else.
 pub trait Definitions {
@@ -50,16 +51,7 @@ impl Definitions for FetchedDefinitions {
 
 /// Reads a definition file, refusing anything larger than the limit.
 pub fn read_definition_file(path: &Path) -> Result<String, String> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .len();
-    if len > MAX_DEFINITION_BYTES {
-        return Err(format!(
-            "{} is larger than {MAX_DEFINITION_BYTES} bytes",
-            path.display()
-        ));
-    }
-    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+    read_text(path, MAX_DEFINITION_BYTES).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Why no definition could be had.
@@ -171,10 +163,7 @@ fn confined(manifest: &Path, relative: &Path) -> Result<PathBuf, String> {
 
 /// A definition file holds exactly one YAML document.
 fn parse_one(text: &str) -> Result<Value, String> {
-    use serde::Deserialize;
-    let mut documents = serde_yaml::Deserializer::from_str(text)
-        .map(Value::deserialize)
-        .filter(|d| !matches!(d, Ok(Value::Null)));
+    let mut documents = crate::yaml::documents(text).filter(|d| !matches!(d, Ok(Value::Null)));
     let first = documents
         .next()
         .ok_or("no definition in it")?

@@ -60,7 +60,7 @@ fi
 
 # The root file system depends only on the release, the packages and the trimming
 # below: bump the recipe version when that changes.
-recipe=1
+recipe=2
 rootfs="$cache/$suite-$arch-r$recipe.tar"
 if [[ ! -s "$rootfs" ]]; then
   [[ $(id -u) -eq 0 ]] || die "debootstrap needs root to build $rootfs (run as root once; later builds reuse it)"
@@ -93,12 +93,16 @@ if [[ ! -s "$rootfs" ]]; then
     die "python3 in the rootfs lacks http.server or json"
   say "trimming the root file system"
   # Documentation (copyright notices stay), manuals, translations, apt's
-  # caches and lists, logs, and device nodes (Docker provides /dev).
+  # caches and lists, logs, device nodes (Docker provides /dev), time zones
+  # but UTC, and iconv's charset modules (Python has its own codecs).
   find "$r/usr/share/doc" -mindepth 1 ! -name copyright ! -type d -delete 2>/dev/null || true
   find "$r/usr/share/doc" -mindepth 1 -type d -empty -delete 2>/dev/null || true
   rm -rf "$r"/usr/share/{man,info,lintian,linda,locale}/* "$r"/usr/share/common-licenses \
     "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/* "$r"/var/cache/debconf/*-old \
-    "$r"/var/log/* "$r"/dev/* "$r"/tmp/* "$r"/run/* "$r"/debootstrap
+    "$r"/var/log/* "$r"/dev/* "$r"/tmp/* "$r"/run/* "$r"/debootstrap \
+    "$r"/usr/lib/*-linux-gnu/gconv
+  find "$r/usr/share/zoneinfo" -mindepth 1 -maxdepth 1 ! -name Etc ! -name UTC \
+    -exec rm -rf {} + 2>/dev/null || true
   # The module's user, so `id` and ps show a name; files stay root-owned.
   echo "module:x:$uid:$uid:forkspacer module:/nonexistent:/usr/sbin/nologin" >>"$r/etc/passwd"
   echo "module:x:$uid:" >>"$r/etc/group"
@@ -112,6 +116,7 @@ if [[ ! -s "$rootfs" ]]; then
 fi
 
 say "importing $tag"
+previous=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 cp "$rootfs" "$stage/image.tar"
@@ -133,6 +138,10 @@ if ! id=$(docker import \
   "$stage/image.tar" "$tag" 2>&1); then
   echo "$id" >&2
   die "docker import failed"
+fi
+# The image this one replaces would be left dangling: remove it unless in use.
+if [[ -n "$previous" && "$previous" != "$(docker image inspect --format '{{.Id}}' "$tag")" ]]; then
+  docker rmi "$previous" >/dev/null 2>&1 || true
 fi
 say "built $tag ($(docker image inspect --format '{{.Size}}' "$tag" | awk '{printf "%.1f MB", $1/1e6}'))"
 echo "$tag"

@@ -1,0 +1,202 @@
+//! The README's promises about bad input: a broken edit changes nothing
+//! that runs, a file missing for a moment uninstalls nothing, and no name
+//! reaches the file system or Docker unchecked.
+
+use std::time::Duration;
+
+use forkletd::testing::{Harness, ModuleYaml, WORKSPACE};
+
+fn app() -> String {
+    ModuleYaml::default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_error_in_a_running_modules_document_changes_nothing_that_runs() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    harness.write("ws.yaml", WORKSPACE);
+    harness.write("app.yaml", &app());
+    let ready = harness.wait_phase("app", "ready").await;
+    let runner = ready.container_id.clone().unwrap();
+    let output = harness.follow_output(&runner);
+
+    for (typo, field) in [
+        ("  hibernated: false\n", "  hibernated: yes\n"),
+        ("  workspace: {name: dev}\n", "  workspace: dev\n"),
+        ("  hibernated: false\n", "  hibernate: true\n"),
+        ("  config: {}\n", "  config: {}\n  colour: red\n"),
+    ] {
+        harness.write("app.yaml", &app().replace(typo, field));
+        let shown = harness
+            .wait_until(&format!("the problem with {field:?} shown"), || async {
+                harness
+                    .module("app")
+                    .await
+                    .filter(|m| m.message.contains("app.yaml: spec"))
+            })
+            .await;
+        assert_eq!(shown.phase, "ready", "{field:?}");
+        assert_eq!(shown.container_id.as_deref(), Some(runner.as_str()));
+        assert_eq!(shown.metadata["installedBy"], "hello", "metadata kept");
+        // Fixed again: the problem goes, and the module was never touched.
+        harness.write("app.yaml", &app());
+        harness
+            .wait_until("the problem gone", || async {
+                harness.module("app").await.filter(|m| m.message.is_empty())
+            })
+            .await;
+    }
+    assert_eq!(output.bodies("install").len(), 1);
+    assert!(output.bodies("uninstall").is_empty());
+    assert!(output.bodies("sleep").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_module_with_a_type_error_is_listed_as_failed_with_its_problem() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    harness.write("ws.yaml", WORKSPACE);
+    let typo = ModuleYaml {
+        name: "typo",
+        ..ModuleYaml::default()
+    }
+    .to_string()
+    .replace("hibernated: false", "hibernated: yes");
+    harness.write("typo.yaml", &typo);
+    let shown = harness
+        .wait_until("module typo listed", || harness.module("typo"))
+        .await;
+    assert_eq!(shown.phase, "failed");
+    assert!(
+        shown.message.contains("typo.yaml: spec.hibernated: "),
+        "{}",
+        shown.message
+    );
+    assert!(harness.containers().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_missing_for_a_moment_uninstalls_nothing() {
+    let Some(harness) = Harness::start_with(|c| c.removal_grace = Duration::from_secs(30)).await
+    else {
+        return;
+    };
+    harness.write("ws.yaml", WORKSPACE);
+    harness.write("app.yaml", &app());
+    let ready = harness.wait_phase("app", "ready").await;
+    let output = harness.follow_output(ready.container_id.as_deref().unwrap());
+
+    // As `git checkout` or an unlink-and-create save does it.
+    harness.remove("app.yaml");
+    harness
+        .wait_until("the daemon sees the file gone", || async {
+            harness.module("app").await.filter(|m| m.file.is_none())
+        })
+        .await;
+    harness.write("app.yaml", &app());
+    let back = harness
+        .wait_until("the file back", || async {
+            harness.module("app").await.filter(|m| m.file.is_some())
+        })
+        .await;
+    assert_eq!(back.phase, "ready");
+    assert_eq!(back.container_id, ready.container_id);
+    assert!(output.bodies("uninstall").is_empty());
+    assert_eq!(output.bodies("install").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_absent_past_the_grace_is_uninstalled() {
+    let Some(harness) = Harness::start_with(|c| c.removal_grace = Duration::from_millis(500)).await
+    else {
+        return;
+    };
+    harness.write("ws.yaml", WORKSPACE);
+    harness.write("app.yaml", &app());
+    let ready = harness.wait_phase("app", "ready").await;
+    let output = harness.follow_output(ready.container_id.as_deref().unwrap());
+    harness.remove("app.yaml");
+    harness.wait_gone("app").await;
+    assert_eq!(
+        output
+            .finish()
+            .await
+            .iter()
+            .filter(|l| l["endpoint"] == "uninstall")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_are_not_kubernetes_names_reach_neither_disk_nor_docker() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    harness.write("ws.yaml", WORKSPACE);
+    let outside = harness.state.path().parent().unwrap().join("x");
+    for (file, metadata) in [
+        ("dots.yaml", "{name: '../../x'}"),
+        ("abs.yaml", "{name: /tmp/forklet-abs}"),
+        ("ns.yaml", "{name: app, namespace: '..'}"),
+    ] {
+        let text = app().replace("metadata: {name: app}", &format!("metadata: {metadata}"));
+        harness.write(file, &text);
+    }
+    let problems = harness
+        .wait_until("three problems logged", || async {
+            let logs = forkletd::testing::logs();
+            (logs.matches("is not a DNS-1123").count() >= 3).then_some(logs)
+        })
+        .await;
+    assert!(problems.contains("dots.yaml: document 1: Module \"../../x\": metadata.name:"));
+    let modules: Vec<forklet_state::api::ModuleView> = harness.api("/v1/modules").await.unwrap();
+    assert!(modules.is_empty(), "{modules:?}");
+    assert!(!outside.exists());
+    assert!(!std::path::Path::new("/tmp/forklet-abs").exists());
+    assert!(harness.containers().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modules_whose_names_join_alike_run_side_by_side() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    let workspace =
+        |ns: &str| WORKSPACE.replace("{name: dev}", &format!("{{name: dev, namespace: {ns}}}"));
+    let module = |ns: &str, name: &str| {
+        ModuleYaml {
+            name,
+            ..ModuleYaml::default()
+        }
+        .to_string()
+        .replace(
+            &format!("metadata: {{name: {name}}}\nspec:\n  workspace: {{name: dev}}"),
+            &format!("metadata: {{name: {name}, namespace: {ns}}}\nspec:\n  workspace: {{name: dev, namespace: {ns}}}"),
+        )
+    };
+    harness.write(
+        "ws.yaml",
+        &format!("{}---\n{}", workspace("a-b"), workspace("a")),
+    );
+    harness.write("one.yaml", &module("a-b", "c"));
+    harness.write("two.yaml", &module("a", "b-c"));
+    for path in ["/v1/modules/a-b/c", "/v1/modules/a/b-c"] {
+        harness
+            .wait_until(&format!("{path} ready"), || async {
+                harness
+                    .api::<forklet_state::api::ModuleView>(path)
+                    .await
+                    .filter(|m| m.phase == "ready")
+            })
+            .await;
+    }
+    let containers = harness.containers().await;
+    assert_eq!(containers.len(), 2);
+    let one: forklet_state::api::ModuleView = harness.api("/v1/modules/a-b/c").await.unwrap();
+    let two: forklet_state::api::ModuleView = harness.api("/v1/modules/a/b-c").await.unwrap();
+    assert_ne!(one.container_id, two.container_id);
+    assert_eq!(one.attempts + two.attempts, 0, "neither ever failed");
+}
