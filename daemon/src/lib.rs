@@ -180,7 +180,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let changes = commands_tx.clone();
     let report = move |change| {
         let _ = changes.send(match change {
-            RunnerChange::Module(key) => Command::RunnerChanged(key),
+            RunnerChange::Module(key, id) => Command::RunnerChanged(key, id),
             RunnerChange::All => Command::AllRunnersChanged,
         });
     };

@@ -2,7 +2,6 @@
 //! `/uninstall`, `/sleep`, `/resume`. Every call has a deadline and a
 //! response-size limit, so a hung or hostile module cannot stall forklet.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -10,37 +9,14 @@ use forklet_state::fetch::error_chain;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    Install,
-    Uninstall,
-    Sleep,
-    Resume,
-}
+pub use forklet_state::operation::Operation;
 
-impl Operation {
-    pub fn path(self) -> &'static str {
-        match self {
-            Operation::Install => "/install",
-            Operation::Uninstall => "/uninstall",
-            Operation::Sleep => "/sleep",
-            Operation::Resume => "/resume",
-        }
-    }
-
-    /// The one success status the specification gives each endpoint.
-    pub fn expected(self) -> reqwest::StatusCode {
-        match self {
-            Operation::Install => reqwest::StatusCode::CREATED,
-            Operation::Uninstall => reqwest::StatusCode::NO_CONTENT,
-            Operation::Sleep | Operation::Resume => reqwest::StatusCode::OK,
-        }
-    }
-}
-
-impl fmt::Display for Operation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.path()[1..])
+/// The one success status the specification gives each endpoint.
+pub fn expected_status(operation: Operation) -> reqwest::StatusCode {
+    match operation {
+        Operation::Install => reqwest::StatusCode::CREATED,
+        Operation::Uninstall => reqwest::StatusCode::NO_CONTENT,
+        Operation::Sleep | Operation::Resume => reqwest::StatusCode::OK,
     }
 }
 
@@ -235,12 +211,12 @@ impl ModuleClient {
                 path,
                 timeout,
             })??;
-        if status != operation.expected() {
+        if status != expected_status(operation) {
             let text = String::from_utf8_lossy(&bytes);
             return Err(CallError::Status {
                 path,
                 status,
-                expected: operation.expected(),
+                expected: expected_status(operation),
                 body: snippet(text.trim()),
             });
         }

@@ -19,8 +19,8 @@ use crate::docker::{LABEL_INSTANCE, LABEL_MODULE};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunnerChange {
-    /// This module's runner changed.
-    Module(ObjectKey),
+    /// This module's runner, the container with this id, changed.
+    Module(ObjectKey, String),
     /// Any runner may have changed: the event stream was interrupted.
     All,
 }
@@ -57,13 +57,13 @@ impl RunnerEvents {
                 match event {
                     Some(Ok(event)) => {
                         failures = 0;
-                        let module = event
-                            .actor
-                            .and_then(|a| a.attributes)
-                            .and_then(|mut a| a.remove(LABEL_MODULE));
-                        if let Some(key) = module.as_deref().and_then(ObjectKey::parse) {
-                            tracing::debug!(module = %key, action = event.action.as_deref(), "runner changed");
-                            report(RunnerChange::Module(key));
+                        let Some(actor) = event.actor else { continue };
+                        let module = actor.attributes.and_then(|mut a| a.remove(LABEL_MODULE));
+                        if let (Some(key), Some(id)) =
+                            (module.as_deref().and_then(ObjectKey::parse), actor.id)
+                        {
+                            tracing::debug!(module = %key, container = %id, action = event.action.as_deref(), "runner changed");
+                            report(RunnerChange::Module(key, id));
                         }
                     }
                     Some(Err(err)) => {

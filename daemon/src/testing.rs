@@ -236,6 +236,10 @@ impl Harness {
             )
             .env("FORKLET_RETRY_MAX", "1")
             .env("FORKLET_ORPHAN_GRACE", "2")
+            .env(
+                "FORKLET_REMOVAL_GRACE",
+                config.removal_grace.as_secs().to_string(),
+            )
             .env("FORKLET_LOG", "info")
             .env_remove("FORKLET_CRASH_AT")
             .stdout(std::process::Stdio::null())

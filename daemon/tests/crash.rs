@@ -33,6 +33,17 @@ enum Before {
 /// Brings module `app` to `before` with a clean daemon process, then runs
 /// one that aborts at `point` and makes the edit that reaches it.
 async fn crash_at(point: &str, before: Before, edit: impl FnOnce(&Harness)) -> Harness {
+    crash_then(point, before, edit, |_| {}).await
+}
+
+/// As [`crash_at`], with `meanwhile` done to the manifests while the daemon
+/// is down.
+async fn crash_then(
+    point: &str,
+    before: Before,
+    edit: impl FnOnce(&Harness),
+    meanwhile: impl FnOnce(&Harness),
+) -> Harness {
     let mut harness = Harness::start().await.expect("checked by the caller");
     harness.write("workspace.yaml", WORKSPACE);
     harness.spawn_binary(BIN, None).await;
@@ -65,6 +76,7 @@ async fn crash_at(point: &str, before: Before, edit: impl FnOnce(&Harness)) -> H
             .contains(&format!("crashing at {point}")),
         "{point}"
     );
+    meanwhile(&harness);
     harness.spawn_binary(BIN, None).await;
     harness.wait_api().await;
     harness
@@ -114,6 +126,73 @@ async fn a_crash_inside_sleep_or_resume_is_repaired_and_keeps_the_metadata() {
         assert_eq!(app.metadata["asleep"], json!(hibernated), "{point}");
         assert_one_runner(&harness, point).await;
     }
+}
+
+/// The endpoints a module's runner was called on, in order (health aside).
+async fn calls(harness: &Harness) -> Vec<String> {
+    let app = harness.module("app").await.expect("module app");
+    let output = harness.output(app.container_id.as_deref().unwrap()).await;
+    output
+        .iter()
+        .filter_map(|l| l["endpoint"].as_str())
+        .filter(|e| *e != "health")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cut_short_then_reversed_is_answered_with_the_reverse_call() {
+    if Harness::start().await.is_none() {
+        return;
+    }
+    // The module did what was asked, the daemon died before recording it,
+    // and the manifest asks the opposite by the time the daemon is back.
+    let cases = [
+        (
+            "sleep:after-call",
+            Before::Ready,
+            true,
+            "ready",
+            vec!["install", "sleep", "resume"],
+        ),
+        (
+            "resume:after-call",
+            Before::Asleep,
+            false,
+            "sleeped",
+            vec!["install", "sleep", "resume", "sleep"],
+        ),
+    ];
+    for (point, before, hibernated, phase, expected) in cases {
+        let harness = crash_then(
+            point,
+            before,
+            |h| h.write("app.yaml", &app(hibernated)),
+            |h| h.write("app.yaml", &app(!hibernated)),
+        )
+        .await;
+        let app = harness.wait_phase("app", phase).await;
+        assert_eq!(calls(&harness).await, expected, "{point}");
+        assert_eq!(app.metadata["asleep"], json!(!hibernated), "{point}");
+        assert_one_runner(&harness, point).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uninstall_cut_short_then_the_manifest_back_installs_again() {
+    if Harness::start().await.is_none() {
+        return;
+    }
+    let harness = crash_then(
+        "uninstall:after-call",
+        Before::Ready,
+        |h| h.remove("app.yaml"),
+        |h| h.write("app.yaml", &app(false)),
+    )
+    .await;
+    let app = harness.wait_phase("app", "ready").await;
+    assert_eq!(calls(&harness).await, ["install", "uninstall", "install"]);
+    assert_eq!(app.metadata["installs"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

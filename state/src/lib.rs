@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod hibernation;
 pub mod manifest;
 pub mod names;
+pub mod operation;
 pub mod paths;
 pub mod problem;
 pub mod quantity;

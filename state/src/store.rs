@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::hibernation::{Override, OverrideAction, Scope};
 use crate::manifest::ObjectKey;
+use crate::operation::Operation;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -108,6 +109,10 @@ pub struct ModuleRecord {
     pub installed_hash: Option<String>,
     /// Whether the last successful lifecycle call left the module asleep.
     pub asleep: bool,
+    /// The lifecycle call started and not known to have succeeded: in
+    /// flight, interrupted, or failed. Its effect is unknown until the call
+    /// that reaches what the manifest asks now succeeds.
+    pub operation: Option<Operation>,
     /// Failed attempts in a row at the current step; 0 once one succeeds.
     pub attempts: u32,
     /// When the failed step is tried again.
@@ -134,6 +139,7 @@ impl ModuleRecord {
             metadata: Map::new(),
             installed_hash: None,
             asleep: false,
+            operation: None,
             attempts: 0,
             next_retry: None,
             created_at: now,
@@ -241,6 +247,14 @@ const MIGRATIONS: &[&str] = &["
         password TEXT NOT NULL,
         created_at TEXT NOT NULL
     );
+", "
+    ALTER TABLE modules ADD COLUMN operation TEXT;
+    UPDATE modules SET operation = CASE phase
+        WHEN 'installing' THEN 'install'
+        WHEN 'uninstalling' THEN 'uninstall'
+        WHEN 'sleeping' THEN 'sleep'
+        WHEN 'resuming' THEN 'resume'
+    END;
 "];
 
 /// How many events a module keeps; older ones are dropped as new ones come.
@@ -368,15 +382,15 @@ impl Store {
         tx.execute(
             "INSERT INTO modules (namespace, name, workspace_namespace, workspace_name, phase, message,
                  container_id, runner, config, metadata, installed_hash, asleep, attempts, next_retry,
-                 created_at, last_activity)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                 created_at, last_activity, operation)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
              ON CONFLICT (namespace, name) DO UPDATE SET
                  workspace_namespace = excluded.workspace_namespace, workspace_name = excluded.workspace_name,
                  phase = excluded.phase, message = excluded.message, container_id = excluded.container_id,
                  runner = excluded.runner, config = excluded.config, metadata = excluded.metadata,
                  installed_hash = excluded.installed_hash, asleep = excluded.asleep,
                  attempts = excluded.attempts, next_retry = excluded.next_retry,
-                 last_activity = excluded.last_activity",
+                 last_activity = excluded.last_activity, operation = excluded.operation",
             params![
                 record.key.namespace(),
                 record.key.name(),
@@ -394,6 +408,7 @@ impl Store {
                 record.next_retry.map(|t| t.to_rfc3339()),
                 record.created_at.to_rfc3339(),
                 record.last_activity.to_rfc3339(),
+                record.operation.map(Operation::as_str),
             ],
         )?;
         insert_event(&tx, &record.key, record.last_activity, reason, message)?;
@@ -659,7 +674,8 @@ fn insert_event(
 }
 
 const SELECT_MODULE: &str = "SELECT namespace, name, workspace_namespace, workspace_name, phase, message,
-    container_id, runner, config, metadata, installed_hash, asleep, attempts, next_retry, created_at, last_activity
+    container_id, runner, config, metadata, installed_hash, asleep, attempts, next_retry, created_at, last_activity,
+    operation
     FROM modules";
 
 /// A row as stored, before its text columns are decoded.
@@ -678,6 +694,7 @@ struct RawRecord {
     next_retry: Option<String>,
     created_at: String,
     last_activity: String,
+    operation: Option<String>,
 }
 
 impl RawRecord {
@@ -697,6 +714,7 @@ impl RawRecord {
             next_retry: row.get(13)?,
             created_at: row.get(14)?,
             last_activity: row.get(15)?,
+            operation: row.get(16)?,
         })
     }
 
@@ -731,6 +749,12 @@ impl RawRecord {
                 .map_err(|e| corrupt("runner", e.to_string()))?,
             installed_hash: self.installed_hash,
             asleep: self.asleep,
+            operation: self
+                .operation
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e| corrupt("operation", e))?,
             key,
         })
     }
@@ -941,6 +965,39 @@ mod tests {
             store.setting_or_init("instance", || "b".into()).unwrap(),
             "a"
         );
+    }
+
+    #[test]
+    fn a_database_from_the_first_schema_keeps_what_was_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            for (name, phase) in [("a", "sleeping"), ("b", "ready"), ("c", "uninstalling")] {
+                conn.execute(
+                    "INSERT INTO modules VALUES ('default', ?1, 'default', 'dev', ?2, '', NULL,
+                     '{\"image\":\"i\",\"runnerHash\":\"r\",\"kubeconfig\":false,\"cpuShares\":null,\"memoryReservation\":null}',
+                     '{}', '{\"installs\":1}', 'h', 0, 0, NULL,
+                     '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')",
+                    params![name, phase],
+                )
+                .unwrap();
+            }
+        }
+        let store = Store::open(&path).unwrap();
+        let operations: Vec<_> = store
+            .modules()
+            .unwrap()
+            .into_iter()
+            .map(|m| m.operation)
+            .collect();
+        assert_eq!(
+            operations,
+            vec![Some(Operation::Sleep), None, Some(Operation::Uninstall)]
+        );
+        assert_eq!(store.modules().unwrap()[0].metadata["installs"], 1);
     }
 
     #[test]

@@ -1,0 +1,81 @@
+//! Drives every module from what forklet knows towards what the manifests
+//! ask for, shaped as a kube-rs controller: one worker per module plans the
+//! next action from intent, record and observed runner ([`crate::plan`]),
+//! performs it as one step, and on failure asks its error policy how long
+//! to back off.
+//!
+//! - [`supervisor`]: dispatch. Turns desired states into each worker's
+//!   intent, waits out the removal grace, routes commands, restarts workers
+//!   that panic.
+//! - [`worker`]: the per-module loop: coalescing, backoff, abandoning a step
+//!   when its module is removed or forgotten.
+//! - [`steps`]: the lifecycle steps, each phase change committed before the
+//!   next call.
+//! - [`problems`]: manifest problems written into each module's history.
+
+mod problems;
+mod steps;
+mod supervisor;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use forklet_state::ObjectKey;
+use forklet_state::store::Store;
+use tokio::sync::{Semaphore, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::protocol::ModuleClient;
+use crate::runner_files::RunnerFiles;
+
+pub use supervisor::Supervisor;
+
+/// What every worker shares.
+pub struct Context<R> {
+    pub store: Arc<Store>,
+    pub runtime: R,
+    pub client: ModuleClient,
+    pub files: RunnerFiles,
+    pub permits: Semaphore,
+    pub shutdown: CancellationToken,
+    /// The directory of the control socket that `controller` runners get.
+    pub controller_dir: PathBuf,
+    pub backoff: Backoff,
+    /// How long a module must stay absent from every manifest before it is
+    /// uninstalled: files vanish for a moment under editors, `git checkout`
+    /// and `rsync`.
+    pub removal_grace: Duration,
+    /// Stop a module's runner once `/sleep` succeeded (and start it again
+    /// to resume): an asleep module then costs nothing but disk.
+    pub stop_runners_while_asleep: bool,
+}
+
+/// What the control API and the engine watcher ask of the reconciler.
+#[derive(Debug)]
+pub enum Command {
+    /// Try a failed module's step now; answers whether the module is known.
+    Retry(ObjectKey, oneshot::Sender<bool>),
+    /// A runner container changed under us: it died, was removed, restarted.
+    RunnerChanged(ObjectKey, String),
+    /// Any runner may have changed: the engine restarted or was unreachable.
+    AllRunnersChanged,
+    /// Forget a module whose manifest is gone, without calling `/uninstall`.
+    ForceDelete(ObjectKey, oneshot::Sender<Result<(), ForgetError>>),
+}
+
+/// Why a module cannot be forgotten.
+#[derive(Debug, thiserror::Error)]
+pub enum ForgetError {
+    #[error("module {0} not found")]
+    NotFound(ObjectKey),
+    #[error("{file} still defines module {key}: delete it from there first")]
+    StillDefined { key: ObjectKey, file: PathBuf },
+    #[error("forgetting module {key}: {detail}")]
+    Failed { key: ObjectKey, detail: String },
+}

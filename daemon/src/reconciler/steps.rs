@@ -1,0 +1,270 @@
+//! The lifecycle steps. Each commits the phase it enters, with the call it
+//! is about to make, before making it: a crash or a dropped step leaves a
+//! record that says what was under way, and the plan repeats or reverses
+//! it from there.
+
+use std::net::SocketAddr;
+
+use chrono::Utc;
+use forklet_state::desired::DesiredModule;
+use forklet_state::operation::Operation;
+use forklet_state::store::{ModuleRecord, Phase, RunnerSettings, StoreError};
+use serde_json::{Map, Value};
+
+use super::worker::{RunnerState, Worker};
+use crate::fault::crash_point;
+use crate::plan::{Action, settled};
+use crate::protocol::CallError;
+use crate::runner_files::FilesError;
+use crate::runtime::{RunnerSpec, Runtime, RuntimeError};
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StepError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error(transparent)]
+    Files(#[from] FilesError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("forklet has no record of this module")]
+    NotRecorded,
+    #[error("forkletd is stopping")]
+    Stopping,
+}
+
+impl<R: Runtime> Worker<R> {
+    pub(super) async fn step(&mut self, action: Action) -> Result<(), StepError> {
+        match action {
+            Action::Install(desired) => self.install(&desired).await,
+            Action::Sleep(desired) => self.sleep_or_resume(Operation::Sleep, &desired).await,
+            Action::Resume(desired) => self.sleep_or_resume(Operation::Resume, &desired).await,
+            Action::Uninstall => self.uninstall().await,
+            Action::Adopt(settings) => self.adopt(&settings).await,
+            Action::Idle | Action::Forget => Ok(()),
+        }
+    }
+
+    async fn install(&mut self, desired: &DesiredModule) -> Result<(), StepError> {
+        let now = Utc::now();
+        let record = self.record.get_or_insert_with(|| {
+            ModuleRecord::new(
+                desired.key.clone(),
+                desired.workspace.clone(),
+                desired.runner.clone(),
+                now,
+            )
+        });
+        record.workspace = desired.workspace.clone();
+        record.runner = desired.runner.clone();
+        self.begin(Operation::Install, Phase::Installing, "Installing")?;
+        self.write_files(desired).await?;
+        let endpoint = self.ready_runner(&desired.runner).await?;
+        let metadata = self
+            .call(endpoint, Operation::Install, &desired.config)
+            .await?;
+        let record = self.recorded()?;
+        record.config = desired.config.clone();
+        record.metadata = metadata;
+        record.installed_hash = Some(desired.install_hash.clone());
+        // A fresh install leaves the module awake; `hibernated` is applied next.
+        record.asleep = false;
+        Ok(self.settle("Installed", "POST /install succeeded")?)
+    }
+
+    async fn sleep_or_resume(
+        &mut self,
+        operation: Operation,
+        desired: &DesiredModule,
+    ) -> Result<(), StepError> {
+        let (during, reason, asleep) = match operation {
+            Operation::Sleep => (Phase::Sleeping, "Sleeping", true),
+            _ => (Phase::Resuming, "Resuming", false),
+        };
+        self.begin(operation, during, reason)?;
+        let endpoint = self.ready_runner(&desired.runner).await?;
+        let config = self.recorded()?.config.clone();
+        let metadata = self.call(endpoint, operation, &config).await?;
+        if asleep && self.ctx.stop_runners_while_asleep {
+            // `sleeped` means stopped: the runner goes before the phase
+            // says so. A runner that cannot be stopped fails the step, and
+            // the next try sleeps again (modules are idempotent).
+            self.ctx.runtime.stop_runners(&self.key).await?;
+            self.runner = RunnerState::StoppedAsleep;
+        }
+        let record = self.recorded()?;
+        record.metadata = metadata;
+        record.asleep = asleep;
+        let reason = if asleep { "Slept" } else { "Resumed" };
+        Ok(self.settle(reason, &format!("POST {} succeeded", operation.path()))?)
+    }
+
+    async fn uninstall(&mut self) -> Result<(), StepError> {
+        self.begin(Operation::Uninstall, Phase::Uninstalling, "Uninstalling")?;
+        let record = self.recorded()?;
+        let (settings, config) = (record.runner.clone(), record.config.clone());
+        let installed = record.installed_hash.is_some();
+        let result = async {
+            let endpoint = self.ready_runner(&settings).await?;
+            self.call(endpoint, Operation::Uninstall, &config).await
+        }
+        .await;
+        match result {
+            Ok(_) => {}
+            // A module that never installed has nothing to clean up that a
+            // broken runner could reach; do not keep it for ever.
+            Err(err) if !installed => {
+                tracing::warn!(module = %self.key, error = %err, "uninstalling a module that never installed");
+            }
+            Err(err) => return Err(err),
+        }
+        self.ctx.runtime.remove_runners(&self.key).await?;
+        crash_point(&Operation::Uninstall, "after-remove");
+        self.ctx.files.remove(&self.key);
+        self.ctx.store.delete(&self.key)?;
+        tracing::info!(module = %self.key, "uninstalled");
+        self.record = None;
+        self.runner = RunnerState::Unknown;
+        Ok(())
+    }
+
+    /// Finds or recreates the runner and checks its health; no lifecycle
+    /// call, so only for a module whose last call is known to have worked.
+    async fn adopt(&mut self, settings: &RunnerSettings) -> Result<(), StepError> {
+        self.ready_runner(settings).await?;
+        let record = self.recorded()?;
+        if record.phase != settled(record.asleep) {
+            self.settle("Recovered", "runner is healthy")?;
+        }
+        Ok(())
+    }
+
+    /// The files under `/forkspacer`, written off the async runtime (the
+    /// workspace kubeconfig is read from wherever the manifest points).
+    async fn write_files(&self, desired: &DesiredModule) -> Result<(), StepError> {
+        let (files, desired) = (self.ctx.files.clone(), desired.clone());
+        tokio::task::spawn_blocking(move || files.write(&desired))
+            .await
+            .map_err(|_| StepError::Stopping)??;
+        Ok(())
+    }
+
+    /// A healthy runner made from `settings`, reusing the known one if it fits.
+    async fn ready_runner(&mut self, settings: &RunnerSettings) -> Result<SocketAddr, StepError> {
+        if let RunnerState::Up {
+            runner,
+            settings: made_from,
+        } = &self.runner
+            && made_from == settings
+        {
+            return Ok(runner.endpoint);
+        }
+        self.runner = RunnerState::Unknown;
+        let (mut credentials, mut missing_secrets) = (Vec::new(), Vec::new());
+        for name in &settings.pull_secrets {
+            match self.ctx.store.secret(name)? {
+                Some(secret) => credentials.push(secret),
+                None => missing_secrets.push(name.clone()),
+            }
+        }
+        let spec = RunnerSpec {
+            key: self.key.clone(),
+            settings: settings.clone(),
+            files_dir: self.ctx.files.dir(&self.key),
+            credentials,
+            missing_secrets,
+            controller_dir: settings.controller.then(|| self.ctx.controller_dir.clone()),
+        };
+        let (store, key) = (self.ctx.store.clone(), self.key.clone());
+        let progress = move |line: &str| {
+            if let Err(err) = store.set_message(&key, line) {
+                tracing::warn!(module = %key, error = %err, "cannot record progress");
+            }
+        };
+        let runner = self.ctx.runtime.ensure_runner(&spec, &progress).await?;
+        let record = self.recorded()?;
+        if record.container_id.as_deref() != Some(runner.container_id.as_str()) {
+            record.container_id = Some(runner.container_id.clone());
+            let message = format!("runner container {}", short_id(&runner.container_id));
+            self.save("RunnerStarted", &message)?;
+        }
+        self.ctx.client.wait_healthy(runner.endpoint).await?;
+        tracing::debug!(module = %self.key, container = short_id(&runner.container_id), "runner healthy");
+        let endpoint = runner.endpoint;
+        self.runner = RunnerState::Up {
+            runner,
+            settings: settings.clone(),
+        };
+        Ok(endpoint)
+    }
+
+    /// One lifecycle call; returns the metadata to keep. The body is the
+    /// stored metadata with the current config laid over it.
+    async fn call(
+        &mut self,
+        endpoint: SocketAddr,
+        operation: Operation,
+        config: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, StepError> {
+        let stored = self.recorded()?.metadata.clone();
+        let mut body = stored.clone();
+        body.extend(config.iter().map(|(k, v)| (k.clone(), v.clone())));
+        crash_point(&operation, "before-call");
+        let answer = self.ctx.client.call(endpoint, operation, &body).await;
+        crash_point(&operation, "after-call");
+        match answer {
+            Ok(Some(metadata)) => Ok(metadata),
+            // An empty body keeps what was stored.
+            Ok(None) => Ok(stored),
+            Err(err) => {
+                if err.runner_suspect() {
+                    self.runner = RunnerState::Unknown;
+                }
+                Err(err.into())
+            }
+        }
+    }
+
+    pub(super) fn recorded(&mut self) -> Result<&mut ModuleRecord, StepError> {
+        self.record.as_mut().ok_or(StepError::NotRecorded)
+    }
+
+    /// Enters the phase of a lifecycle call, committed with the call it is
+    /// about to make.
+    fn begin(&mut self, operation: Operation, phase: Phase, reason: &str) -> Result<(), StepError> {
+        let record = self.recorded()?;
+        record.phase = phase;
+        record.operation = Some(operation);
+        record.message = String::new();
+        let message = format!("calling POST {}", operation.path());
+        tracing::info!(module = %self.key, %phase, "{message}");
+        Ok(self.save(reason, &message)?)
+    }
+
+    /// The call under way worked: the module rests in its settled phase,
+    /// and the failures before no longer count.
+    fn settle(&mut self, reason: &str, message: &str) -> Result<(), StepError> {
+        let record = self.recorded()?;
+        record.operation = None;
+        record.attempts = 0;
+        record.next_retry = None;
+        record.phase = settled(record.asleep);
+        record.message = String::new();
+        let phase = record.phase;
+        tracing::info!(module = %self.key, %phase, "{message}");
+        Ok(self.save(reason, message)?)
+    }
+
+    pub(super) fn save(&mut self, reason: &str, message: &str) -> Result<(), StoreError> {
+        let Some(record) = self.record.as_mut() else {
+            return Ok(());
+        };
+        record.last_activity = Utc::now();
+        self.ctx.store.save(record, reason, message)
+    }
+}
+
+fn short_id(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}

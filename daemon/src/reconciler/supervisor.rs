@@ -1,0 +1,252 @@
+//! Dispatch: one worker per module, fed with its intent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use forklet_state::ObjectKey;
+use forklet_state::desired::DesiredState;
+use forklet_state::manifest::Kind;
+use forklet_state::store::{Phase, StoreError};
+use tokio::sync::{mpsc, watch};
+use tokio::task::{Id, JoinError, JoinSet};
+use tokio::time::Instant;
+
+use super::problems::ProblemHistory;
+use super::worker::{Signal, Worker, WorkerHandle, channels};
+use super::{Command, Context, ForgetError};
+use crate::hibernation::Hibernation;
+use crate::plan::Intent;
+use crate::runtime::Runtime;
+
+pub struct Supervisor<R> {
+    ctx: Arc<Context<R>>,
+    workers: HashMap<ObjectKey, WorkerHandle>,
+    problems: ProblemHistory,
+    /// Modules no manifest names, since when; removed once the grace is over.
+    absent: HashMap<ObjectKey, Instant>,
+    tasks: JoinSet<()>,
+    /// Which module each worker task drives.
+    task_keys: HashMap<Id, ObjectKey>,
+}
+
+impl<R: Runtime> Supervisor<R> {
+    pub fn new(ctx: Arc<Context<R>>) -> Self {
+        Self {
+            ctx,
+            workers: HashMap::new(),
+            problems: ProblemHistory::default(),
+            absent: HashMap::new(),
+            tasks: JoinSet::new(),
+            task_keys: HashMap::new(),
+        }
+    }
+
+    /// Runs until shutdown, then waits for every worker to stop.
+    pub async fn run(
+        mut self,
+        mut desired: watch::Receiver<Arc<DesiredState>>,
+        mut hibernation: watch::Receiver<Arc<Hibernation>>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) -> Result<(), StoreError> {
+        // Modules recorded before a restart get a worker even when no
+        // manifest names them any more: that is how they get uninstalled.
+        let recorded: Vec<ObjectKey> = self
+            .ctx
+            .store
+            .modules()?
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        let state = desired.borrow_and_update().clone();
+        self.apply(&state, &hibernation.borrow_and_update(), recorded);
+        loop {
+            let grace_over = self
+                .absent
+                .values()
+                .min()
+                .map(|since| *since + self.ctx.removal_grace);
+            let removal_due = async {
+                match grace_over {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = self.ctx.shutdown.cancelled() => break,
+                changed = desired.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let state = desired.borrow_and_update().clone();
+                    self.apply(&state, &hibernation.borrow(), Vec::new());
+                }
+                changed = hibernation.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let state = desired.borrow().clone();
+                    self.apply(&state, &hibernation.borrow_and_update(), Vec::new());
+                }
+                _ = removal_due => {
+                    let state = desired.borrow().clone();
+                    self.apply(&state, &hibernation.borrow(), Vec::new());
+                }
+                Some(joined) = self.tasks.join_next_with_id() => self.on_exit(joined),
+                Some(command) = commands.recv() => self.command(command),
+            }
+        }
+        while self.tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    fn command(&mut self, command: Command) {
+        let signal = |workers: &HashMap<ObjectKey, WorkerHandle>, key: &ObjectKey, signal| {
+            workers
+                .get(key)
+                .is_some_and(|w| w.signals.send(signal).is_ok())
+        };
+        match command {
+            Command::Retry(key, reply) => {
+                let _ = reply.send(signal(&self.workers, &key, Signal::Retry));
+            }
+            Command::RunnerChanged(key, id) => {
+                signal(&self.workers, &key, Signal::RunnerChanged(Some(id)));
+            }
+            Command::AllRunnersChanged => {
+                for worker in self.workers.values() {
+                    let _ = worker.signals.send(Signal::RunnerChanged(None));
+                }
+            }
+            Command::ForceDelete(key, reply) => match self.workers.get(&key) {
+                Some(worker) => {
+                    if let Err(mpsc::error::SendError(reply)) = worker.force.send(reply) {
+                        let _ = reply.send(Err(ForgetError::NotFound(key)));
+                    }
+                }
+                None => {
+                    let _ = reply.send(Err(ForgetError::NotFound(key)));
+                }
+            },
+        }
+    }
+
+    fn apply(&mut self, state: &DesiredState, hibernation: &Hibernation, recorded: Vec<ObjectKey>) {
+        self.problems
+            .note(&self.ctx.store, state, self.workers.keys());
+        for (key, module) in &state.modules {
+            // What the worker acts on: asleep for any reason, not only its manifest's.
+            let mut module = module.clone();
+            module.hibernated = hibernation.module(&module, state).is_some();
+            self.send(key.clone(), Intent::Run(Arc::new(module)));
+        }
+        let others: Vec<ObjectKey> = self
+            .workers
+            .keys()
+            .cloned()
+            .chain(recorded)
+            .filter(|k| !state.modules.contains_key(k))
+            .collect();
+        let now = Instant::now();
+        let mut still_absent = HashMap::new();
+        for key in others {
+            let worker = self.workers.get(&key);
+            if state.is_held(Kind::Module, &key) {
+                // A held module keeps whatever good version its worker has.
+                if worker.is_none() {
+                    self.send(key, Intent::Hold);
+                }
+                continue;
+            }
+            if worker.is_some_and(|w| *w.intent.borrow() == Intent::Remove) {
+                continue;
+            }
+            let since = self.absent.get(&key).copied().unwrap_or(now);
+            if now >= since + self.ctx.removal_grace {
+                tracing::info!(module = %key, "no manifest names this module any more: uninstalling");
+                self.send(key, Intent::Remove);
+            } else {
+                // Until then it stays as it is, as if its manifest were held.
+                if worker.is_none() {
+                    self.send(key.clone(), Intent::Hold);
+                }
+                still_absent.insert(key, since);
+            }
+        }
+        self.absent = still_absent;
+    }
+
+    fn send(&mut self, key: ObjectKey, intent: Intent) {
+        if let Some(worker) = self.workers.get(&key) {
+            worker.intent.send_if_modified(|current| {
+                let modified = *current != intent;
+                if modified {
+                    *current = intent;
+                }
+                modified
+            });
+            return;
+        }
+        let (handle, inbox) = channels(intent);
+        self.workers.insert(key.clone(), handle);
+        let worker = Worker::new(self.ctx.clone(), key.clone());
+        let task = self.tasks.spawn(worker.run(inbox));
+        self.task_keys.insert(task.id(), key);
+    }
+
+    /// A worker ended: its module is gone (if it came back meanwhile, a
+    /// fresh worker takes over), or it panicked (its module is marked
+    /// failed with the reason, and a fresh worker retries after a backoff).
+    fn on_exit(&mut self, joined: Result<(Id, ()), JoinError>) {
+        let (id, panicked) = match joined {
+            Ok((id, ())) => (id, None),
+            Err(err) => (err.id(), Some(panic_text(err))),
+        };
+        let Some(key) = self.task_keys.remove(&id) else {
+            return;
+        };
+        let Some(worker) = self.workers.remove(&key) else {
+            return;
+        };
+        let intent = worker.intent.borrow().clone();
+        if let Some(why) = panicked {
+            tracing::error!(module = %key, "the module's worker failed: {why}; starting it again");
+            self.record_crash(&key, &why);
+            self.send(key, intent);
+        } else if matches!(intent, Intent::Run(_)) {
+            self.send(key, intent);
+        }
+    }
+
+    /// Marks a module whose worker panicked as failed, with a retry time
+    /// the next worker honours, so a panic on every try does not spin.
+    fn record_crash(&self, key: &ObjectKey, why: &str) {
+        let store = &self.ctx.store;
+        let Ok(Some(mut record)) = store.module(key) else {
+            return;
+        };
+        record.attempts = record.attempts.saturating_add(1);
+        let delay = self.ctx.backoff.next(record.attempts);
+        record.phase = Phase::Failed;
+        record.message = format!("internal error: {why}");
+        record.next_retry = chrono::Duration::from_std(delay)
+            .ok()
+            .and_then(|d| Utc::now().checked_add_signed(d));
+        record.last_activity = Utc::now();
+        if let Err(err) = store.save(&record, "WorkerFailed", &record.message) {
+            tracing::error!(module = %key, error = %err, "cannot record the failure");
+        }
+    }
+}
+
+fn panic_text(err: JoinError) -> String {
+    if !err.is_panic() {
+        return "cancelled".to_owned();
+    }
+    let payload = err.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .map_or_else(|| "panicked".to_owned(), |s| format!("panicked: {s}"))
+}

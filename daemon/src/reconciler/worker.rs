@@ -1,0 +1,342 @@
+//! One module's loop: plan, act, back off on failure, wait for news.
+//!
+//! The worker holds the only copy of its module's record in flight, so
+//! there is never more than one operation per module. Its intent comes
+//! from a `watch` channel: a burst of edits coalesces into the latest one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use forklet_state::ObjectKey;
+use forklet_state::store::{ModuleRecord, Phase, RunnerSettings};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::steps::StepError;
+use super::{Context, ForgetError};
+use crate::plan::{Action, Intent, RunnerSeen, plan};
+use crate::runtime::{Runner, Runtime};
+
+/// What a worker is told besides its intent.
+#[derive(Debug)]
+pub(super) enum Signal {
+    /// Try a failed step now.
+    Retry,
+    /// The runner with this container id changed; `None`: any may have.
+    RunnerChanged(Option<String>),
+}
+
+pub(super) type ForceReply = oneshot::Sender<Result<(), ForgetError>>;
+
+/// The supervisor's end of a worker.
+pub(super) struct WorkerHandle {
+    pub intent: watch::Sender<Intent>,
+    pub signals: mpsc::UnboundedSender<Signal>,
+    /// `forklet delete --force`: abandons whatever step is under way.
+    pub force: mpsc::UnboundedSender<ForceReply>,
+}
+
+/// The worker's end.
+pub(super) struct Inbox {
+    pub intents: watch::Receiver<Intent>,
+    pub signals: mpsc::UnboundedReceiver<Signal>,
+    pub force: mpsc::UnboundedReceiver<ForceReply>,
+}
+
+pub(super) fn channels(intent: Intent) -> (WorkerHandle, Inbox) {
+    let (intent_tx, intents) = watch::channel(intent);
+    let (signals_tx, signals) = mpsc::unbounded_channel();
+    let (force_tx, force) = mpsc::unbounded_channel();
+    let handle = WorkerHandle {
+        intent: intent_tx,
+        signals: signals_tx,
+        force: force_tx,
+    };
+    (
+        handle,
+        Inbox {
+            intents,
+            signals,
+            force,
+        },
+    )
+}
+
+/// What the worker knows of its runner.
+#[derive(Debug)]
+pub(super) enum RunnerState {
+    /// Not looked at yet, or changed since.
+    Unknown,
+    /// Made from `settings`, and it answered `GET /health`.
+    Up {
+        runner: Runner,
+        settings: RunnerSettings,
+    },
+    /// Stopped on purpose while the module sleeps.
+    StoppedAsleep,
+}
+
+impl RunnerState {
+    fn seen(&self) -> RunnerSeen {
+        match self {
+            RunnerState::Unknown => RunnerSeen::Unknown,
+            RunnerState::Up { .. } => RunnerSeen::Healthy,
+            RunnerState::StoppedAsleep => RunnerSeen::StoppedAsleep,
+        }
+    }
+
+    /// The engine reported a change of container `id` (`None`: of any).
+    /// Only the runner in use matters: events about containers forklet
+    /// replaced or stopped itself are no news.
+    fn changed(&mut self, id: Option<&str>) {
+        if let RunnerState::Up { runner, .. } = self
+            && id.is_none_or(|id| id == runner.container_id)
+        {
+            *self = RunnerState::Unknown;
+        }
+    }
+}
+
+/// How one action ended.
+enum Outcome {
+    Done,
+    /// Failed; try again after this long.
+    Failed(Duration),
+    /// The module was removed while the step ran: the step was dropped.
+    Abandoned,
+    /// `forklet delete --force` came while the step ran: it was dropped.
+    Forced(ForceReply),
+    Stopped,
+}
+
+pub(super) struct Worker<R> {
+    pub ctx: Arc<Context<R>>,
+    pub key: ObjectKey,
+    pub record: Option<ModuleRecord>,
+    pub runner: RunnerState,
+}
+
+impl<R: Runtime> Worker<R> {
+    pub fn new(ctx: Arc<Context<R>>, key: ObjectKey) -> Self {
+        Self {
+            ctx,
+            key,
+            record: None,
+            runner: RunnerState::Unknown,
+        }
+    }
+
+    /// Runs until the module is gone or shutdown; the supervisor learns
+    /// which from the intent it last sent.
+    pub async fn run(mut self, mut inbox: Inbox) {
+        if !self.load().await {
+            return;
+        }
+        let shutdown = self.ctx.shutdown.clone();
+        // A failed step waits for this before it is tried again (restored
+        // from the record, so a restart keeps backing off).
+        let mut retry_at = self
+            .record
+            .as_ref()
+            .and_then(|r| r.next_retry)
+            .map(instant_of);
+        loop {
+            let intent = inbox.intents.borrow_and_update().clone();
+            let action = plan(&intent, self.record.as_ref(), self.runner.seen());
+            let backing_off = retry_at.is_some_and(|at| Instant::now() < at);
+            match action {
+                Action::Forget => return,
+                Action::Idle => {}
+                _ if backing_off => {}
+                action => match self.act(action, &mut inbox).await {
+                    Outcome::Done => {
+                        retry_at = None;
+                        continue;
+                    }
+                    Outcome::Failed(delay) => retry_at = Some(Instant::now() + delay),
+                    // After a dropped step, what was committed is the
+                    // truth, and the runner must be looked at again.
+                    Outcome::Abandoned => {
+                        self.load().await;
+                        continue;
+                    }
+                    Outcome::Forced(reply) => {
+                        self.load().await;
+                        if self.forget(&intent, reply).await {
+                            return;
+                        }
+                        continue;
+                    }
+                    Outcome::Stopped => return,
+                },
+            }
+            let retry_due = async {
+                match retry_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = inbox.intents.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    // New desired state: act on it now, not after a backoff
+                    // earned by the old one.
+                    retry_at = None;
+                    if let Some(record) = self.record.as_mut() {
+                        record.attempts = 0;
+                        record.next_retry = None;
+                    }
+                }
+                _ = retry_due => retry_at = None,
+                Some(signal) = inbox.signals.recv() => match signal {
+                    Signal::Retry => retry_at = None,
+                    Signal::RunnerChanged(id) => self.runner.changed(id.as_deref()),
+                },
+                Some(reply) = inbox.force.recv() => {
+                    if self.forget(&intent, reply).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One action under a concurrency permit, raced against shutdown, a
+    /// forced deletion and (for anything but an uninstall) removal. A step
+    /// that loses the race is dropped where it stands: what it committed
+    /// says what was under way, and the next plan starts from there.
+    async fn act(&mut self, action: Action, inbox: &mut Inbox) -> Outcome {
+        let ctx = self.ctx.clone();
+        let mut watching = inbox.intents.clone();
+        let removable = action != Action::Uninstall;
+        let removed = async move {
+            if !removable || watching.wait_for(|i| *i == Intent::Remove).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let name = action.name();
+        let step = async {
+            let _permit = ctx
+                .permits
+                .acquire()
+                .await
+                .map_err(|_| StepError::Stopping)?;
+            self.step(action).await
+        };
+        let result = tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => return Outcome::Stopped,
+            Some(reply) = inbox.force.recv() => return Outcome::Forced(reply),
+            _ = removed => return Outcome::Abandoned,
+            result = step => result,
+        };
+        match result {
+            Ok(()) => Outcome::Done,
+            Err(err) => Outcome::Failed(self.error_policy(name, &err)),
+        }
+    }
+
+    /// Records a failed step and returns how long to wait before the next
+    /// try. The record keeps the operation that failed: its effect is
+    /// unknown, and the plan treats it so.
+    fn error_policy(&mut self, action: &str, err: &StepError) -> Duration {
+        let message = format!("{action} failed: {err}");
+        let Some(record) = self.record.as_mut() else {
+            let delay = self.ctx.backoff.next(1);
+            tracing::warn!(module = %self.key, "{message}; retrying in {delay:?}");
+            return delay;
+        };
+        record.attempts = record.attempts.saturating_add(1);
+        let delay = self.ctx.backoff.next(record.attempts);
+        record.phase = Phase::Failed;
+        record.message = message.clone();
+        record.next_retry = chrono::Duration::from_std(delay)
+            .ok()
+            .and_then(|d| Utc::now().checked_add_signed(d));
+        tracing::warn!(module = %self.key, attempt = record.attempts, "{message}; retrying in {delay:?}");
+        if let Err(store_err) = self.save("Failed", &message) {
+            tracing::error!(module = %self.key, error = %store_err, "cannot record the failure");
+        }
+        delay
+    }
+
+    /// Reads the record; a store that cannot be read is retried with
+    /// backoff. `false` on shutdown.
+    async fn load(&mut self) -> bool {
+        let mut failures = 0;
+        loop {
+            match self.ctx.store.module(&self.key) {
+                Ok(record) => {
+                    self.runner = match &record {
+                        Some(r)
+                            if self.ctx.stop_runners_while_asleep
+                                && r.asleep
+                                && r.phase == Phase::Sleeped =>
+                        {
+                            RunnerState::StoppedAsleep
+                        }
+                        _ => RunnerState::Unknown,
+                    };
+                    self.record = record;
+                    return true;
+                }
+                Err(err) => {
+                    failures += 1;
+                    let delay = self.ctx.backoff.next(failures);
+                    tracing::error!(module = %self.key, error = %err, "cannot read module state; trying again in {delay:?}");
+                    tokio::select! {
+                        _ = self.ctx.shutdown.cancelled() => return false,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers a forced deletion; `true` when the module is forgotten.
+    async fn forget(&mut self, intent: &Intent, reply: ForceReply) -> bool {
+        let result = self.force_delete(intent).await;
+        let forgotten = result.is_ok();
+        let _ = reply.send(result);
+        forgotten
+    }
+
+    /// Forgets a module whose manifest is gone, without `/uninstall`: for a
+    /// module whose uninstall keeps failing and is known to be dead.
+    async fn force_delete(&mut self, intent: &Intent) -> Result<(), ForgetError> {
+        if let Intent::Run(desired) = intent {
+            return Err(ForgetError::StillDefined {
+                key: self.key.clone(),
+                file: desired.file.clone(),
+            });
+        }
+        let failed = |detail: String| ForgetError::Failed {
+            key: self.key.clone(),
+            detail,
+        };
+        self.ctx
+            .runtime
+            .remove_runners(&self.key)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        self.ctx.files.remove(&self.key);
+        self.ctx
+            .store
+            .delete(&self.key)
+            .map_err(|e| failed(e.to_string()))?;
+        tracing::warn!(module = %self.key, "forgotten without /uninstall (forced)");
+        self.record = None;
+        self.runner = RunnerState::Unknown;
+        Ok(())
+    }
+}
+
+/// The monotonic instant of a wall-clock time (now, if it has passed).
+fn instant_of(at: chrono::DateTime<Utc>) -> Instant {
+    let wait = (at - Utc::now()).to_std().unwrap_or_default();
+    Instant::now() + wait.min(Duration::from_secs(24 * 3600))
+}
