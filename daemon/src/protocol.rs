@@ -233,6 +233,39 @@ impl ModuleClient {
     }
 }
 
+/// What the reconciler needs of a module's HTTP API, so that its logic can
+/// be tested without one. The real implementation is [`ModuleClient`].
+pub trait ModuleApi: Send + Sync + 'static {
+    /// Waits until the module at `endpoint` answers healthy.
+    fn wait_healthy(
+        &self,
+        endpoint: SocketAddr,
+    ) -> impl Future<Output = Result<(), CallError>> + Send;
+
+    /// Calls a lifecycle endpoint; `Some(object)` is the new metadata.
+    fn call(
+        &self,
+        endpoint: SocketAddr,
+        operation: Operation,
+        body: &Map<String, Value>,
+    ) -> impl Future<Output = Result<Option<Map<String, Value>>, CallError>> + Send;
+}
+
+impl ModuleApi for ModuleClient {
+    async fn wait_healthy(&self, endpoint: SocketAddr) -> Result<(), CallError> {
+        ModuleClient::wait_healthy(self, endpoint).await
+    }
+
+    async fn call(
+        &self,
+        endpoint: SocketAddr,
+        operation: Operation,
+        body: &Map<String, Value>,
+    ) -> Result<Option<Map<String, Value>>, CallError> {
+        ModuleClient::call(self, endpoint, operation, body).await
+    }
+}
+
 enum BodyError {
     TooLarge,
     Transport(String),

@@ -37,10 +37,10 @@ use crate::runner_files::RunnerFiles;
 pub use supervisor::Supervisor;
 
 /// What every worker shares.
-pub struct Context<R> {
+pub struct Context<R, M = ModuleClient> {
     pub store: Arc<Store>,
     pub runtime: R,
-    pub client: ModuleClient,
+    pub client: M,
     pub files: RunnerFiles,
     pub permits: Semaphore,
     pub shutdown: CancellationToken,

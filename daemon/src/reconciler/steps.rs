@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use super::worker::{RunnerState, Worker};
 use crate::fault::crash_point;
 use crate::plan::{Action, settled};
-use crate::protocol::CallError;
+use crate::protocol::{CallError, ModuleApi};
 use crate::runner_files::FilesError;
 use crate::runtime::{RunnerSpec, Runtime, RuntimeError};
 
@@ -34,7 +34,7 @@ pub(super) enum StepError {
     Stopping,
 }
 
-impl<R: Runtime> Worker<R> {
+impl<R: Runtime, M: ModuleApi> Worker<R, M> {
     pub(super) async fn step(&mut self, action: Action) -> Result<(), StepError> {
         match action {
             Action::Install(desired) => self.install(&desired).await,

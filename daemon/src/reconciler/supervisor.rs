@@ -17,10 +17,11 @@ use super::worker::{Signal, Worker, WorkerHandle, channels};
 use super::{Command, Context, ForgetError};
 use crate::hibernation::Hibernation;
 use crate::plan::Intent;
+use crate::protocol::ModuleApi;
 use crate::runtime::Runtime;
 
-pub struct Supervisor<R> {
-    ctx: Arc<Context<R>>,
+pub struct Supervisor<R, M> {
+    ctx: Arc<Context<R, M>>,
     workers: HashMap<ObjectKey, WorkerHandle>,
     problems: ProblemHistory,
     /// Modules no manifest names, since when; removed once the grace is over.
@@ -30,8 +31,8 @@ pub struct Supervisor<R> {
     task_keys: HashMap<Id, ObjectKey>,
 }
 
-impl<R: Runtime> Supervisor<R> {
-    pub fn new(ctx: Arc<Context<R>>) -> Self {
+impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
+    pub fn new(ctx: Arc<Context<R, M>>) -> Self {
         Self {
             ctx,
             workers: HashMap::new(),

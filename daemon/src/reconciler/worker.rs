@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::steps::StepError;
 use super::{Context, ForgetError};
 use crate::plan::{Action, Intent, RunnerSeen, plan};
+use crate::protocol::ModuleApi;
 use crate::runtime::{Runner, Runtime};
 
 /// What a worker is told besides its intent.
@@ -110,15 +111,15 @@ enum Outcome {
     Stopped,
 }
 
-pub(super) struct Worker<R> {
-    pub ctx: Arc<Context<R>>,
+pub(super) struct Worker<R, M> {
+    pub ctx: Arc<Context<R, M>>,
     pub key: ObjectKey,
     pub record: Option<ModuleRecord>,
     pub runner: RunnerState,
 }
 
-impl<R: Runtime> Worker<R> {
-    pub fn new(ctx: Arc<Context<R>>, key: ObjectKey) -> Self {
+impl<R: Runtime, M: ModuleApi> Worker<R, M> {
+    pub fn new(ctx: Arc<Context<R, M>>, key: ObjectKey) -> Self {
         Self {
             ctx,
             key,
