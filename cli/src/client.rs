@@ -10,6 +10,8 @@ use serde::de::DeserializeOwned;
 pub enum ClientError {
     /// The daemon is not there: the one-line answer users need.
     Unreachable { socket: PathBuf, detail: String },
+    /// The daemon took the request and closed the connection unanswered.
+    Dropped { detail: String },
     /// The daemon answered with an error.
     Api(String),
 }
@@ -24,6 +26,10 @@ impl std::fmt::Display for ClientError {
                     socket.display()
                 )
             }
+            ClientError::Dropped { detail } => write!(
+                f,
+                "forkletd closed the connection without answering ({detail}); its log says why"
+            ),
             ClientError::Api(message) => f.write_str(message),
         }
     }
@@ -72,13 +78,17 @@ impl Client {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, ClientError> {
-        let response = request
-            .send()
-            .await
-            .map_err(|err| ClientError::Unreachable {
-                socket: self.socket.clone(),
-                detail: root_cause(&err),
-            })?;
+        let response = request.send().await.map_err(|err| {
+            let detail = root_cause(&err);
+            if err.is_connect() {
+                ClientError::Unreachable {
+                    socket: self.socket.clone(),
+                    detail,
+                }
+            } else {
+                ClientError::Dropped { detail }
+            }
+        })?;
         let status = response.status();
         let bytes = response
             .bytes()

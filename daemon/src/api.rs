@@ -29,6 +29,9 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use crate::hibernation::Hibernation;
 use crate::reconciler::{Command, ForgetError};
 
+/// The longest override: beyond it, an override is a manifest edit.
+const MAX_OVERRIDE_SECONDS: i64 = 10 * 366 * 24 * 3600;
+
 /// Events shown with a single module.
 const EVENTS_SHOWN: usize = 20;
 
@@ -374,9 +377,18 @@ fn set_override(
                 "give forSeconds or until, not both".into(),
             ));
         }
-        (Some(seconds), None) => {
-            Some(now + chrono::Duration::seconds(seconds.min(i64::MAX as u64) as i64))
-        }
+        (Some(seconds), None) => Some(
+            i64::try_from(seconds)
+                .ok()
+                .filter(|s| *s <= MAX_OVERRIDE_SECONDS)
+                .and_then(chrono::Duration::try_seconds)
+                .and_then(|d| now.checked_add_signed(d))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "forSeconds {seconds} is longer than {MAX_OVERRIDE_SECONDS} (ten years)"
+                    ))
+                })?,
+        ),
         (None, Some(until)) if until <= now => {
             return Err(ApiError::BadRequest(format!(
                 "until {until} has passed already"

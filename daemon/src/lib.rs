@@ -7,6 +7,7 @@
 pub mod api;
 pub mod backoff;
 pub mod catalog;
+pub mod control_socket;
 pub mod docker;
 pub mod fault;
 pub mod hibernation;
@@ -23,6 +24,7 @@ pub mod runtime;
 pub mod testing;
 pub mod watcher;
 
+use std::collections::HashMap;
 use std::fs::{DirBuilder, File};
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -31,8 +33,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use forklet_state::store::{Store, StoreError};
-use tokio::net::UnixListener;
 use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
@@ -91,19 +93,16 @@ pub enum Error {
         path: PathBuf,
         source: notify::Error,
     },
-    #[error("control socket {path}: {source}")]
-    Socket {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("another forkletd is already listening on {0}")]
-    AlreadyRunning(PathBuf),
+    #[error(transparent)]
+    Socket(#[from] control_socket::SocketError),
+    #[error("the {task} stopped: {why}")]
+    TaskEnded { task: &'static str, why: String },
 }
 
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let state_dir = &config.state_dir;
-    private_dir(state_dir).map_err(|source| Error::StateDir {
+    private_state_dir(state_dir).map_err(|source| Error::StateDir {
         path: state_dir.clone(),
         source,
     })?;
@@ -138,13 +137,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     }
     let (desired_tx, desired_rx) = watch::channel(Arc::new(initial));
 
-    let listener = bind_socket(&config.socket)?;
+    let listener = control_socket::bind(&config.socket)?;
     // A socket of its own, in a directory of its own, for runners with the
     // `controller` permission: what is mounted into them is that and nothing
     // more (never the state dir), and it outlives daemon restarts.
     let controller_dir = state_dir.join("controller");
     let controller_socket = controller_dir.join("forkletd.sock");
-    let controller_listener = bind_socket(&controller_socket)?;
+    let controller_listener = control_socket::bind(&controller_socket)?;
     tracing::info!(socket = %config.socket.display(), manifests = %manifests.display(), "forkletd ready");
 
     let ctx = Arc::new(Context {
@@ -170,13 +169,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         published: hibernation_tx,
         overrides_changed: overrides_changed.clone(),
     };
-    let clocking = tokio::spawn(clock.run(shutdown.clone()));
     let (commands_tx, commands_rx) = tokio::sync::mpsc::unbounded_channel();
-    let supervisor = tokio::spawn(Supervisor::new(ctx).run(
-        desired_rx.clone(),
-        hibernation_rx.clone(),
-        commands_rx,
-    ));
     let changes = commands_tx.clone();
     let report = move |change| {
         let _ = changes.send(match change {
@@ -184,42 +177,112 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             RunnerChange::All => Command::AllRunnersChanged,
         });
     };
-    let watching_runners = tokio::spawn(runner_events.run(report, shutdown.clone()));
-    let sweeping = tokio::spawn(sweeper.run(shutdown.clone()));
     let (refresh_tx, refresh_rx) = tokio::sync::mpsc::unbounded_channel();
-    let watching = tokio::spawn(watcher.run(catalog, desired_tx, refresh_rx, shutdown.clone()));
     let app = api::router(api::ApiState {
         store,
-        desired: desired_rx,
+        desired: desired_rx.clone(),
         refresh: refresh_tx,
         commands: commands_tx,
-        hibernation: hibernation_rx,
+        hibernation: hibernation_rx.clone(),
         overrides_changed,
     });
-    let stopped = || shutdown.clone().cancelled_owned();
-    let users = axum::serve(listener, app.clone()).with_graceful_shutdown(stopped());
-    let runners = axum::serve(controller_listener, app).with_graceful_shutdown(stopped());
-    let served = tokio::try_join!(users.into_future(), runners.into_future())
-        .map(drop)
-        .map_err(|source| Error::Socket {
-            path: config.socket.clone(),
-            source,
-        });
 
+    let mut core = CoreTasks::default();
+    let stop = &shutdown;
+    core.spawn("hibernation clock", clock.run(stop.clone()));
+    core.spawn("reconciler", async move {
+        let supervisor = Supervisor::new(ctx);
+        if let Err(err) = supervisor
+            .run(desired_rx, hibernation_rx, commands_rx)
+            .await
+        {
+            tracing::error!(error = %err, "the reconciler cannot go on");
+        }
+    });
+    core.spawn("engine events", runner_events.run(report, stop.clone()));
+    core.spawn("orphan sweeper", sweeper.run(stop.clone()));
+    core.spawn(
+        "manifest watcher",
+        watcher.run(catalog, desired_tx, refresh_rx, stop.clone()),
+    );
+    core.spawn(
+        "control socket",
+        control_socket::serve(listener, app.clone(), stop.clone()),
+    );
+    core.spawn(
+        "controller socket",
+        control_socket::serve(controller_listener, app, stop.clone()),
+    );
+    // Every core task runs until shutdown: one that ends before is a
+    // daemon that no longer does its job, and it says so by failing (a
+    // service manager then restarts it).
+    let failed = core.first_end(&shutdown).await;
     shutdown.cancel();
-    let _ = watching.await;
-    let _ = watching_runners.await;
-    let _ = sweeping.await;
-    let _ = clocking.await;
-    let supervised = supervisor.await.expect("the supervisor does not panic");
+    core.drain().await;
     let _ = std::fs::remove_file(&config.socket);
     let _ = std::fs::remove_file(&controller_socket);
-    served?;
-    supervised?;
+    match failed {
+        Some((task, why)) => Err(Error::TaskEnded { task, why }),
+        None => Ok(()),
+    }
+}
+
+/// The daemon's long-running tasks, by name.
+#[derive(Default)]
+struct CoreTasks {
+    tasks: JoinSet<()>,
+    names: HashMap<tokio::task::Id, &'static str>,
+}
+
+impl CoreTasks {
+    fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        let handle = self.tasks.spawn(task);
+        self.names.insert(handle.id(), name);
+    }
+
+    /// Waits for shutdown or for a task to end; a task that ended first is
+    /// returned with why.
+    async fn first_end(&mut self, shutdown: &CancellationToken) -> Option<(&'static str, String)> {
+        tokio::select! {
+            _ = shutdown.cancelled() => None,
+            Some(ended) = self.tasks.join_next_with_id() => {
+                let (id, why) = match ended {
+                    Ok((id, ())) => (id, "it ended".to_owned()),
+                    Err(err) if err.is_panic() => (err.id(), "it panicked".to_owned()),
+                    Err(err) => (err.id(), err.to_string()),
+                };
+                let task = self.names.get(&id).copied().unwrap_or("a task");
+                tracing::error!(task, "{why} while forkletd was running; stopping");
+                Some((task, why))
+            }
+        }
+    }
+
+    async fn drain(&mut self) {
+        while let Some(ended) = self.tasks.join_next_with_id().await {
+            if let Err(err) = ended
+                && err.is_panic()
+            {
+                let task = self.names.get(&err.id()).copied().unwrap_or("a task");
+                tracing::error!(task, "panicked while stopping");
+            }
+        }
+    }
+}
+
+/// The state dir holds registry passwords and kubeconfigs: only the
+/// daemon's user may enter it. One made open by hand is closed again.
+fn private_state_dir(path: &Path) -> std::io::Result<()> {
+    private_dir(path)?;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the state directory was open to other users; making it private");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    }
     Ok(())
 }
 
-fn private_dir(path: &Path) -> std::io::Result<()> {
+pub(crate) fn private_dir(path: &Path) -> std::io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o700).create(path)
 }
 
@@ -237,27 +300,6 @@ fn lock_state_dir(state_dir: &Path) -> Result<File, Error> {
     }
 }
 
-fn bind_socket(path: &Path) -> Result<UnixListener, Error> {
-    let err = |source| Error::Socket {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(parent) = path.parent() {
-        private_dir(parent).map_err(err)?;
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(Error::AlreadyRunning(path.to_owned()));
-        }
-        // Left behind by a daemon that did not stop cleanly.
-        std::fs::remove_file(path).map_err(err)?;
-    }
-    let listener = UnixListener::bind(path).map_err(err)?;
-    // Only the daemon's user may drive it: the API can start containers.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    Ok(listener)
-}
-
 /// Names this state dir's containers apart from any other forklet's.
 pub fn random_id() -> String {
     let mut hasher = RandomState::new().build_hasher();
@@ -269,4 +311,50 @@ pub fn random_id() -> String {
     );
     hasher.write_u32(std::process::id());
     format!("{:016x}", hasher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_core_task_that_ends_or_panics_early_is_named() {
+        let shutdown = CancellationToken::new();
+        for (task, why) in [("quitter", "it ended"), ("panicker", "it panicked")] {
+            let mut core = CoreTasks::default();
+            let until_stopped = shutdown.clone();
+            core.spawn("steady", async move { until_stopped.cancelled().await });
+            match task {
+                "quitter" => core.spawn(task, async {}),
+                _ => core.spawn(task, async { panic!("on purpose") }),
+            }
+            assert_eq!(
+                core.first_end(&shutdown).await,
+                Some((task, why.to_owned()))
+            );
+        }
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn shutdown_is_no_failure() {
+        let shutdown = CancellationToken::new();
+        let mut core = CoreTasks::default();
+        let until_stopped = shutdown.clone();
+        core.spawn("steady", async move { until_stopped.cancelled().await });
+        shutdown.cancel();
+        assert_eq!(core.first_end(&shutdown).await, None);
+        core.drain().await;
+    }
+
+    #[test]
+    fn a_state_directory_open_to_others_is_made_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+        private_state_dir(&state).unwrap();
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
 }

@@ -200,3 +200,34 @@ async fn modules_whose_names_join_alike_run_side_by_side() {
     assert_ne!(one.container_id, two.container_id);
     assert_eq!(one.attempts + two.attempts, 0, "neither ever failed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_requests_are_bounded_in_number_and_time() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    let mut open = Vec::new();
+    for _ in 0..100 {
+        let mut stream = tokio::net::UnixStream::connect(&harness.socket)
+            .await
+            .unwrap();
+        // Headers that never end (past the limit, the daemon may have
+        // closed the connection before they are even written).
+        let _ = stream
+            .write_all(b"GET /v1/modules HTTP/1.1\r\nHost: forkletd\r\n")
+            .await;
+        open.push(stream);
+    }
+    // Every one of them is closed by the daemon: at once past the limit,
+    // after the header deadline below it.
+    for stream in &mut open {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut buf))
+            .await
+            .expect("the daemon closes a half-sent request");
+        assert!(read.is_err() || buf.is_empty() || buf.starts_with(b"HTTP/1.1 408"));
+    }
+    let modules: Vec<forklet_state::api::ModuleView> = harness.api("/v1/modules").await.unwrap();
+    assert!(modules.is_empty());
+}

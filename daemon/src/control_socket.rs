@@ -1,0 +1,179 @@
+//! The control API's Unix sockets: bound only where nothing else stands,
+//! private to the daemon's user, and served with bounds, so a client that
+//! opens connections and never finishes a request costs a bounded amount.
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Connections served at once; more are closed as they come.
+const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one request may take, its body included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long connections may finish their requests after shutdown.
+const DRAIN: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("control socket {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("another forkletd is already listening on {0}")]
+    AlreadyRunning(PathBuf),
+    #[error("control socket {0} exists and is not a socket: refusing to replace it")]
+    NotASocket(PathBuf),
+    #[error(
+        "control socket directory {0} can be written by other users: choose a private directory"
+    )]
+    SharedDirectory(PathBuf),
+}
+
+/// Binds `path`, replacing only a stale socket left by a daemon that did
+/// not stop cleanly; the socket is 0600: the API can start containers.
+pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
+    let io = |source| SocketError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::private_dir(parent).map_err(io)?;
+        let meta = std::fs::metadata(parent).map_err(io)?;
+        let mode = meta.permissions().mode();
+        // Anyone who can write there could put their own socket in its place.
+        let sticky = mode & 0o1000 != 0;
+        if mode & 0o022 != 0 && !sticky {
+            return Err(SocketError::SharedDirectory(parent.to_owned()));
+        }
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(SocketError::AlreadyRunning(path.to_owned()));
+            }
+            std::fs::remove_file(path).map_err(io)?;
+        }
+        Ok(_) => return Err(SocketError::NotASocket(path.to_owned())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(io(err)),
+    }
+    let listener = UnixListener::bind(path).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    Ok(listener)
+}
+
+/// Serves `app` on `listener` until `shutdown`, then lets open requests
+/// finish for a moment.
+pub async fn serve(listener: UnixListener, app: Router, shutdown: CancellationToken) {
+    let app = app.layer(axum::middleware::from_fn(request_deadline));
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of file descriptors, most likely: wait, do not spin.
+                    tracing::warn!(error = %err, "control socket: accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(
+                "control socket: {MAX_CONNECTIONS} connections open already; closing a new one"
+            );
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "control socket: connection ended");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(DRAIN) => {}
+    }
+}
+
+/// A request whose body never finishes, or whose answer never comes, ends.
+async fn request_deadline(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => (StatusCode::REQUEST_TIMEOUT, "request took too long").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::DirBuilderExt;
+
+    #[test]
+    fn a_regular_file_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(&path, "keep me").unwrap();
+        let err = bind(&path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "control socket {} exists and is not a socket: refusing to replace it",
+                path.display()
+            )
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
+    }
+
+    #[tokio::test]
+    async fn a_stale_socket_is_replaced_and_a_live_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("forkletd.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let live = bind(&path).expect("a stale socket is replaced");
+        assert!(matches!(bind(&path), Err(SocketError::AlreadyRunning(_))));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        drop(live);
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::DirBuilder::new()
+            .mode(0o777)
+            .create(&shared)
+            .unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = bind(&shared.join("forkletd.sock")).unwrap_err();
+        assert!(matches!(err, SocketError::SharedDirectory(_)), "{err}");
+    }
+}
