@@ -203,6 +203,9 @@ impl DockerRuntime {
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                 maximum_retry_count: None,
             }),
+            // An init as PID 1: a module whose own process ignores SIGTERM
+            // (as a Python or Node PID 1 does) still stops at once.
+            init: Some(true),
             cpu_shares: settings.cpu_shares,
             memory_reservation: settings.memory_reservation,
             ..Default::default()

@@ -244,8 +244,13 @@ impl CoreTasks {
     /// returned with why.
     async fn first_end(&mut self, shutdown: &CancellationToken) -> Option<(&'static str, String)> {
         tokio::select! {
+            biased;
             _ = shutdown.cancelled() => None,
             Some(ended) = self.tasks.join_next_with_id() => {
+                // Tasks end as they should once shutdown has begun.
+                if shutdown.is_cancelled() {
+                    return None;
+                }
                 let (id, why) = match ended {
                     Ok((id, ())) => (id, "it ended".to_owned()),
                     Err(err) if err.is_panic() => (err.id(), "it panicked".to_owned()),

@@ -4,13 +4,19 @@
 //! Each module has its own directory under the state dir, bind-mounted
 //! read-only. The directory is mounted rather than single files so that a
 //! rewrite (temp file + rename) is seen by the running container.
+//!
+//! Modules run as whatever `USER` their image names, so the directory and
+//! its files are readable by all: what keeps them from other local users is
+//! the state dir above (0700), which a container never passes through (its
+//! bind mount starts at the module's own directory).
 
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use forklet_state::ObjectKey;
+use forklet_state::bounded::{KUBECONFIG_MAX, ReadError, read_text};
 use forklet_state::desired::{DesiredModule, KubeconfigSource};
 use serde_json::Value;
 
@@ -27,7 +33,7 @@ pub enum FilesError {
     KubeconfigMissing {
         workspace: ObjectKey,
         path: PathBuf,
-        source: std::io::Error,
+        source: ReadError,
     },
     #[error(transparent)]
     Kubeconfig(#[from] KubeconfigError),
@@ -48,28 +54,31 @@ impl RunnerFiles {
     }
 
     pub fn dir(&self, key: &ObjectKey) -> PathBuf {
-        // Namespaces and names are DNS labels: no `/`, so this cannot escape.
+        // A namespace is a DNS label and a name a DNS subdomain: neither can
+        // hold `/` or be `..`, so this stays under the root.
         self.root.join(&key.namespace()).join(&key.name())
     }
 
     /// Writes the files `module` needs; returns the directory to mount.
     pub fn write(&self, module: &DesiredModule) -> Result<PathBuf, FilesError> {
         let dir = self.dir(&module.key);
+        let err = |source| FilesError::Write {
+            path: dir.clone(),
+            source,
+        };
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&dir)
-            .map_err(|source| FilesError::Write {
-                path: dir.clone(),
-                source,
-            })?;
+            .map_err(err)?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).map_err(err)?;
         let config = Value::Object(module.config.clone()).to_string();
-        write_private(&dir.join("config.json"), config.as_bytes())?;
+        write_for_runner(&dir.join("config.json"), config.as_bytes())?;
         let kubeconfig_path = dir.join("workspace_kubeconfig");
         match &module.kubeconfig {
             Some(source) => {
                 let text = kubeconfig_text(&module.workspace, source)?;
-                write_private(&kubeconfig_path, text.as_bytes())?;
+                write_for_runner(&kubeconfig_path, text.as_bytes())?;
             }
             // A permission taken away takes the credentials with it.
             None => {
@@ -93,11 +102,12 @@ fn kubeconfig_text(workspace: &ObjectKey, source: &KubeconfigSource) -> Result<S
             workspace: workspace.clone(),
         })?,
     };
-    let text = fs::read_to_string(&path).map_err(|source| FilesError::KubeconfigMissing {
-        workspace: workspace.clone(),
-        path: path.clone(),
-        source,
-    })?;
+    let text =
+        read_text(&path, KUBECONFIG_MAX).map_err(|source| FilesError::KubeconfigMissing {
+            workspace: workspace.clone(),
+            path: path.clone(),
+            source,
+        })?;
     Ok(minify(workspace, &path, &text, source.context.as_deref())?)
 }
 
@@ -111,9 +121,9 @@ fn default_kubeconfig() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".kube").join("config"))
 }
 
-/// Written to a temp file and renamed, so a reader never sees half a file;
-/// 0600 from the start, so a secret is never readable by others.
-fn write_private(path: &Path, contents: &[u8]) -> Result<(), FilesError> {
+/// Written to a temp file and renamed, so a reader never sees half a file.
+/// 0644, for the image's user; private by the state dir around it.
+fn write_for_runner(path: &Path, contents: &[u8]) -> Result<(), FilesError> {
     let err = |source| FilesError::Write {
         path: path.to_owned(),
         source,
@@ -123,7 +133,7 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), FilesError> {
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
+        .mode(0o644)
         .open(&tmp)
         .map_err(err)?;
     file.write_all(contents).map_err(err)?;
@@ -176,15 +186,18 @@ mod tests {
     }
 
     #[test]
-    fn files_are_private() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("secret");
-        write_private(&path, b"x").unwrap();
-        write_private(&path, b"y").unwrap();
+    fn files_are_for_the_runner_and_stay_under_the_state_dir() {
+        let state = tempfile::tempdir().unwrap();
+        let dir = RunnerFiles::new(state.path()).dir(&ObjectKey::new("team", "web.v2").unwrap());
+        assert_eq!(dir, state.path().join("runners/team/web.v2"));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.json");
+        write_for_runner(&path, b"x").unwrap();
+        write_for_runner(&path, b"y").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"y");
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
+            0o644
         );
     }
 }

@@ -33,6 +33,9 @@ use crate::{Config, Error};
 pub const HELLO_IMAGE: &str = "forklet-examples/hello:dev";
 /// A module that breaks the contract as its config says (see its source).
 pub const MISBEHAVE_IMAGE: &str = "forklet-examples/misbehave:dev";
+/// A module as modules are published: Python as PID 1 with no SIGTERM
+/// handler, a non-root `USER`, slow to start when told (`examples/modules/python`).
+pub const PYTHON_IMAGE: &str = "forklet-examples/python:dev";
 
 /// The workspace most tests put their modules in.
 pub const WORKSPACE: &str =
@@ -609,6 +612,18 @@ fn build_images() {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        let script = repo_root().join("examples/modules/python/build-image.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(PYTHON_IMAGE)
+            .output()
+            .expect("run the python build-image.sh");
+        assert!(
+            out.status.success(),
+            "{} failed:\n{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     });
 }
 

@@ -100,7 +100,8 @@ async fn a_module_lives_through_install_sleep_resume_restart_and_uninstall() {
     assert_eq!(start["event"], "start");
     assert_eq!(start["config"], config);
     assert_eq!(start["kubeconfigReadable"], true);
-    // On the host: the chosen context is current, and the secret is private.
+    // On the host: the chosen context is current, and the secret is private
+    // by the state dir around it (readable inside, for the image's user).
     let kubeconfig_path = harness.runner_dir("app").join("workspace_kubeconfig");
     let kubeconfig = std::fs::read_to_string(&kubeconfig_path).unwrap();
     assert!(
@@ -117,7 +118,15 @@ async fn a_module_lives_through_install_sleep_resume_restart_and_uninstall() {
             .permissions()
             .mode()
             & 0o777,
-        0o600
+        0o644
+    );
+    assert_eq!(
+        std::fs::metadata(harness.state.path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
     );
 
     // Sleep: the stored metadata goes back with the config laid over it.
