@@ -45,6 +45,8 @@ pub struct ApiState {
     pub hibernation: watch::Receiver<Arc<Hibernation>>,
     /// Rung after an override is stored, so the hibernation clock looks again.
     pub overrides_changed: Arc<Notify>,
+    /// For a `controller` runner's socket: the one workspace it may read.
+    pub scope: Option<ObjectKey>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +108,42 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for KeyPath {
     }
 }
 
+/// What a module with the `controller` permission may do: read its own
+/// workspace and the modules in it. No secrets, no overrides, no retries,
+/// no forgetting; its socket serves nothing else.
+pub fn controller_router(mut state: ApiState, workspace: ObjectKey) -> Router {
+    state.scope = Some(workspace);
+    Router::new()
+        .route("/v1/modules", get(list_modules))
+        .route("/v1/modules/{namespace}/{name}", get(get_module))
+        .route("/v1/workspaces", get(list_workspaces))
+        .route("/v1/workspaces/{namespace}/{name}", get(get_workspace))
+        .with_state(state)
+}
+
+impl ApiState {
+    /// Whether a caller of this socket may see `workspace`.
+    fn sees(&self, workspace: &ObjectKey) -> bool {
+        self.scope.as_ref().is_none_or(|scope| scope == workspace)
+    }
+
+    /// The workspace module `key` is in, as recorded or as desired.
+    fn sees_module(
+        &self,
+        record: Option<&ModuleRecord>,
+        desired: &DesiredState,
+        key: &ObjectKey,
+    ) -> bool {
+        let workspace = record
+            .map(|r| &r.workspace)
+            .or(desired.modules.get(key).map(|m| &m.workspace));
+        match workspace {
+            Some(workspace) => self.sees(workspace),
+            None => self.scope.is_none(),
+        }
+    }
+}
+
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/modules", get(list_modules))
@@ -143,6 +181,7 @@ async fn list_modules(State(state): State<ApiState>) -> Result<Json<Vec<ModuleVi
     let records: HashMap<&ObjectKey, &ModuleRecord> = records.iter().map(|r| (&r.key, r)).collect();
     let views = keys
         .iter()
+        .filter(|key| state.sees_module(records.get(key).copied(), &desired, key))
         .map(|key| module_view(key, records.get(key).copied(), &desired, &hibernation))
         .collect();
     Ok(Json(views))
@@ -156,7 +195,7 @@ async fn get_module(
     let hibernation = state.hibernation.borrow().clone();
     let record = state.store.module(&key)?;
     let named = desired.modules.contains_key(&key) || desired.is_held(Kind::Module, &key);
-    if record.is_none() && !named {
+    if record.is_none() && !named || !state.sees_module(record.as_ref(), &desired, &key) {
         return Err(ApiError::NotFound {
             kind: Kind::Module,
             key,
@@ -238,6 +277,7 @@ async fn list_workspaces(State(state): State<ApiState>) -> Json<Vec<WorkspaceVie
     let hibernation = state.hibernation.borrow().clone();
     let mut keys: Vec<ObjectKey> = desired.workspaces.keys().cloned().collect();
     keys.extend(desired.held(Kind::Workspace).cloned());
+    keys.retain(|key| state.sees(key));
     keys.sort();
     keys.dedup();
     Json(
@@ -253,7 +293,8 @@ async fn get_workspace(
 ) -> Result<Json<WorkspaceView>, ApiError> {
     let desired = state.desired.borrow().clone();
     let hibernation = state.hibernation.borrow().clone();
-    if !desired.workspaces.contains_key(&key) && !desired.is_held(Kind::Workspace, &key) {
+    let named = desired.workspaces.contains_key(&key) || desired.is_held(Kind::Workspace, &key);
+    if !named || !state.sees(&key) {
         return Err(ApiError::NotFound {
             kind: Kind::Workspace,
             key,

@@ -45,9 +45,9 @@ pub enum SocketError {
     SharedDirectory(PathBuf),
 }
 
-/// Binds `path`, replacing only a stale socket left by a daemon that did
-/// not stop cleanly; the socket is 0600: the API can start containers.
-pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
+/// Binds `path` with `mode`, replacing only a stale socket left by a
+/// daemon that did not stop cleanly.
+pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, SocketError> {
     let io = |source| SocketError::Io {
         path: path.to_owned(),
         source,
@@ -74,7 +74,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
         Err(err) => return Err(io(err)),
     }
     let listener = UnixListener::bind(path).map_err(io)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
     Ok(listener)
 }
 
@@ -141,7 +141,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notes.txt");
         std::fs::write(&path, "keep me").unwrap();
-        let err = bind(&path).unwrap_err();
+        let err = bind(&path, 0o600).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
@@ -157,8 +157,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("forkletd.sock");
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-        let live = bind(&path).expect("a stale socket is replaced");
-        assert!(matches!(bind(&path), Err(SocketError::AlreadyRunning(_))));
+        let live = bind(&path, 0o600).expect("a stale socket is replaced");
+        assert!(matches!(
+            bind(&path, 0o600),
+            Err(SocketError::AlreadyRunning(_))
+        ));
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         drop(live);
@@ -173,7 +176,7 @@ mod tests {
             .create(&shared)
             .unwrap();
         std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let err = bind(&shared.join("forkletd.sock")).unwrap_err();
+        let err = bind(&shared.join("forkletd.sock"), 0o600).unwrap_err();
         assert!(matches!(err, SocketError::SharedDirectory(_)), "{err}");
     }
 }

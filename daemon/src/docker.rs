@@ -180,7 +180,8 @@ impl DockerRuntime {
         let mut binds = vec![format!("{}:/forkspacer:ro", spec.files_dir.display())];
         if let Some(dir) = &spec.controller_dir {
             env.push(format!("FORKLET_SOCKET={CONTROLLER_SOCKET}"));
-            binds.push(format!("{}:{CONTROLLER_MOUNT}", dir.display()));
+            // Read-only: a module may talk to the socket, never replace it.
+            binds.push(format!("{}:{CONTROLLER_MOUNT}:ro", dir.display()));
         }
         let labels = HashMap::from([
             (LABEL_INSTANCE.to_owned(), self.instance.clone()),

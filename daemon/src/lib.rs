@@ -8,6 +8,7 @@ pub mod api;
 pub mod backoff;
 pub mod catalog;
 pub mod control_socket;
+pub mod controller_sockets;
 pub mod docker;
 pub mod fault;
 pub mod hibernation;
@@ -39,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::catalog::Catalog;
+use crate::controller_sockets::ControllerSockets;
 use crate::docker::DockerRuntime;
 use crate::hibernation::HibernationClock;
 use crate::orphans::OrphanSweeper;
@@ -137,27 +139,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     }
     let (desired_tx, desired_rx) = watch::channel(Arc::new(initial));
 
-    let listener = control_socket::bind(&config.socket)?;
-    // A socket of its own, in a directory of its own, for runners with the
-    // `controller` permission: what is mounted into them is that and nothing
-    // more (never the state dir), and it outlives daemon restarts.
-    let controller_dir = state_dir.join("controller");
-    let controller_socket = controller_dir.join("forkletd.sock");
-    let controller_listener = control_socket::bind(&controller_socket)?;
+    // 0600: the API can start containers.
+    let listener = control_socket::bind(&config.socket, 0o600)?;
     tracing::info!(socket = %config.socket.display(), manifests = %manifests.display(), "forkletd ready");
 
-    let ctx = Arc::new(Context {
-        store: store.clone(),
-        runtime,
-        client: ModuleClient::new(config.limits.clone()),
-        files: RunnerFiles::new(state_dir),
-        permits: Semaphore::new(config.max_concurrent.max(1)),
-        shutdown: shutdown.clone(),
-        controller_dir,
-        backoff: config.retry,
-        removal_grace: config.removal_grace,
-        stop_runners_while_asleep: !config.keep_runners_while_asleep,
-    });
     // The first snapshot is taken before any worker starts, so that a module
     // in a workspace asleep by schedule is never woken at start.
     let first = HibernationClock::snapshot(&store, &desired_rx.borrow(), chrono::Utc::now());
@@ -178,15 +163,38 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         });
     };
     let (refresh_tx, refresh_rx) = tokio::sync::mpsc::unbounded_channel();
-    let app = api::router(api::ApiState {
-        store,
+    let api_state = api::ApiState {
+        store: store.clone(),
         desired: desired_rx.clone(),
         refresh: refresh_tx,
         commands: commands_tx,
         hibernation: hibernation_rx.clone(),
         overrides_changed,
-    });
+        scope: None,
+    };
+    // Sockets of their own, in directories of their own, for runners with
+    // the `controller` permission: what is mounted into them is that and
+    // nothing more (never the state dir).
+    let controllers = ControllerSockets::new(
+        state_dir.join("controller"),
+        api_state.clone(),
+        shutdown.clone(),
+    );
+    let app = api::router(api_state);
+    let sockets = controllers.clone();
 
+    let ctx = Arc::new(Context {
+        store: store.clone(),
+        runtime,
+        client: ModuleClient::new(config.limits.clone()),
+        files: RunnerFiles::new(state_dir),
+        permits: Semaphore::new(config.max_concurrent.max(1)),
+        shutdown: shutdown.clone(),
+        controller_dirs: Box::new(move |workspace| controllers.dir(workspace)),
+        backoff: config.retry,
+        removal_grace: config.removal_grace,
+        stop_runners_while_asleep: !config.keep_runners_while_asleep,
+    });
     let mut core = CoreTasks::default();
     let stop = &shutdown;
     core.spawn("hibernation clock", clock.run(stop.clone()));
@@ -207,11 +215,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     );
     core.spawn(
         "control socket",
-        control_socket::serve(listener, app.clone(), stop.clone()),
-    );
-    core.spawn(
-        "controller socket",
-        control_socket::serve(controller_listener, app, stop.clone()),
+        control_socket::serve(listener, app, stop.clone()),
     );
     // Every core task runs until shutdown: one that ends before is a
     // daemon that no longer does its job, and it says so by failing (a
@@ -220,7 +224,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     shutdown.cancel();
     core.drain().await;
     let _ = std::fs::remove_file(&config.socket);
-    let _ = std::fs::remove_file(&controller_socket);
+    sockets.remove_all();
     match failed {
         Some((task, why)) => Err(Error::TaskEnded { task, why }),
         None => Ok(()),

@@ -25,12 +25,38 @@ async fn only_a_controller_module_reaches_the_control_api() {
         "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\n",
     );
     let usage = "resource_usage: {cpu: 500m, memory: 64Mi}";
+    harness.write(
+        "other.yaml",
+        "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: other}\n",
+    );
+    let elsewhere =
+        module("elsewhere", "[]", "").replace("workspace: {name: dev}", "workspace: {name: other}");
+    harness.write("elsewhere.yaml", &elsewhere);
+    harness.wait_phase("elsewhere", "ready").await;
     harness.write("ctl.yaml", &module("ctl", "[controller]", usage));
     harness.write("plain.yaml", &module("plain", "[]", ""));
 
     let ctl = harness.wait_phase("ctl", "ready").await;
     let plain = harness.wait_phase("plain", "ready").await;
     assert_eq!(ctl.metadata["controlApi"], "HTTP/1.1 200 OK");
+    // Least privilege: its own workspace's modules, read-only, no secrets.
+    let listed = ctl.metadata["controlApiModules"].as_array().unwrap();
+    assert!(
+        listed.contains(&"ctl".into()) && !listed.contains(&"elsewhere".into()),
+        "{listed:?}"
+    );
+    assert!(
+        ctl.metadata["controlApiSecrets"]
+            .as_str()
+            .unwrap()
+            .starts_with("HTTP/1.1 404")
+    );
+    assert!(
+        ctl.metadata["controlApiForget"]
+            .as_str()
+            .unwrap()
+            .starts_with("HTTP/1.1 404")
+    );
     assert_eq!(
         plain.metadata["controlApi"],
         "unreachable: FORKLET_SOCKET is not set"
@@ -54,6 +80,15 @@ async fn only_a_controller_module_reaches_the_control_api() {
         mounts
     };
     assert_eq!(mounts(&ctl_info), ["/forklet", "/forkspacer"]);
+    assert!(
+        ctl_info
+            .mounts
+            .clone()
+            .unwrap()
+            .iter()
+            .all(|m| m.rw == Some(false)),
+        "both mounted read-only"
+    );
     assert_eq!(
         mounts(&plain_info),
         vec!["/forkspacer".to_owned()],
@@ -81,4 +116,35 @@ async fn only_a_controller_module_reaches_the_control_api() {
     assert_eq!(host.cpu_shares, Some(512));
     assert_eq!(host.memory_reservation, Some(64 << 20));
     assert_eq!(host.memory, Some(0), "no hard memory limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_module_reaches_the_api_again_after_a_restart() {
+    let Some(mut harness) = Harness::start().await else {
+        return;
+    };
+    harness.write(
+        "workspace.yaml",
+        "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\n",
+    );
+    harness.write("ctl.yaml", &module("ctl", "[controller]", ""));
+    let before = harness.wait_phase("ctl", "ready").await;
+    assert_eq!(before.metadata["controlApi"], "HTTP/1.1 200 OK");
+    harness.restart().await;
+    // The same runner, adopted; a config edit makes it call the API again.
+    let edited = module("ctl", "[controller]", "").replace(
+        "{probeControlApi: true}",
+        "{probeControlApi: true, round: 2}",
+    );
+    harness.write("ctl.yaml", &edited);
+    let after = harness
+        .wait_until("ctl installed again", || async {
+            harness
+                .module("ctl")
+                .await
+                .filter(|m| m.phase == "ready" && m.metadata["installs"] == 2)
+        })
+        .await;
+    assert_eq!(after.container_id, before.container_id);
+    assert_eq!(after.metadata["controlApi"], "HTTP/1.1 200 OK");
 }

@@ -36,6 +36,9 @@ use crate::runner_files::RunnerFiles;
 
 pub use supervisor::Supervisor;
 
+pub type ControllerDirs =
+    Box<dyn Fn(&ObjectKey) -> Result<PathBuf, crate::control_socket::SocketError> + Send + Sync>;
+
 /// What every worker shares.
 pub struct Context<R, M = ModuleClient> {
     pub store: Arc<Store>,
@@ -44,8 +47,9 @@ pub struct Context<R, M = ModuleClient> {
     pub files: RunnerFiles,
     pub permits: Semaphore,
     pub shutdown: CancellationToken,
-    /// The directory of the control socket that `controller` runners get.
-    pub controller_dir: PathBuf,
+    /// The directory of the control socket that a workspace's `controller`
+    /// runners get (bound on first use).
+    pub controller_dirs: ControllerDirs,
     pub backoff: Backoff,
     /// How long a module must stay absent from every manifest before it is
     /// uninstalled: files vanish for a moment under editors, `git checkout`

@@ -28,6 +28,8 @@ pub(super) enum StepError {
     Files(#[from] FilesError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    ControllerSocket(#[from] crate::control_socket::SocketError),
     #[error("forklet has no record of this module")]
     NotRecorded,
     #[error("forkletd is stopping")]
@@ -174,7 +176,13 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
             files_dir: self.ctx.files.dir(&self.key),
             credentials,
             missing_secrets,
-            controller_dir: settings.controller.then(|| self.ctx.controller_dir.clone()),
+            controller_dir: match settings.controller {
+                true => {
+                    let workspace = self.recorded()?.workspace.clone();
+                    Some((self.ctx.controller_dirs)(&workspace)?)
+                }
+                false => None,
+            },
         };
         let (store, key) = (self.ctx.store.clone(), self.key.clone());
         let progress = move |line: &str| {

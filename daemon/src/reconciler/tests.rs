@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Command, Context, Supervisor};
 use crate::backoff::Backoff;
+use crate::control_socket::SocketError;
 use crate::hibernation::Hibernation;
 use crate::protocol::{CallError, ModuleApi};
 use crate::runner_files::RunnerFiles;
@@ -227,7 +228,7 @@ impl Rig {
             files: RunnerFiles::new(dir.path()),
             permits: Semaphore::new(max_concurrent),
             shutdown: shutdown.clone(),
-            controller_dir: dir.path().join("controller"),
+            controller_dirs: Box::new(|w| Err(SocketError::SharedDirectory(w.to_string().into()))),
             backoff: Backoff {
                 base: Duration::from_secs(1),
                 cap: Duration::from_secs(60),

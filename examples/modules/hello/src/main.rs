@@ -25,7 +25,20 @@ fn route(request: &Request) -> Reply {
                 return Reply::text(400, reason);
             }
             if metadata.get("probeControlApi") == Some(&Value::Bool(true)) {
-                metadata.insert("controlApi".into(), probe_control_api().into());
+                let (status, body) = control_api("GET", "/v1/modules");
+                metadata.insert("controlApi".into(), status.into());
+                let names: Vec<Value> = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v.as_array().cloned())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|m| m.get("name").cloned())
+                    .collect();
+                metadata.insert("controlApiModules".into(), names.into());
+                let (secrets, _) = control_api("GET", "/v1/secrets");
+                metadata.insert("controlApiSecrets".into(), secrets.into());
+                let (forget, _) = control_api("POST", "/v1/modules/default/plain/forget");
+                metadata.insert("controlApiForget".into(), forget.into());
             }
             let installs = metadata
                 .get("installs")
@@ -64,23 +77,29 @@ fn log_start() {
     }));
 }
 
-/// With the `controller` permission a module may call forklet's control API
-/// on `$FORKLET_SOCKET`; this reports the status line of `GET /v1/modules`,
-/// or why there was none.
-fn probe_control_api() -> String {
-    use std::io::{BufRead, BufReader, Write};
+/// A module with the `controller` permission finds forklet's control API
+/// on `$FORKLET_SOCKET`; this makes one request there and returns the
+/// status line and the body, or why there was none.
+fn control_api(method: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
-    let Ok(path) = std::env::var("FORKLET_SOCKET") else {
-        return "unreachable: FORKLET_SOCKET is not set".into();
+    let Ok(socket) = std::env::var("FORKLET_SOCKET") else {
+        return (
+            "unreachable: FORKLET_SOCKET is not set".into(),
+            String::new(),
+        );
     };
-    let exchange = || -> std::io::Result<String> {
-        let mut stream = UnixStream::connect(&path)?;
-        stream.write_all(
-            b"GET /v1/modules HTTP/1.1\r\nHost: forkletd\r\nConnection: close\r\n\r\n",
+    let exchange = || -> std::io::Result<(String, String)> {
+        let mut stream = UnixStream::connect(&socket)?;
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: forkletd\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )?;
-        let mut status = String::new();
-        BufReader::new(stream).read_line(&mut status)?;
-        Ok(status.trim_end().to_owned())
+        let mut answer = String::new();
+        stream.take(1 << 20).read_to_string(&mut answer)?;
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        let status = head.lines().next().unwrap_or_default().to_owned();
+        Ok((status, body.to_owned()))
     };
-    exchange().unwrap_or_else(|err| format!("unreachable: {err}"))
+    exchange().unwrap_or_else(|err| (format!("unreachable: {err}"), String::new()))
 }
