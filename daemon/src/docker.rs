@@ -39,12 +39,14 @@ pub struct DockerRuntime {
     docker: Docker,
     /// Set apart runners of different state dirs on one engine.
     instance: String,
+    /// How long an image pull may go without any progress.
+    pull_stall: Duration,
 }
 
 impl DockerRuntime {
     /// Connects as the `docker` CLI does (`DOCKER_HOST` or the local socket)
     /// and settles on an API version the engine speaks.
-    pub async fn connect(instance: String) -> Result<Self, RuntimeError> {
+    pub async fn connect(instance: String, pull_stall: Duration) -> Result<Self, RuntimeError> {
         let engine = |detail: bollard::errors::Error| RuntimeError::Engine {
             action: "connect",
             detail: detail.to_string(),
@@ -53,7 +55,11 @@ impl DockerRuntime {
         // Without this, engines older than bollard's default API refuse every call.
         let docker = docker.negotiate_version().await.map_err(engine)?;
         docker.ping().await.map_err(engine)?;
-        Ok(Self { docker, instance })
+        Ok(Self {
+            docker,
+            instance,
+            pull_stall,
+        })
     }
 
     /// A watcher of this daemon's runners, to run beside the runtime.
@@ -135,7 +141,16 @@ impl DockerRuntime {
             .build();
         let mut pull = self.docker.create_image(Some(options), None, credentials);
         let mut reported = Instant::now();
-        while let Some(step) = pull.next().await {
+        loop {
+            // A pull that stops making progress (a registry that hangs, a
+            // network that went away) fails instead of holding the module.
+            let Ok(next) = tokio::time::timeout(self.pull_stall, pull.next()).await else {
+                return Err(RuntimeError::Pull {
+                    image: image.to_owned(),
+                    detail: format!("no progress for {} s", self.pull_stall.as_secs()),
+                });
+            };
+            let Some(step) = next else { break };
             let step = step.map_err(|err| RuntimeError::Pull {
                 image: image.to_owned(),
                 detail: err.to_string(),

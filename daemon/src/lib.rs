@@ -66,6 +66,8 @@ pub struct Config {
     /// How long a module stays absent from every manifest before it is
     /// uninstalled.
     pub removal_grace: Duration,
+    /// How long an image pull may go without progress before it fails.
+    pub pull_stall: Duration,
     /// Keep runners running while their module is asleep (default: stop them).
     pub keep_runners_while_asleep: bool,
 }
@@ -111,7 +113,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let _lock = lock_state_dir(state_dir)?;
     let store = Arc::new(Store::open(&state_dir.join("forklet.db"))?);
     let instance = store.setting_or_init("instance", random_id)?;
-    let runtime = DockerRuntime::connect(instance).await?;
+    let runtime = DockerRuntime::connect(instance, config.pull_stall).await?;
     let runner_events = runtime.runner_events();
     let sweeper = OrphanSweeper {
         runtime: runtime.clone(),

@@ -54,6 +54,9 @@ struct Args {
     /// uninstalled (a file that vanishes for a moment uninstalls nothing).
     #[arg(long, env = "FORKLET_REMOVAL_GRACE", value_parser = seconds(), default_value_t = 5)]
     removal_grace: u64,
+    /// Seconds an image pull may go without progress before it fails.
+    #[arg(long, env = "FORKLET_PULL_TIMEOUT", value_parser = seconds(), default_value_t = 120)]
+    pull_timeout: u64,
     /// Keep a module's runner running while it is asleep (by default it is
     /// stopped after /sleep and started again before /resume).
     #[arg(long, env = "FORKLET_KEEP_RUNNERS_WHILE_ASLEEP")]
@@ -98,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
         max_concurrent: args.max_concurrent,
         orphan_grace: Duration::from_secs(args.orphan_grace),
         removal_grace: Duration::from_secs(args.removal_grace),
+        pull_stall: Duration::from_secs(args.pull_timeout.max(1)),
         keep_runners_while_asleep: args.keep_runners_while_asleep,
         retry: Backoff {
             base: Duration::from_secs(1),

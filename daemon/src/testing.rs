@@ -169,6 +169,7 @@ impl Harness {
             orphan_grace: Duration::from_millis(300),
             // Short, so tests of deletion do not wait; tests of the grace set their own.
             removal_grace: Duration::from_millis(200),
+            pull_stall: Duration::from_secs(120),
             keep_runners_while_asleep: false,
             // Short, so tests see retries happen without waiting long.
             retry: Backoff {

@@ -226,3 +226,46 @@ async fn private_images_are_pulled_with_their_secret_and_never_leak_it() {
         .remove_image(&format!("{repository}:v1"), Some(untag), None)
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_that_makes_no_progress_fails_with_the_reason() {
+    let Some(harness) = Harness::start_with(|c| c.pull_stall = Duration::from_secs(1)).await else {
+        return;
+    };
+    // A "registry" on loopback that takes connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for stream in silent.incoming().take(4) {
+            open.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    harness.write(
+        "workspace.yaml",
+        "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\n",
+    );
+    let image = format!("127.0.0.1:{port}/stalled/module:1");
+    let module = ModuleYaml {
+        image: &image,
+        ..ModuleYaml::default()
+    };
+    harness.write("app.yaml", &module.to_string());
+    let failed = harness
+        .wait_until("the stalled pull given up", || async {
+            harness
+                .module("app")
+                .await
+                .filter(|m| m.phase == "failed" && m.message.contains("no progress for 1 s"))
+        })
+        .await;
+    assert!(
+        failed.message.starts_with(&format!(
+            "install failed: image {image} is not present and could not be pulled"
+        )),
+        "{}",
+        failed.message
+    );
+    drop(held);
+}

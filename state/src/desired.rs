@@ -396,6 +396,26 @@ mod tests {
         );
     }
 
+    /// The hashes decide whether a running module is adopted or installed
+    /// again: a change here reinstalls every module of every user on
+    /// upgrade. Change them only on purpose, with a migration.
+    #[test]
+    fn the_hashes_of_a_known_module_never_change() {
+        let state = build(&[
+            ("/m/ws.yaml", WORKSPACE.into()),
+            ("/m/app.yaml", module("app", "{replicas: 2}")),
+        ]);
+        let app = &state.modules[&ObjectKey::new("default", "app").unwrap()];
+        assert_eq!(
+            app.runner.runner_hash,
+            "eb01ae469db0f5c61ffe0fea5498648203546c486cb6a1a7f9ccde093647559f"
+        );
+        assert_eq!(
+            app.install_hash,
+            "76133ffd15e6a9422d5607aef36e2dfcacdf8b9fce200a8df38a0aea3b6693a9"
+        );
+    }
+
     #[test]
     fn config_changes_the_install_hash_but_not_the_runner_hash() {
         let a = build(&[

@@ -262,6 +262,7 @@ const EVENTS_KEPT: i64 = 200;
 
 pub struct Store {
     conn: Mutex<Connection>,
+    reader: Option<Mutex<Connection>>,
 }
 
 impl Store {
@@ -285,11 +286,29 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let store = Self {
+        let mut store = Self {
             conn: Mutex::new(conn),
+            reader: None,
         };
         store.migrate()?;
+        // A second connection for reads: with WAL it sees the last commit
+        // without waiting for one in progress (and its fsync).
+        let reader = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        store.reader = Some(Mutex::new(reader));
         Ok(store)
+    }
+
+    /// The connection for reads that change nothing.
+    fn read(&self) -> MutexGuard<'_, Connection> {
+        self.reader
+            .as_ref()
+            .unwrap_or(&self.conn)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -343,14 +362,14 @@ impl Store {
     }
 
     pub fn modules(&self) -> Result<Vec<ModuleRecord>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut stmt = conn.prepare(&format!("{SELECT_MODULE} ORDER BY namespace, name"))?;
         let rows = stmt.query_map([], RawRecord::from_row)?;
         rows.map(|row| row?.decode()).collect()
     }
 
     pub fn module(&self, key: &ObjectKey) -> Result<Option<ModuleRecord>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let raw = conn
             .query_row(
                 &format!("{SELECT_MODULE} WHERE namespace = ?1 AND name = ?2"),
@@ -457,7 +476,7 @@ impl Store {
     /// The last text of each manifest file that parsed cleanly: what stands
     /// in for a file that is broken when the daemon starts.
     pub fn last_good_manifest(&self, path: &Path) -> Result<Option<String>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let text = conn
             .query_row(
                 "SELECT text FROM manifests WHERE path = ?1",
@@ -487,7 +506,7 @@ impl Store {
     /// A definition fetched from `url`, kept so that restarts and lifecycle
     /// calls never need the network again.
     pub fn fetched_definition(&self, url: &str) -> Result<Option<String>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let text = conn
             .query_row(
                 "SELECT text FROM fetched_definitions WHERE url = ?1",
@@ -527,7 +546,7 @@ impl Store {
     }
 
     pub fn secret(&self, name: &str) -> Result<Option<RegistrySecret>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let secret = conn
             .query_row(
                 "SELECT name, server, username, password FROM secrets WHERE name = ?1",
@@ -547,7 +566,7 @@ impl Store {
 
     /// Names and types only: what may be shown.
     pub fn secret_names(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut stmt = conn.prepare("SELECT name, type FROM secrets ORDER BY name")?;
         let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -622,7 +641,7 @@ impl Store {
 
     /// The newest `limit` events of a module, oldest first.
     pub fn events(&self, key: &ObjectKey, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut stmt = conn.prepare(
             "SELECT at, reason, message FROM (
                  SELECT id, at, reason, message FROM events WHERE namespace = ?1 AND name = ?2

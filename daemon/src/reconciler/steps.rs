@@ -60,7 +60,8 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         });
         record.workspace = desired.workspace.clone();
         record.runner = desired.runner.clone();
-        self.begin(Operation::Install, Phase::Installing, "Installing")?;
+        self.begin(Operation::Install, Phase::Installing, "Installing")
+            .await?;
         self.write_files(desired).await?;
         let endpoint = self.ready_runner(&desired.runner).await?;
         let metadata = self
@@ -72,7 +73,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         record.installed_hash = Some(desired.install_hash.clone());
         // A fresh install leaves the module awake; `hibernated` is applied next.
         record.asleep = false;
-        Ok(self.settle("Installed", "POST /install succeeded")?)
+        self.settle("Installed", "POST /install succeeded").await
     }
 
     async fn sleep_or_resume(
@@ -84,7 +85,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
             Operation::Sleep => (Phase::Sleeping, "Sleeping", true),
             _ => (Phase::Resuming, "Resuming", false),
         };
-        self.begin(operation, during, reason)?;
+        self.begin(operation, during, reason).await?;
         let endpoint = self.ready_runner(&desired.runner).await?;
         let config = self.recorded()?.config.clone();
         let metadata = self.call(endpoint, operation, &config).await?;
@@ -99,11 +100,13 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         record.metadata = metadata;
         record.asleep = asleep;
         let reason = if asleep { "Slept" } else { "Resumed" };
-        Ok(self.settle(reason, &format!("POST {} succeeded", operation.path()))?)
+        self.settle(reason, &format!("POST {} succeeded", operation.path()))
+            .await
     }
 
     async fn uninstall(&mut self) -> Result<(), StepError> {
-        self.begin(Operation::Uninstall, Phase::Uninstalling, "Uninstalling")?;
+        self.begin(Operation::Uninstall, Phase::Uninstalling, "Uninstalling")
+            .await?;
         let record = self.recorded()?;
         let (settings, config) = (record.runner.clone(), record.config.clone());
         let installed = record.installed_hash.is_some();
@@ -137,7 +140,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         self.ready_runner(settings).await?;
         let record = self.recorded()?;
         if record.phase != settled(record.asleep) {
-            self.settle("Recovered", "runner is healthy")?;
+            self.settle("Recovered", "runner is healthy").await?;
         }
         Ok(())
     }
@@ -195,7 +198,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         if record.container_id.as_deref() != Some(runner.container_id.as_str()) {
             record.container_id = Some(runner.container_id.clone());
             let message = format!("runner container {}", short_id(&runner.container_id));
-            self.save("RunnerStarted", &message)?;
+            self.save("RunnerStarted", &message).await?;
         }
         self.ctx.client.wait_healthy(runner.endpoint).await?;
         tracing::debug!(module = %self.key, container = short_id(&runner.container_id), "runner healthy");
@@ -240,19 +243,24 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
 
     /// Enters the phase of a lifecycle call, committed with the call it is
     /// about to make.
-    fn begin(&mut self, operation: Operation, phase: Phase, reason: &str) -> Result<(), StepError> {
+    async fn begin(
+        &mut self,
+        operation: Operation,
+        phase: Phase,
+        reason: &str,
+    ) -> Result<(), StepError> {
         let record = self.recorded()?;
         record.phase = phase;
         record.operation = Some(operation);
         record.message = String::new();
         let message = format!("calling POST {}", operation.path());
         tracing::info!(module = %self.key, %phase, "{message}");
-        Ok(self.save(reason, &message)?)
+        Ok(self.save(reason, &message).await?)
     }
 
     /// The call under way worked: the module rests in its settled phase,
     /// and the failures before no longer count.
-    fn settle(&mut self, reason: &str, message: &str) -> Result<(), StepError> {
+    async fn settle(&mut self, reason: &str, message: &str) -> Result<(), StepError> {
         let record = self.recorded()?;
         record.operation = None;
         record.attempts = 0;
@@ -261,15 +269,24 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         record.message = String::new();
         let phase = record.phase;
         tracing::info!(module = %self.key, %phase, "{message}");
-        Ok(self.save(reason, message)?)
+        Ok(self.save(reason, message).await?)
     }
 
-    pub(super) fn save(&mut self, reason: &str, message: &str) -> Result<(), StoreError> {
+    /// Commits the record with an event, on a blocking thread: a commit
+    /// waits for the disk (synchronous=FULL), and the runtime must not.
+    pub(super) async fn save(&mut self, reason: &str, message: &str) -> Result<(), StoreError> {
         let Some(record) = self.record.as_mut() else {
             return Ok(());
         };
         record.last_activity = Utc::now();
-        self.ctx.store.save(record, reason, message)
+        let (store, record) = (self.ctx.store.clone(), record.clone());
+        let (reason, message) = (reason.to_owned(), message.to_owned());
+        let saved =
+            tokio::task::spawn_blocking(move || store.save(&record, &reason, &message)).await;
+        match saved {
+            Ok(result) => result,
+            Err(err) => std::panic::resume_unwind(err.into_panic()),
+        }
     }
 }
 

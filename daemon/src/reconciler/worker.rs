@@ -237,14 +237,14 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         };
         match result {
             Ok(()) => Outcome::Done,
-            Err(err) => Outcome::Failed(self.error_policy(name, &err)),
+            Err(err) => Outcome::Failed(self.error_policy(name, &err).await),
         }
     }
 
     /// Records a failed step and returns how long to wait before the next
     /// try. The record keeps the operation that failed: its effect is
     /// unknown, and the plan treats it so.
-    fn error_policy(&mut self, action: &str, err: &StepError) -> Duration {
+    async fn error_policy(&mut self, action: &str, err: &StepError) -> Duration {
         let message = format!("{action} failed: {err}");
         let Some(record) = self.record.as_mut() else {
             let delay = self.ctx.backoff.next(1);
@@ -259,7 +259,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
             .ok()
             .and_then(|d| Utc::now().checked_add_signed(d));
         tracing::warn!(module = %self.key, attempt = record.attempts, "{message}; retrying in {delay:?}");
-        if let Err(store_err) = self.save("Failed", &message) {
+        if let Err(store_err) = self.save("Failed", &message).await {
             tracing::error!(module = %self.key, error = %store_err, "cannot record the failure");
         }
         delay
