@@ -1,6 +1,7 @@
 //! `forklet sleep|resume NAME [--workspace] [--for DURATION | --until TIME]`:
 //! manual overrides that expire on their own. Without `--for` or `--until`
-//! one lasts until the workspace's next scheduled transition.
+//! one lasts until the workspace's next scheduled transition; `--clear` ends
+//! one now.
 
 use chrono::{DateTime, Local, NaiveTime, TimeZone, Utc};
 use forklet_state::api::{OverrideRequest, OverrideView};
@@ -22,6 +23,9 @@ pub struct Target {
     /// Until when: an RFC 3339 time, or HH:MM (local, the next one to come).
     #[arg(long, value_parser = parse_until)]
     pub until: Option<DateTime<Utc>>,
+    /// End the manual sleep or resume now: manifests and schedules decide again.
+    #[arg(long, conflicts_with_all = ["duration", "until"])]
+    pub clear: bool,
 }
 
 pub async fn run(client: &Client, action: &str, target: Target) -> Result<String, ClientError> {
@@ -30,17 +34,25 @@ pub async fn run(client: &Client, action: &str, target: Target) -> Result<String
     } else {
         "modules"
     };
+    let what = if target.workspace {
+        "workspace"
+    } else {
+        "module"
+    };
+    if target.clear {
+        let path = format!("/v1/{kind}/{}/{}/override", target.namespace, target.name);
+        client.delete(&path).await?;
+        return Ok(format!(
+            "{what} {}/{}: override cleared",
+            target.namespace, target.name
+        ));
+    }
     let path = format!("/v1/{kind}/{}/{}/{action}", target.namespace, target.name);
     let request = OverrideRequest {
         for_seconds: target.duration,
         until: target.until,
     };
     let set: OverrideView = client.post(&path, &request).await?;
-    let what = if target.workspace {
-        "workspace"
-    } else {
-        "module"
-    };
     let lasting = match set.until {
         Some(until) => format!(
             "until {}",

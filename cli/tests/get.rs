@@ -137,6 +137,18 @@ async fn get_shows_the_bundled_examples_for_people_and_programs() {
         "workspace default/dev: resume until another override replaces it\n"
     );
     harness.wait_phase("hello", "ready").await;
+    // Cleared: the manifests decide again, and a second clear has nothing to do.
+    let (ok, stdout, _) = forklet(&socket, &["resume", "dev", "--workspace", "--clear"]);
+    assert!(ok);
+    assert_eq!(stdout, "workspace default/dev: override cleared\n");
+    let (_, table, _) = forklet(&socket, &["get", "workspaces"]);
+    assert!(!table.contains("resume"), "{table}");
+    let (ok, _, stderr) = forklet(&socket, &["resume", "dev", "--workspace", "--clear"]);
+    assert!(!ok);
+    assert_eq!(
+        stderr.trim(),
+        "forklet: workspace default/dev has no override"
+    );
     let (ok, _, stderr) = forklet(&socket, &["sleep", "dev", "--workspace", "--for", "soon"]);
     assert!(!ok && stderr.contains("is not a duration"), "{stderr}");
 

@@ -55,6 +55,8 @@ pub enum ApiError {
     NotFound { kind: Kind, key: ObjectKey },
     #[error("secret {0} not found")]
     NoSuchSecret(String),
+    #[error("{} {key} has no override", scope.as_str())]
+    NoOverride { scope: Scope, key: ObjectKey },
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -70,7 +72,9 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
-            ApiError::NotFound { .. } | ApiError::NoSuchSecret(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound { .. } | ApiError::NoSuchSecret(_) | ApiError::NoOverride { .. } => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
@@ -151,6 +155,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/modules/{namespace}/{name}/retry", post(retry_module))
         .route("/v1/modules/{namespace}/{name}/forget", post(forget_module))
         .route("/v1/modules/{namespace}/{name}/sleep", post(sleep_module))
+        .route(
+            "/v1/modules/{namespace}/{name}/override",
+            delete(clear_module_override),
+        )
+        .route(
+            "/v1/workspaces/{namespace}/{name}/override",
+            delete(clear_workspace_override),
+        )
         .route("/v1/modules/{namespace}/{name}/resume", post(resume_module))
         .route(
             "/v1/workspaces/{namespace}/{name}/sleep",
@@ -460,6 +472,31 @@ macro_rules! override_handler {
             set_override(&state, $scope, key, $action, request)
         }
     };
+}
+
+/// Ends a manual sleep or resume before its time: the manifests and
+/// schedules decide again.
+fn clear_override(state: &ApiState, scope: Scope, key: ObjectKey) -> Result<StatusCode, ApiError> {
+    if !state.store.delete_override(scope, &key)? {
+        return Err(ApiError::NoOverride { scope, key });
+    }
+    tracing::info!(scope = scope.as_str(), object = %key, "override cleared");
+    state.overrides_changed.notify_one();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn clear_module_override(
+    State(state): State<ApiState>,
+    KeyPath(key): KeyPath,
+) -> Result<StatusCode, ApiError> {
+    clear_override(&state, Scope::Module, key)
+}
+
+async fn clear_workspace_override(
+    State(state): State<ApiState>,
+    KeyPath(key): KeyPath,
+) -> Result<StatusCode, ApiError> {
+    clear_override(&state, Scope::Workspace, key)
 }
 
 override_handler!(sleep_module, Scope::Module, OverrideAction::Sleep);

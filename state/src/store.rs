@@ -595,6 +595,15 @@ impl Store {
         Ok(())
     }
 
+    /// Removes the override of one object; `false` when it had none.
+    pub fn delete_override(&self, scope: Scope, key: &ObjectKey) -> Result<bool, StoreError> {
+        let deleted = self.lock().execute(
+            "DELETE FROM overrides WHERE scope = ?1 AND namespace = ?2 AND name = ?3",
+            params![scope.as_str(), key.namespace(), key.name()],
+        )?;
+        Ok(deleted > 0)
+    }
+
     /// Every override, dropping those that expired before `now`.
     pub fn overrides(
         &self,
@@ -970,6 +979,22 @@ mod tests {
             1,
             "the expired one is gone"
         );
+    }
+
+    #[test]
+    fn an_override_can_be_deleted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let key = ObjectKey::new("default", "dev").unwrap();
+        let sleep = Override {
+            action: OverrideAction::Sleep,
+            until: None,
+        };
+        store.set_override(Scope::Workspace, &key, &sleep).unwrap();
+        assert!(!store.delete_override(Scope::Module, &key).unwrap());
+        assert!(store.delete_override(Scope::Workspace, &key).unwrap());
+        assert!(!store.delete_override(Scope::Workspace, &key).unwrap());
+        assert!(store.overrides(Utc::now()).unwrap().is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use forklet_state::ObjectKey;
 use forklet_state::desired::DesiredState;
+use forklet_state::hibernation::Scope;
 use forklet_state::manifest::Kind;
 use forklet_state::store::{Phase, StoreError};
 use tokio::sync::{mpsc, watch};
@@ -26,6 +27,9 @@ pub struct Supervisor<R, M> {
     problems: ProblemHistory,
     /// Modules no manifest names, since when; removed once the grace is over.
     absent: HashMap<ObjectKey, Instant>,
+    /// Overrides of objects no manifest names, since when; deleted with
+    /// their object, once the same grace is over.
+    orphan_overrides: HashMap<(Scope, ObjectKey), Instant>,
     tasks: JoinSet<()>,
     /// Which module each worker task drives.
     task_keys: HashMap<Id, ObjectKey>,
@@ -38,6 +42,7 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
             workers: HashMap::new(),
             problems: ProblemHistory::default(),
             absent: HashMap::new(),
+            orphan_overrides: HashMap::new(),
             tasks: JoinSet::new(),
             task_keys: HashMap::new(),
         }
@@ -65,6 +70,7 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
             let grace_over = self
                 .absent
                 .values()
+                .chain(self.orphan_overrides.values())
                 .min()
                 .map(|since| *since + self.ctx.removal_grace);
             let removal_due = async {
@@ -175,6 +181,49 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
             }
         }
         self.absent = still_absent;
+        self.prune_overrides(state, now);
+    }
+
+    /// A manual sleep or resume goes with its object: a module or workspace
+    /// made again later under the same name starts without it.
+    fn prune_overrides(&mut self, state: &DesiredState, now: Instant) {
+        let overrides = match self.ctx.store.overrides(Utc::now()) {
+            Ok(overrides) => overrides,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the overrides");
+                return;
+            }
+        };
+        let mut still_orphaned = HashMap::new();
+        for (scope, key, _) in overrides {
+            let named = match scope {
+                Scope::Module => {
+                    state.modules.contains_key(&key) || state.is_held(Kind::Module, &key)
+                }
+                Scope::Workspace => {
+                    state.workspaces.contains_key(&key) || state.is_held(Kind::Workspace, &key)
+                }
+            };
+            if named {
+                continue;
+            }
+            let entry = (scope, key);
+            let since = self.orphan_overrides.get(&entry).copied().unwrap_or(now);
+            if now < since + self.ctx.removal_grace {
+                still_orphaned.insert(entry, since);
+                continue;
+            }
+            let (scope, key) = entry;
+            match self.ctx.store.delete_override(scope, &key) {
+                Ok(_) => {
+                    tracing::info!(scope = scope.as_str(), object = %key, "override removed with its object")
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, object = %key, "cannot remove an override")
+                }
+            }
+        }
+        self.orphan_overrides = still_orphaned;
     }
 
     fn send(&mut self, key: ObjectKey, intent: Intent) {

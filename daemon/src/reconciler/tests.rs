@@ -478,3 +478,29 @@ async fn an_asleep_module_has_no_running_runner() {
     );
     rig.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_override_goes_with_its_module_once_the_grace_is_over() {
+    use forklet_state::hibernation::{Override, OverrideAction, Scope};
+    let fake = Fake::default();
+    let rig = Rig::start(4, fake.clone(), state(&[module("app", false, "h")]));
+    rig.until("ready", phase_is(Phase::Ready)).await;
+    let sleep = Override {
+        action: OverrideAction::Sleep,
+        until: None,
+    };
+    rig.store
+        .set_override(Scope::Module, &key("app"), &sleep)
+        .unwrap();
+    rig.desired.send_replace(state(&[]));
+    rig.until("forgotten", |r| r.is_none()).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !rig.store.overrides(chrono::Utc::now()).unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the override outlived its module"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    rig.stop().await;
+}
