@@ -15,10 +15,12 @@ use std::sync::Arc;
 
 use forklet_state::ObjectKey;
 use forklet_state::Problem;
-use forklet_state::desired::DesiredState;
+use forklet_state::desired::{DesiredState, KubeconfigSource};
 use forklet_state::manifest::{Kind, ParsedFile, is_manifest_file, parse_file, read_manifest};
 use forklet_state::source::{Definitions, read_definition_file};
 use forklet_state::store::Store;
+
+use crate::runner_files::kubeconfig_stamp;
 
 struct CachedFile {
     /// What the file looked like when it was read: an unchanged stamp means
@@ -61,6 +63,8 @@ pub struct Catalog {
     fetch_failures: HashMap<String, String>,
     /// The `httpURL`s the last resolution used.
     definition_urls: BTreeSet<String>,
+    /// The kubeconfigs modules receive, with the fingerprint each had.
+    kubeconfigs: HashMap<(ObjectKey, KubeconfigSource), u64>,
 }
 
 impl Catalog {
@@ -72,6 +76,7 @@ impl Catalog {
             definition_files: BTreeMap::new(),
             fetch_failures: HashMap::new(),
             definition_urls: BTreeSet::new(),
+            kubeconfigs: HashMap::new(),
         }
     }
 
@@ -117,7 +122,8 @@ impl Catalog {
             .filter(|path| !seen.contains(path))
             .cloned()
             .collect();
-        let mut changed = !gone.is_empty() || self.definition_files_changed();
+        let mut changed =
+            !gone.is_empty() || self.definition_files_changed() || self.kubeconfigs_changed();
         for path in gone {
             self.files.remove(&path);
             self.remember(|store| store.forget_manifest(&path));
@@ -279,10 +285,28 @@ impl Catalog {
             read: RefCell::default(),
             urls: RefCell::default(),
         };
-        let state = DesiredState::build(self.files.values().map(|f| &f.parsed), &definitions);
+        let mut state = DesiredState::build(self.files.values().map(|f| &f.parsed), &definitions);
         self.definition_files = definitions.read.into_inner();
         self.definition_urls = definitions.urls.into_inner();
+        let mut kubeconfigs = HashMap::new();
+        for module in state.modules.values_mut() {
+            if let Some(source) = &module.kubeconfig {
+                let stamp = *kubeconfigs
+                    .entry((module.workspace.clone(), source.clone()))
+                    .or_insert_with(|| kubeconfig_stamp(&module.workspace, source));
+                module.kubeconfig_stamp = Some(stamp);
+            }
+        }
+        self.kubeconfigs = kubeconfigs;
         state
+    }
+
+    /// Kubeconfigs live anywhere (`~/.kube/config`): each rescan, the
+    /// periodic one included, looks at them again.
+    fn kubeconfigs_changed(&self) -> bool {
+        self.kubeconfigs
+            .iter()
+            .any(|((workspace, source), stamp)| kubeconfig_stamp(workspace, source) != *stamp)
     }
 
     fn definition_files_changed(&self) -> bool {

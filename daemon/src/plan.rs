@@ -167,6 +167,7 @@ mod tests {
             config: Default::default(),
             hibernated,
             kubeconfig: None,
+            kubeconfig_stamp: None,
             runner: settings(),
             install_hash: install_hash.into(),
         })

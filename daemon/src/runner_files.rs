@@ -93,6 +93,19 @@ impl RunnerFiles {
     }
 }
 
+/// A fingerprint of the kubeconfig a module would receive now (or of why
+/// there is none): it changes when the file, its context or a file it
+/// names changes.
+pub fn kubeconfig_stamp(workspace: &ObjectKey, source: &KubeconfigSource) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    match kubeconfig_text(workspace, source) {
+        Ok(text) => text.hash(&mut hasher),
+        Err(err) => err.to_string().hash(&mut hasher),
+    }
+    hasher.finish()
+}
+
 /// The kubeconfig a module receives: minified to the workspace's context
 /// and flattened (see [`crate::kubeconfig`]).
 fn kubeconfig_text(workspace: &ObjectKey, source: &KubeconfigSource) -> Result<String, FilesError> {

@@ -176,3 +176,34 @@ async fn a_broken_edit_changes_nothing_until_it_is_fixed() {
     assert!(reasons[problem..].contains(&"ManifestFixed"), "{reasons:?}");
     assert_eq!(fixed.container_id, before.container_id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_kubeconfig_reaches_the_running_module_without_an_install() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    workspaces(&harness);
+    harness.write("app.yaml", &app("dev", HELLO_IMAGE, "{size: 1}"));
+    let ready = ready_with(&harness, json!({"size": 1})).await;
+    let output = harness.follow_output(ready.container_id.as_deref().unwrap());
+    let mounted = harness.runner_dir("app").join("workspace_kubeconfig");
+    assert!(std::fs::read_to_string(&mounted).unwrap().contains("127.0.0.1:6443"));
+
+    // New credentials, a recreated cluster: the same file, rewritten.
+    std::fs::write(
+        harness.manifests.path().join("kubeconfig"),
+        KUBECONFIG.replace("127.0.0.1:6443", "127.0.0.1:16443"),
+    )
+    .unwrap();
+    harness
+        .wait_until("the runner's kubeconfig rewritten", || async {
+            std::fs::read_to_string(&mounted)
+                .ok()
+                .filter(|text| text.contains("127.0.0.1:16443"))
+        })
+        .await;
+    let after = harness.module("app").await.unwrap();
+    assert_eq!(after.phase, "ready");
+    assert_eq!(after.container_id, ready.container_id);
+    assert_eq!(output.bodies("install").len(), 1, "no second /install");
+}

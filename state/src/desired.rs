@@ -33,7 +33,7 @@ pub struct DesiredWorkspace {
 }
 
 /// Which kubeconfig a module with the `workspace` permission receives.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct KubeconfigSource {
     /// `None`: the daemon user's default (`$KUBECONFIG`, else `~/.kube/config`).
     pub path: Option<PathBuf>,
@@ -50,6 +50,10 @@ pub struct DesiredModule {
     pub config: Map<String, Value>,
     pub hibernated: bool,
     pub kubeconfig: Option<KubeconfigSource>,
+    /// What the kubeconfig handed to the runner holds now (set by whoever
+    /// can read it: the daemon): a change is written into the runner's
+    /// files without a new `/install`.
+    pub kubeconfig_stamp: Option<u64>,
     pub runner: RunnerSettings,
     /// Changes when `/install` must be called again.
     pub install_hash: String,
@@ -267,6 +271,7 @@ fn resolve_module(
         hibernated: doc.spec.hibernated,
         runner,
         kubeconfig,
+        kubeconfig_stamp: None,
         install_hash,
     })
 }

@@ -63,6 +63,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         self.begin(Operation::Install, Phase::Installing, "Installing")
             .await?;
         self.write_files(desired).await?;
+        self.written_kubeconfig = desired.kubeconfig_stamp;
         let endpoint = self.ready_runner(&desired.runner).await?;
         let metadata = self
             .call(endpoint, Operation::Install, &desired.config)
@@ -147,7 +148,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
 
     /// The files under `/forkspacer`, written off the async runtime (the
     /// workspace kubeconfig is read from wherever the manifest points).
-    async fn write_files(&self, desired: &DesiredModule) -> Result<(), StepError> {
+    pub(super) async fn write_files(&self, desired: &DesiredModule) -> Result<(), StepError> {
         let (files, desired) = (self.ctx.files.clone(), desired.clone());
         tokio::task::spawn_blocking(move || files.write(&desired))
             .await

@@ -183,6 +183,7 @@ fn module(name: &str, hibernated: bool, install_hash: &str) -> DesiredModule {
         config: Map::new(),
         hibernated,
         kubeconfig: None,
+        kubeconfig_stamp: None,
         runner: RunnerSettings {
             image: "img".into(),
             runner_hash: "r".into(),

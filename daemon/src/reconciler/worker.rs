@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use forklet_state::ObjectKey;
+use forklet_state::desired::DesiredModule;
 use forklet_state::store::{ModuleRecord, Phase, RunnerSettings};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -116,6 +117,9 @@ pub(super) struct Worker<R, M> {
     pub key: ObjectKey,
     pub record: Option<ModuleRecord>,
     pub runner: RunnerState,
+    /// The fingerprint of the kubeconfig in the runner's files, as this
+    /// worker wrote it (`None`: not written since it started).
+    pub written_kubeconfig: Option<u64>,
 }
 
 impl<R: Runtime, M: ModuleApi> Worker<R, M> {
@@ -125,6 +129,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
             key,
             record: None,
             runner: RunnerState::Unknown,
+            written_kubeconfig: None,
         }
     }
 
@@ -144,6 +149,9 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
             .map(instant_of);
         loop {
             let intent = inbox.intents.borrow_and_update().clone();
+            if let Intent::Run(desired) = &intent {
+                self.sync_kubeconfig(desired).await;
+            }
             let action = plan(&intent, self.record.as_ref(), self.runner.seen());
             let backing_off = retry_at.is_some_and(|at| Instant::now() < at);
             match action {
@@ -263,6 +271,30 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
             tracing::error!(module = %self.key, error = %store_err, "cannot record the failure");
         }
         delay
+    }
+
+    /// A kubeconfig rotated (new credentials, a recreated cluster) is
+    /// written into the files of an installed module's runner, which reads
+    /// it from its mount: no `/install`, no new runner.
+    async fn sync_kubeconfig(&mut self, desired: &DesiredModule) {
+        let installed = self.record.as_ref().is_some_and(|r| {
+            r.operation.is_none()
+                && r.installed_hash.as_deref() == Some(desired.install_hash.as_str())
+        });
+        if !installed
+            || desired.kubeconfig.is_none()
+            || self.written_kubeconfig == desired.kubeconfig_stamp
+        {
+            return;
+        }
+        match self.write_files(desired).await {
+            Ok(()) => tracing::info!(module = %self.key, "kubeconfig written for the runner"),
+            Err(err) => {
+                tracing::warn!(module = %self.key, error = %err, "cannot write the runner's kubeconfig")
+            }
+        }
+        // Tried once per version: a broken kubeconfig is reported, not retried in a loop.
+        self.written_kubeconfig = desired.kubeconfig_stamp;
     }
 
     /// Reads the record; a store that cannot be read is retried with
