@@ -187,7 +187,11 @@ async fn a_rotated_kubeconfig_reaches_the_running_module_without_an_install() {
     let ready = ready_with(&harness, json!({"size": 1})).await;
     let output = harness.follow_output(ready.container_id.as_deref().unwrap());
     let mounted = harness.runner_dir("app").join("workspace_kubeconfig");
-    assert!(std::fs::read_to_string(&mounted).unwrap().contains("127.0.0.1:6443"));
+    assert!(
+        std::fs::read_to_string(&mounted)
+            .unwrap()
+            .contains("127.0.0.1:6443")
+    );
 
     // New credentials, a recreated cluster: the same file, rewritten.
     std::fs::write(

@@ -231,3 +231,55 @@ async fn half_sent_requests_are_bounded_in_number_and_time() {
     let modules: Vec<forklet_state::api::ModuleView> = harness.api("/v1/modules").await.unwrap();
     assert!(modules.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_state_or_socket_is_refused() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    let same_state = forkletd::run(harness.config(), Default::default()).await;
+    assert!(
+        matches!(same_state, Err(forkletd::Error::StateDirLocked(_))),
+        "{same_state:?}"
+    );
+    let other_state = tempfile::tempdir().unwrap();
+    let mut same_socket = harness.config();
+    same_socket.state_dir = other_state.path().to_owned();
+    let refused = forkletd::run(same_socket, Default::default()).await;
+    assert_eq!(
+        refused.unwrap_err().to_string(),
+        format!(
+            "another forkletd is already listening on {}",
+            harness.socket.display()
+        )
+    );
+    // The first one is untouched.
+    let modules: Vec<forklet_state::api::ModuleView> = harness.api("/v1/modules").await.unwrap();
+    assert!(modules.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_answer_keeps_the_stored_metadata() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    harness.write("ws.yaml", WORKSPACE);
+    let module = |hibernated| {
+        ModuleYaml {
+            image: forkletd::testing::MISBEHAVE_IMAGE,
+            hibernated,
+            config: "{sleep: empty, resume: empty, mark: 7}",
+            ..ModuleYaml::default()
+        }
+        .to_string()
+    };
+    harness.write("app.yaml", &module(false));
+    let installed = harness.wait_phase("app", "ready").await;
+    assert_eq!(installed.metadata["mark"], 7, "install echoed its body");
+    harness.write("app.yaml", &module(true));
+    let asleep = harness.wait_phase("app", "sleeped").await;
+    assert_eq!(asleep.metadata, installed.metadata);
+    harness.write("app.yaml", &module(false));
+    let awake = harness.wait_phase("app", "ready").await;
+    assert_eq!(awake.metadata, installed.metadata);
+}

@@ -7,7 +7,7 @@
 //!   as the specification says; `"hang"` never answers; `"500"` answers 500;
 //!   `"garbage"` answers the right status with a body that is not a JSON
 //!   object; `"huge"` answers the right status with 8 MiB; `"exit"` exits
-//!   mid-call. (Read from each request's body, which carries the config.)
+//!   mid-call; `"empty"` answers the right status with no body. (Read from each request's body, which carries the config.)
 
 use hello_module::{Reply, Request, config_file, health, serve};
 use serde_json::Value;
@@ -46,6 +46,7 @@ fn route(request: &Request) -> Reply {
             body: vec![b' '; 8 << 20],
         },
         "exit" => std::process::exit(3),
+        "empty" => Reply::empty(status),
         _ if status == 204 => Reply::empty(204),
         _ => Reply::json(status, &request.body),
     }
