@@ -65,6 +65,8 @@ pub struct Catalog {
     definition_urls: BTreeSet<String>,
     /// The kubeconfigs modules receive, with the fingerprint each had.
     kubeconfigs: HashMap<(ObjectKey, KubeconfigSource), u64>,
+    /// Whether the directory has been read since the daemon started.
+    scanned: bool,
 }
 
 impl Catalog {
@@ -77,6 +79,7 @@ impl Catalog {
             fetch_failures: HashMap::new(),
             definition_urls: BTreeSet::new(),
             kubeconfigs: HashMap::new(),
+            scanned: false,
         }
     }
 
@@ -115,6 +118,9 @@ impl Catalog {
             if is_manifest_file(&path) {
                 seen.push(path);
             }
+        }
+        if !std::mem::replace(&mut self.scanned, true) {
+            self.remember(|store| store.keep_manifests(&seen));
         }
         let gone: Vec<PathBuf> = self
             .files
@@ -505,6 +511,26 @@ mod tests {
         let mut again = Catalog::new(dir.path().to_owned(), store(state.path()));
         again.rescan().unwrap();
         assert!(again.desired().workspaces.is_empty());
+    }
+
+    #[test]
+    fn a_file_deleted_while_no_daemon_ran_is_forgotten_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ws.yaml");
+        fs::write(&file, WS).unwrap();
+        Catalog::new(dir.path().to_owned(), store(state.path()))
+            .rescan()
+            .unwrap();
+        fs::remove_file(&file).unwrap();
+        let mut started = Catalog::new(dir.path().to_owned(), store(state.path()));
+        started.rescan().unwrap();
+        assert!(started.desired().workspaces.is_empty());
+        // A broken file of that name, much later: nothing old comes back.
+        fs::write(&file, "apiVersion: [broken").unwrap();
+        let mut later = Catalog::new(dir.path().to_owned(), store(state.path()));
+        later.rescan().unwrap();
+        assert!(later.desired().workspaces.is_empty());
     }
 
     #[test]

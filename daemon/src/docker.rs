@@ -30,6 +30,10 @@ use crate::runtime::{
 pub const LABEL_INSTANCE: &str = "forklet.instance";
 pub const LABEL_MODULE: &str = "forklet.module";
 pub const LABEL_RUNNER_HASH: &str = "forklet.runner-hash";
+/// How forklet itself lays out a runner (init, mounts, sockets). A runner
+/// of an older layout is replaced (not reinstalled) when next adopted.
+pub const LABEL_LAYOUT: &str = "forklet.layout";
+const LAYOUT: &str = "2";
 const MODULE_PORT: &str = "8080/tcp";
 /// How long a runner the engine is restarting may take to come back.
 const RESTART_WAIT: Duration = Duration::from_secs(30);
@@ -84,8 +88,10 @@ impl DockerRuntime {
             .map_err(engine("list containers"))
     }
 
-    /// Every runner of this daemon's instance, with the module it names.
-    pub async fn all_runners(&self) -> Result<Vec<(ObjectKey, String)>, RuntimeError> {
+    /// Every runner of this daemon's instance, with the module it names
+    /// (`None`: a name that is no module's, e.g. from before names were
+    /// checked).
+    pub async fn all_runners(&self) -> Result<Vec<(Option<ObjectKey>, String)>, RuntimeError> {
         let labels = [format!("{LABEL_INSTANCE}={}", self.instance)];
         let containers = labelled(&self.docker, &labels)
             .await
@@ -94,7 +100,7 @@ impl DockerRuntime {
             .into_iter()
             .filter_map(|c| {
                 let module = c.labels?.remove(LABEL_MODULE)?;
-                Some((ObjectKey::parse(&module)?, c.id?))
+                Some((ObjectKey::parse(&module), c.id?))
             })
             .collect())
     }
@@ -202,6 +208,7 @@ impl DockerRuntime {
             (LABEL_INSTANCE.to_owned(), self.instance.clone()),
             (LABEL_MODULE.to_owned(), spec.key.to_string()),
             (LABEL_RUNNER_HASH.to_owned(), settings.runner_hash.clone()),
+            (LABEL_LAYOUT.to_owned(), LAYOUT.to_owned()),
         ]);
         let loopback = PortBinding {
             host_ip: Some(Ipv4Addr::LOCALHOST.to_string()),
@@ -325,11 +332,9 @@ impl Runtime for DockerRuntime {
         let mut keep = None;
         for container in self.runners_of(&spec.key).await? {
             let Some(id) = container.id else { continue };
-            let matches = container
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_RUNNER_HASH))
-                == Some(&spec.settings.runner_hash);
+            let label = |name| container.labels.as_ref().and_then(|l| l.get(name));
+            let matches = label(LABEL_RUNNER_HASH) == Some(&spec.settings.runner_hash)
+                && label(LABEL_LAYOUT).map(String::as_str) == Some(LAYOUT);
             if matches && keep.is_none() {
                 keep = Some(id);
             } else {

@@ -136,7 +136,8 @@ impl HibernationClock {
     pub async fn run(mut self, shutdown: CancellationToken) {
         loop {
             let now = Utc::now();
-            let snapshot = Self::snapshot(&self.store, &self.desired.borrow_and_update(), now);
+            let desired = self.desired.borrow_and_update().clone();
+            let snapshot = Self::snapshot(&self.store, &desired, now);
             let next = snapshot.next_look();
             self.published.send_if_modified(|current| {
                 // Only a change of who sleeps (or when next) is news.

@@ -112,6 +112,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     })?;
     let _lock = lock_state_dir(state_dir)?;
     let store = Arc::new(Store::open(&state_dir.join("forklet.db"))?);
+    for name in store.drop_unaddressable()? {
+        tracing::warn!(
+            module = name,
+            "forgetting a module whose name is not a Kubernetes name (its runner is removed as an orphan; rename it in its manifest)"
+        );
+    }
     let instance = store.setting_or_init("instance", random_id)?;
     let runtime = DockerRuntime::connect(instance, config.pull_stall).await?;
     let runner_events = runtime.runner_events();
@@ -147,7 +153,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
 
     // The first snapshot is taken before any worker starts, so that a module
     // in a workspace asleep by schedule is never woken at start.
-    let first = HibernationClock::snapshot(&store, &desired_rx.borrow(), chrono::Utc::now());
+    let initial = desired_rx.borrow().clone();
+    let first = HibernationClock::snapshot(&store, &initial, chrono::Utc::now());
     let (hibernation_tx, hibernation_rx) = watch::channel(Arc::new(first));
     let overrides_changed = Arc::new(tokio::sync::Notify::new());
     let clock = HibernationClock {
@@ -183,6 +190,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         shutdown.clone(),
     );
     let app = api::router(api_state);
+    // Controller runners that outlive a restart find their socket again
+    // before their module is next looked at.
+    for record in store.modules()? {
+        if record.runner.controller
+            && let Err(err) = controllers.dir(&record.workspace)
+        {
+            tracing::warn!(module = %record.key, error = %err, "cannot bind the controller socket");
+        }
+    }
     let sockets = controllers.clone();
 
     let ctx = Arc::new(Context {

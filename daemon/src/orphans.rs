@@ -44,12 +44,11 @@ impl OrphanSweeper {
             .map_err(|e| e.to_string())?;
         let mut orphans = Vec::new();
         for (key, id) in runners {
-            if self
-                .store
-                .module(&key)
-                .map_err(|e| e.to_string())?
-                .is_none()
-            {
+            let known = match &key {
+                Some(key) => self.store.module(key).map_err(|e| e.to_string())?.is_some(),
+                None => false,
+            };
+            if !known {
                 orphans.push((key, id));
             }
         }
@@ -58,7 +57,10 @@ impl OrphanSweeper {
         for (key, id) in orphans {
             let since = *suspects.entry(id.clone()).or_insert(now);
             if now.duration_since(since) >= self.grace {
-                tracing::warn!(module = %key, container = %id, "removing a runner that belongs to no module");
+                let module = key
+                    .as_ref()
+                    .map_or_else(|| "(no valid name)".to_owned(), |k| k.to_string());
+                tracing::warn!(module, container = %id, "removing a runner that belongs to no module");
                 self.runtime.remove(&id).await.map_err(|e| e.to_string())?;
                 suspects.remove(&id);
             }

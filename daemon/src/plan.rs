@@ -97,19 +97,23 @@ pub fn plan(intent: &Intent, record: Option<&ModuleRecord>, runner: RunnerSeen) 
             if desired.workspace != record.workspace && record.installed_hash.is_some() {
                 return Action::Uninstall;
             }
+            let sleep_unsure = matches!(unsure, Some(Operation::Sleep | Operation::Resume));
             // An install or uninstall cut short may have done anything: the
             // install brings the module to its config again. Also covers a
             // first install and any edit of definition or config.
             if matches!(unsure, Some(Operation::Install | Operation::Uninstall))
                 || record.installed_hash.as_deref() != Some(desired.install_hash.as_str())
             {
+                // Nothing says /install wakes a module: one that is (or may
+                // be) asleep and should wake is resumed first.
+                if (sleep_unsure || record.asleep) && !desired.hibernated {
+                    return Action::Resume(desired.clone());
+                }
                 return Action::Install(desired.clone());
             }
             // A sleep or resume cut short may have happened or not: make the
             // call that reaches what the manifest asks now.
-            if matches!(unsure, Some(Operation::Sleep | Operation::Resume))
-                || desired.hibernated != record.asleep
-            {
+            if sleep_unsure || desired.hibernated != record.asleep {
                 return if desired.hibernated {
                     Action::Sleep(desired.clone())
                 } else {
@@ -306,6 +310,25 @@ mod tests {
                 Action::Uninstall
             );
         }
+    }
+
+    #[test]
+    fn a_module_that_may_be_asleep_is_woken_before_an_edit_is_installed() {
+        let asleep = record(Phase::Sleeped, Some("old"), true);
+        assert_eq!(
+            name(plan(&desired(false, "new"), Some(&asleep), StoppedAsleep)),
+            "resume"
+        );
+        let cut = unsure(Phase::Sleeping, false, Operation::Sleep);
+        assert_eq!(
+            name(plan(&desired(false, "new"), Some(&cut), Unknown)),
+            "resume"
+        );
+        // Staying asleep: installed first, put to sleep again after.
+        assert_eq!(
+            name(plan(&desired(true, "new"), Some(&cut), Unknown)),
+            "install"
+        );
     }
 
     #[test]

@@ -149,6 +149,10 @@ fn write_for_runner(path: &Path, contents: &[u8]) -> Result<(), FilesError> {
         .mode(0o644)
         .open(&tmp)
         .map_err(err)?;
+    // Set, not only asked for: the umask (systemd's UMask=0077) and a
+    // leftover temp file would otherwise decide.
+    file.set_permissions(fs::Permissions::from_mode(0o644))
+        .map_err(err)?;
     file.write_all(contents).map_err(err)?;
     file.sync_all().map_err(err)?;
     fs::rename(&tmp, path).map_err(err)
@@ -205,6 +209,13 @@ mod tests {
         assert_eq!(dir, state.path().join("runners/team/web.v2"));
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("config.json");
+        // A leftover temp file, private as a umask of 077 makes new files.
+        fs::write(path.with_extension("tmp"), "old").unwrap();
+        fs::set_permissions(
+            path.with_extension("tmp"),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
         write_for_runner(&path, b"x").unwrap();
         write_for_runner(&path, b"y").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"y");

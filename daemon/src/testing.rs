@@ -613,6 +613,14 @@ fn build_images() {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    });
+}
+
+/// Builds [`PYTHON_IMAGE`] (once per test binary), for the tests that use
+/// it: the first build needs root, debootstrap and a Debian mirror.
+pub fn build_python_image() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
         let script = repo_root().join("examples/modules/python/build-image.sh");
         let out = Command::new("bash")
             .arg(&script)

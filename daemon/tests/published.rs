@@ -2,7 +2,7 @@
 //! Python process as PID 1 with no SIGTERM handler, running as a non-root
 //! `USER`, that takes seconds to start.
 
-use forkletd::testing::{Harness, ModuleYaml, PYTHON_IMAGE, WORKSPACE};
+use forkletd::testing::{Harness, ModuleYaml, PYTHON_IMAGE, WORKSPACE, build_python_image};
 use serde_json::json;
 
 fn python(hibernated: bool) -> String {
@@ -22,6 +22,7 @@ async fn a_python_module_running_as_a_user_sleeps_and_wakes_like_any_other() {
     let Some(harness) = Harness::start().await else {
         return;
     };
+    build_python_image();
     let kubeconfig = harness.manifests.path().join("kubeconfig");
     std::fs::write(
         &kubeconfig,

@@ -311,6 +311,36 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Forgets modules and overrides whose names are not Kubernetes names:
+    /// an earlier forklet accepted them, and nothing can address them now.
+    /// Their runners become orphans and are removed as such. Returns the
+    /// `namespace/name` of each, for the daemon to say so.
+    pub fn drop_unaddressable(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let mut dropped = Vec::new();
+        for table in ["modules", "overrides"] {
+            let names: Vec<(String, String)> = tx
+                .prepare(&format!("SELECT DISTINCT namespace, name FROM {table}"))?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            for (namespace, name) in names {
+                if ObjectKey::new(&namespace, &name).is_ok() {
+                    continue;
+                }
+                for from in [table, "events"] {
+                    tx.execute(
+                        &format!("DELETE FROM {from} WHERE namespace = ?1 AND name = ?2"),
+                        params![namespace, name],
+                    )?;
+                }
+                dropped.push(format!("{namespace}/{name}"));
+            }
+        }
+        tx.commit()?;
+        Ok(dropped)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a half-done
         // transaction behind (rusqlite rolls back on drop), so go on.
@@ -495,6 +525,25 @@ impl Store {
         Ok(())
     }
 
+    /// Keeps the last good text only of the files in `present`: a file
+    /// deleted while the daemon was down is gone, and a new file of that
+    /// name later never brings its old objects back.
+    pub fn keep_manifests(&self, present: &[std::path::PathBuf]) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let paths: Vec<String> = tx
+            .prepare("SELECT path FROM manifests")?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        for path in paths {
+            if !present.iter().any(|p| p.to_string_lossy() == path.as_str()) {
+                tx.execute("DELETE FROM manifests WHERE path = ?1", [&path])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn forget_manifest(&self, path: &Path) -> Result<(), StoreError> {
         self.lock().execute(
             "DELETE FROM manifests WHERE path = ?1",
@@ -602,6 +651,32 @@ impl Store {
             params![scope.as_str(), key.namespace(), key.name()],
         )?;
         Ok(deleted > 0)
+    }
+
+    /// Which objects have an override, expired or not; reads only.
+    pub fn override_keys(&self) -> Result<Vec<(Scope, ObjectKey)>, StoreError> {
+        let conn = self.read();
+        let mut stmt = conn.prepare("SELECT scope, namespace, name FROM overrides")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, stored_key(row, 1)?))
+        })?;
+        let mut keys = Vec::new();
+        for row in rows {
+            let (scope, key) = row?;
+            let scope = match scope.as_str() {
+                "module" => Scope::Module,
+                "workspace" => Scope::Workspace,
+                other => {
+                    return Err(StoreError::Corrupt {
+                        key: key.to_string(),
+                        what: "override",
+                        detail: format!("scope {other:?}"),
+                    });
+                }
+            };
+            keys.push((scope, key));
+        }
+        Ok(keys)
     }
 
     /// Every override, dropping those that expired before `now`.
@@ -789,7 +864,8 @@ impl RawRecord {
 }
 
 /// The key in columns `at` (namespace) and `at + 1` (name). Only checked
-/// keys are ever written, so a bad one means the file was tampered with.
+/// keys are written, and unchecked ones from before are dropped at start
+/// ([`Store::drop_unaddressable`]): a bad one means tampering.
 fn stored_key(row: &Row<'_>, at: usize) -> rusqlite::Result<ObjectKey> {
     ObjectKey::new(row.get::<_, String>(at)?, row.get::<_, String>(at + 1)?).map_err(|err| {
         rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Text, Box::new(err))
@@ -1042,6 +1118,33 @@ mod tests {
             vec![Some(Operation::Sleep), None, Some(Operation::Uninstall)]
         );
         assert_eq!(store.modules().unwrap()[0].metadata["installs"], 1);
+    }
+
+    #[test]
+    fn names_an_earlier_forklet_accepted_are_dropped_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let store = Store::open(&path).unwrap();
+        store.save(&record(), "Installed", "ok").unwrap();
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute(
+                "INSERT INTO modules SELECT namespace, 'my_app', workspace_namespace, workspace_name, phase,
+                 message, container_id, runner, config, metadata, installed_hash, asleep, attempts,
+                 next_retry, created_at, last_activity, operation FROM modules",
+                [],
+            )
+            .unwrap();
+        }
+        assert!(store.modules().is_err(), "one bad row spoils the list");
+        assert_eq!(store.drop_unaddressable().unwrap(), vec!["default/my_app"]);
+        let kept: Vec<_> = store
+            .modules()
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        assert_eq!(kept, vec![ObjectKey::new("default", "app").unwrap()]);
     }
 
     #[test]

@@ -111,17 +111,17 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         let record = self.recorded()?;
         let (settings, config) = (record.runner.clone(), record.config.clone());
         let installed = record.installed_hash.is_some();
-        let result = async {
-            let endpoint = self.ready_runner(&settings).await?;
-            self.call(endpoint, Operation::Uninstall, &config).await
-        }
-        .await;
-        match result {
-            Ok(_) => {}
-            // A module that never installed has nothing to clean up that a
-            // broken runner could reach; do not keep it for ever.
+        match self.ready_runner(&settings).await {
+            // Any module that a runner can serve is asked to clean up: an
+            // install that failed or was cut short may have made things.
+            Ok(endpoint) => {
+                self.call(endpoint, Operation::Uninstall, &config).await?;
+            }
+            // A module that never installed and cannot even get a runner
+            // (its image is gone, say) cannot have made anything to clean
+            // up: do not keep it for ever.
             Err(err) if !installed => {
-                tracing::warn!(module = %self.key, error = %err, "uninstalling a module that never installed");
+                tracing::warn!(module = %self.key, error = %err, "removing a module that never installed and has no runner");
             }
             Err(err) => return Err(err),
         }
@@ -135,10 +135,17 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         Ok(())
     }
 
-    /// Finds or recreates the runner and checks its health; no lifecycle
-    /// call, so only for a module whose last call is known to have worked.
+    /// Finds or recreates the runner and checks its health (or, for an
+    /// asleep module whose runner is kept stopped, makes sure it is
+    /// stopped); no lifecycle call, so only for a module whose last call is
+    /// known to have worked.
     async fn adopt(&mut self, settings: &RunnerSettings) -> Result<(), StepError> {
-        self.ready_runner(settings).await?;
+        if self.recorded()?.asleep && self.ctx.stop_runners_while_asleep {
+            self.ctx.runtime.stop_runners(&self.key).await?;
+            self.runner = RunnerState::StoppedAsleep;
+        } else {
+            self.ready_runner(settings).await?;
+        }
         let record = self.recorded()?;
         if record.phase != settled(record.asleep) {
             self.settle("Recovered", "runner is healthy").await?;

@@ -1,7 +1,9 @@
 //! Dispatch: one worker per module, fed with its intent.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use forklet_state::ObjectKey;
@@ -25,6 +27,8 @@ pub struct Supervisor<R, M> {
     ctx: Arc<Context<R, M>>,
     workers: HashMap<ObjectKey, WorkerHandle>,
     problems: ProblemHistory,
+    /// Modules a manifest names now (resolved or held), and the file.
+    defined: HashMap<ObjectKey, PathBuf>,
     /// Modules no manifest names, since when; removed once the grace is over.
     absent: HashMap<ObjectKey, Instant>,
     /// Overrides of objects no manifest names, since when; deleted with
@@ -33,6 +37,8 @@ pub struct Supervisor<R, M> {
     tasks: JoinSet<()>,
     /// Which module each worker task drives.
     task_keys: HashMap<Id, ObjectKey>,
+    /// Panics of each module's workers in a row: the next one starts later.
+    crashes: HashMap<ObjectKey, u32>,
 }
 
 impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
@@ -41,10 +47,12 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
             ctx,
             workers: HashMap::new(),
             problems: ProblemHistory::default(),
+            defined: HashMap::new(),
             absent: HashMap::new(),
             orphan_overrides: HashMap::new(),
             tasks: JoinSet::new(),
             task_keys: HashMap::new(),
+            crashes: HashMap::new(),
         }
     }
 
@@ -65,7 +73,8 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
             .map(|r| r.key)
             .collect();
         let state = desired.borrow_and_update().clone();
-        self.apply(&state, &hibernation.borrow_and_update(), recorded);
+        let asleep = hibernation.borrow_and_update().clone();
+        self.apply(&state, &asleep, recorded);
         loop {
             let grace_over = self
                 .absent
@@ -86,18 +95,21 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
                         break;
                     }
                     let state = desired.borrow_and_update().clone();
-                    self.apply(&state, &hibernation.borrow(), Vec::new());
+                    let asleep = hibernation.borrow().clone();
+                    self.apply(&state, &asleep, Vec::new());
                 }
                 changed = hibernation.changed() => {
                     if changed.is_err() {
                         break;
                     }
                     let state = desired.borrow().clone();
-                    self.apply(&state, &hibernation.borrow_and_update(), Vec::new());
+                    let asleep = hibernation.borrow_and_update().clone();
+                    self.apply(&state, &asleep, Vec::new());
                 }
                 _ = removal_due => {
                     let state = desired.borrow().clone();
-                    self.apply(&state, &hibernation.borrow(), Vec::new());
+                    let asleep = hibernation.borrow().clone();
+                    self.apply(&state, &asleep, Vec::new());
                 }
                 Some(joined) = self.tasks.join_next_with_id() => self.on_exit(joined),
                 Some(command) = commands.recv() => self.command(command),
@@ -125,7 +137,13 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
                     let _ = worker.signals.send(Signal::RunnerChanged(None));
                 }
             }
+            // Only what no manifest names may be forgotten: decided here,
+            // from the manifests as they are now, not by a busy worker.
             Command::ForceDelete(key, reply) => match self.workers.get(&key) {
+                _ if self.defined.contains_key(&key) => {
+                    let file = self.defined[&key].clone();
+                    let _ = reply.send(Err(ForgetError::StillDefined { key, file }));
+                }
                 Some(worker) => {
                     if let Err(mpsc::error::SendError(reply)) = worker.force.send(reply) {
                         let _ = reply.send(Err(ForgetError::NotFound(key)));
@@ -139,6 +157,18 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
     }
 
     fn apply(&mut self, state: &DesiredState, hibernation: &Hibernation, recorded: Vec<ObjectKey>) {
+        self.defined = state
+            .modules
+            .iter()
+            .map(|(key, module)| (key.clone(), module.file.clone()))
+            .collect();
+        for problem in &state.problems {
+            if let (Some(Kind::Module), Some(key)) = (problem.kind, &problem.object) {
+                self.defined
+                    .entry(key.clone())
+                    .or_insert_with(|| problem.file.clone());
+            }
+        }
         self.problems
             .note(&self.ctx.store, state, self.workers.keys());
         for (key, module) in &state.modules {
@@ -187,7 +217,7 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
     /// A manual sleep or resume goes with its object: a module or workspace
     /// made again later under the same name starts without it.
     fn prune_overrides(&mut self, state: &DesiredState, now: Instant) {
-        let overrides = match self.ctx.store.overrides(Utc::now()) {
+        let overrides = match self.ctx.store.override_keys() {
             Ok(overrides) => overrides,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot read the overrides");
@@ -195,7 +225,7 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
             }
         };
         let mut still_orphaned = HashMap::new();
-        for (scope, key, _) in overrides {
+        for (scope, key) in overrides {
             let named = match scope {
                 Scope::Module => {
                     state.modules.contains_key(&key) || state.is_held(Kind::Module, &key)
@@ -227,6 +257,11 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
     }
 
     fn send(&mut self, key: ObjectKey, intent: Intent) {
+        self.send_after(key, intent, Duration::ZERO);
+    }
+
+    /// As [`Self::send`]; a new worker starts after `delay`.
+    fn send_after(&mut self, key: ObjectKey, intent: Intent, delay: Duration) {
         if let Some(worker) = self.workers.get(&key) {
             worker.intent.send_if_modified(|current| {
                 let modified = *current != intent;
@@ -240,7 +275,7 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
         let (handle, inbox) = channels(intent);
         self.workers.insert(key.clone(), handle);
         let worker = Worker::new(self.ctx.clone(), key.clone());
-        let task = self.tasks.spawn(worker.run(inbox));
+        let task = self.tasks.spawn(worker.run(inbox, delay));
         self.task_keys.insert(task.id(), key);
     }
 
@@ -260,28 +295,28 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
         };
         let intent = worker.intent.borrow().clone();
         if let Some(why) = panicked {
-            tracing::error!(module = %key, "the module's worker failed: {why}; starting it again");
+            let crashes = self.crashes.entry(key.clone()).or_default();
+            *crashes = crashes.saturating_add(1);
+            let delay = self.ctx.backoff.next(*crashes);
+            tracing::error!(module = %key, "the module's worker failed: {why}; starting it again in {delay:?}");
             self.record_crash(&key, &why);
-            self.send(key, intent);
-        } else if matches!(intent, Intent::Run(_)) {
+            self.send_after(key, intent, delay);
+            return;
+        }
+        self.crashes.remove(&key);
+        if matches!(intent, Intent::Run(_)) {
             self.send(key, intent);
         }
     }
 
-    /// Marks a module whose worker panicked as failed, with a retry time
-    /// the next worker honours, so a panic on every try does not spin.
+    /// Shows a module whose worker panicked as failed, with the reason.
     fn record_crash(&self, key: &ObjectKey, why: &str) {
         let store = &self.ctx.store;
         let Ok(Some(mut record)) = store.module(key) else {
             return;
         };
-        record.attempts = record.attempts.saturating_add(1);
-        let delay = self.ctx.backoff.next(record.attempts);
         record.phase = Phase::Failed;
         record.message = format!("internal error: {why}");
-        record.next_retry = chrono::Duration::from_std(delay)
-            .ok()
-            .and_then(|d| Utc::now().checked_add_signed(d));
         record.last_activity = Utc::now();
         if let Err(err) = store.save(&record, "WorkerFailed", &record.message) {
             tracing::error!(module = %key, error = %err, "cannot record the failure");

@@ -135,7 +135,13 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
 
     /// Runs until the module is gone or shutdown; the supervisor learns
     /// which from the intent it last sent.
-    pub async fn run(mut self, mut inbox: Inbox) {
+    pub async fn run(mut self, mut inbox: Inbox, delay: Duration) {
+        if !delay.is_zero() {
+            tokio::select! {
+                _ = self.ctx.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
         if !self.load().await {
             return;
         }
@@ -172,7 +178,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
                     }
                     Outcome::Forced(reply) => {
                         self.load().await;
-                        if self.forget(&intent, reply).await {
+                        if self.forget(reply).await {
                             return;
                         }
                         continue;
@@ -206,7 +212,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
                     Signal::RunnerChanged(id) => self.runner.changed(id.as_deref()),
                 },
                 Some(reply) = inbox.force.recv() => {
-                    if self.forget(&intent, reply).await {
+                    if self.forget(reply).await {
                         return;
                     }
                 }
@@ -304,16 +310,8 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         loop {
             match self.ctx.store.module(&self.key) {
                 Ok(record) => {
-                    self.runner = match &record {
-                        Some(r)
-                            if self.ctx.stop_runners_while_asleep
-                                && r.asleep
-                                && r.phase == Phase::Sleeped =>
-                        {
-                            RunnerState::StoppedAsleep
-                        }
-                        _ => RunnerState::Unknown,
-                    };
+                    // Whatever the record says, the runner is looked at.
+                    self.runner = RunnerState::Unknown;
                     self.record = record;
                     return true;
                 }
@@ -330,9 +328,10 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         }
     }
 
-    /// Answers a forced deletion; `true` when the module is forgotten.
-    async fn forget(&mut self, intent: &Intent, reply: ForceReply) -> bool {
-        let result = self.force_delete(intent).await;
+    /// Answers a forced deletion (the supervisor checked that no manifest
+    /// names the module); `true` when the module is forgotten.
+    async fn forget(&mut self, reply: ForceReply) -> bool {
+        let result = self.force_delete().await;
         let forgotten = result.is_ok();
         let _ = reply.send(result);
         forgotten
@@ -340,13 +339,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
 
     /// Forgets a module whose manifest is gone, without `/uninstall`: for a
     /// module whose uninstall keeps failing and is known to be dead.
-    async fn force_delete(&mut self, intent: &Intent) -> Result<(), ForgetError> {
-        if let Intent::Run(desired) = intent {
-            return Err(ForgetError::StillDefined {
-                key: self.key.clone(),
-                file: desired.file.clone(),
-            });
-        }
+    async fn force_delete(&mut self) -> Result<(), ForgetError> {
         let failed = |detail: String| ForgetError::Failed {
             key: self.key.clone(),
             detail,
