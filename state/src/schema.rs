@@ -70,8 +70,16 @@ impl ItemSpec {
 pub fn check_schema(items: &[ConfigItem]) -> Vec<(String, String)> {
     let mut errors = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let mut error =
-            |field: &str, message: String| errors.push((format!("[{i}]{field}"), message));
+        // Named as a user knows it, not only by its position.
+        let label = match (item.alias.as_str(), item.name.as_str()) {
+            ("", "") => format!("config item {i}"),
+            (alias, name) if alias == name || name.is_empty() => format!("config item {alias}"),
+            ("", name) => format!("config item ({name})"),
+            (alias, name) => format!("config item {alias} ({name})"),
+        };
+        let mut error = |field: &str, message: String| {
+            errors.push((format!("[{i}]{field}"), format!("{label}: {message}")))
+        };
         if item.alias.is_empty() {
             error(".alias", "must not be empty".into());
         }
@@ -420,47 +428,47 @@ mod tests {
         let cases = [
             (
                 json!({"type": "integer", "name": "r", "alias": "r", "spec": {"default": 11, "max": 10}}),
-                "[0].spec.default: the default does not satisfy its own field: value 11 is greater than maximum 10",
+                "[0].spec.default: config item r: the default does not satisfy its own field: value 11 is greater than maximum 10",
             ),
             (
                 json!({"type": "option", "name": "e", "alias": "e", "spec": {"values": []}}),
-                "[0].spec.values: must not be empty",
+                "[0].spec.values: config item e: must not be empty",
             ),
             (
                 json!({"type": "option", "name": "e", "alias": "e"}),
-                "[0].spec.values: type option needs a list of values",
+                "[0].spec.values: config item e: type option needs a list of values",
             ),
             (
                 json!({"type": "string", "name": "s", "alias": "s", "spec": {"regex": "(["}}),
-                "[0].spec.regex: invalid regex",
+                "[0].spec.regex: config item s: invalid regex",
             ),
             (
                 json!({"type": "boolean", "name": "b", "alias": "b", "spec": {"regex": "x"}}),
-                "[0].spec.regex: regex does not apply to type boolean",
+                "[0].spec.regex: config item b: regex does not apply to type boolean",
             ),
             (
                 json!({"type": "string", "name": "s", "alias": "s", "spec": {"min": 1}}),
-                "[0].spec: min/max does not apply to type string",
+                "[0].spec: config item s: min/max does not apply to type string",
             ),
             (
                 json!({"type": "string", "name": "s", "alias": "s", "spec": {"values": ["a"]}}),
-                "[0].spec.values: values does not apply to type string",
+                "[0].spec.values: config item s: values does not apply to type string",
             ),
             (
                 json!({"type": "integer", "name": "i", "alias": "i", "spec": {"min": 1.5}}),
-                "[0].spec.min: must be a whole number",
+                "[0].spec.min: config item i: must be a whole number",
             ),
             (
                 json!({"type": "float", "name": "f", "alias": "f", "spec": {"min": 2, "max": 1}}),
-                "[0].spec: min 2 is greater than max 1",
+                "[0].spec: config item f: min 2 is greater than max 1",
             ),
             (
                 json!({"type": "string", "name": "s", "alias": "", "spec": {}}),
-                "[0].alias: must not be empty",
+                "[0].alias: config item (s): must not be empty",
             ),
             (
                 json!({"type": "string", "name": "s", "alias": "s", "spec": {"required": true, "editable": false}}),
-                "[0].spec: a required field that is not editable needs a default",
+                "[0].spec: config item s: a required field that is not editable needs a default",
             ),
         ];
         for (item, expected) in cases {
@@ -484,7 +492,7 @@ mod tests {
             check_schema(&twice),
             vec![(
                 "[1].alias".into(),
-                "'x' is already the alias of config[0]".into()
+                "config item x (b): 'x' is already the alias of config[0]".into()
             )]
         );
     }
