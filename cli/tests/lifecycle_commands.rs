@@ -45,6 +45,11 @@ async fn retry_delete_force_and_refresh_through_the_cli() {
     harness.write("app.yaml", &broken("{install: '500', uninstall: '500'}"));
     let failed = harness.wait_phase("app", "failed").await;
     assert_eq!(failed.attempts, 1);
+    assert_eq!(
+        failed.operation,
+        Some(forklet_state::operation::Operation::Install),
+        "which call failed is shown"
+    );
 
     let (ok, stdout, _) = forklet(&socket, &["retry", "app"]);
     assert!(ok);

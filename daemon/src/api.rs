@@ -280,6 +280,7 @@ fn module_view(
         last_activity: record.map(|r| r.last_activity),
         attempts: record.map_or(0, |r| r.attempts),
         next_retry: record.and_then(|r| r.next_retry),
+        operation: record.and_then(|r| r.operation),
         events: Vec::new(),
     }
 }

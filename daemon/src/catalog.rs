@@ -16,7 +16,9 @@ use std::sync::Arc;
 use forklet_state::ObjectKey;
 use forklet_state::Problem;
 use forklet_state::desired::{DesiredState, KubeconfigSource};
-use forklet_state::manifest::{Kind, ParsedFile, is_manifest_file, parse_file, read_manifest};
+use forklet_state::manifest::{
+    Kind, Manifest, ParsedFile, is_manifest_file, parse_file, read_manifest,
+};
 use forklet_state::source::{Definitions, read_definition_file};
 use forklet_state::store::Store;
 
@@ -27,7 +29,11 @@ struct CachedFile {
     /// an unchanged file, and the periodic rescan does not read it again.
     stamp: Option<Stamp>,
     content_hash: u64,
+    /// The text read (none for a file that could not be read).
+    text: Option<String>,
     parsed: ParsedFile,
+    /// Whether this text is stored as the file's last good version.
+    saved: bool,
 }
 
 /// Size, modification and change times, and inode: any write or
@@ -166,12 +172,7 @@ impl Catalog {
             return false;
         }
         let parsed = parse_file(&path, &text);
-        // Only a file with no problem at all is a good version of every
-        // object it names.
-        if parsed.problems.is_empty() {
-            self.remember(|store| store.save_last_good_manifest(&path, &text));
-        }
-        self.keep_last_good(path, Some(stamp), content_hash, parsed)
+        self.keep_last_good(path, Some(stamp), content_hash, Some(text), parsed)
     }
 
     /// The file's stamp if it is one to read: `None` for a directory; a
@@ -201,7 +202,7 @@ impl Catalog {
             manifests: vec![],
             problems: vec![problem],
         };
-        self.keep_last_good(path, None, u64::MAX, parsed)
+        self.keep_last_good(path, None, u64::MAX, None, parsed)
     }
 
     /// Losing the last good copy only weakens a later recovery; say so and go on.
@@ -236,6 +237,7 @@ impl Catalog {
         path: PathBuf,
         stamp: Option<Stamp>,
         content_hash: u64,
+        text: Option<String>,
         mut parsed: ParsedFile,
     ) -> bool {
         let unreadable: Vec<String> = parsed
@@ -278,7 +280,9 @@ impl Catalog {
             CachedFile {
                 stamp,
                 content_hash,
+                text,
                 parsed,
+                saved: false,
             },
         );
         changed
@@ -292,6 +296,22 @@ impl Catalog {
             urls: RefCell::default(),
         };
         let mut state = DesiredState::build(self.files.values().map(|f| &f.parsed), &definitions);
+        save_good_files(&mut self.files, &self.store, &state);
+        // Objects that parse but do not resolve (a config the schema
+        // refuses, a broken schedule) stand on their last good version:
+        // workspaces first, as modules resolve against them.
+        for kind in [Kind::Workspace, Kind::Module] {
+            if let Some(files) = self.last_good_stand_ins(&state, kind) {
+                let mut next = DesiredState::build(&files, &definitions);
+                // The problems of the version not used still show.
+                for problem in state.problems {
+                    if !next.problems.contains(&problem) {
+                        next.problems.push(problem);
+                    }
+                }
+                state = next;
+            }
+        }
         self.definition_files = definitions.read.into_inner();
         self.definition_urls = definitions.urls.into_inner();
         let mut kubeconfigs = HashMap::new();
@@ -307,6 +327,39 @@ impl Catalog {
         state
     }
 
+    /// The files with each held object of `kind` replaced by its last good
+    /// document, where one is stored and differs; `None` when none is.
+    fn last_good_stand_ins(&self, state: &DesiredState, kind: Kind) -> Option<Vec<ParsedFile>> {
+        if state.held(kind).next().is_none() {
+            return None;
+        }
+        let mut replaced = false;
+        let mut files = Vec::with_capacity(self.files.len());
+        for (path, cached) in &self.files {
+            let mut parsed = cached.parsed.clone();
+            let held = |m: &Manifest| m.kind() == kind && state.is_held(kind, m.key());
+            if parsed.manifests.iter().any(held) {
+                let good = match self.store.last_good_manifest(path) {
+                    Ok(Some(text)) => parse_file(path, &text).manifests,
+                    _ => Vec::new(),
+                };
+                for manifest in parsed.manifests.iter_mut().filter(|m| held(m)) {
+                    let stand_in = good
+                        .iter()
+                        .find(|g| g.kind() == kind && g.key() == manifest.key());
+                    if let Some(stand_in) = stand_in
+                        && stand_in != manifest
+                    {
+                        *manifest = stand_in.clone();
+                        replaced = true;
+                    }
+                }
+            }
+            files.push(parsed);
+        }
+        replaced.then_some(files)
+    }
+
     /// Kubeconfigs live anywhere (`~/.kube/config`): each rescan, the
     /// periodic one included, looks at them again.
     fn kubeconfigs_changed(&self) -> bool {
@@ -319,6 +372,26 @@ impl Catalog {
         self.definition_files.iter().any(|(path, hash)| {
             read_definition_file(path).map_or(u64::MAX, |text| content_hash(&text)) != *hash
         })
+    }
+}
+
+/// A file whose every object parsed and resolved is stored as the last
+/// good version of all of them (once per text).
+fn save_good_files(files: &mut BTreeMap<PathBuf, CachedFile>, store: &Store, state: &DesiredState) {
+    for (path, cached) in files {
+        let Some(text) = &cached.text else { continue };
+        let good = cached.parsed.problems.is_empty()
+            && !cached
+                .parsed
+                .manifests
+                .iter()
+                .any(|m| state.is_held(m.kind(), m.key()));
+        if good && !cached.saved {
+            if let Err(err) = store.save_last_good_manifest(path, text) {
+                tracing::warn!(error = %err, "cannot keep the last good manifest");
+            }
+            cached.saved = true;
+        }
     }
 }
 
@@ -367,6 +440,15 @@ mod tests {
         Arc::new(Store::open(&dir.join("state.db")).unwrap())
     }
 
+    /// A catalog that has read the directory and resolved it, as the
+    /// daemon does at start.
+    fn scanned(dir: &Path, state: &Path) -> Catalog {
+        let mut catalog = Catalog::new(dir.to_owned(), store(state));
+        catalog.rescan().unwrap();
+        catalog.desired();
+        catalog
+    }
+
     const WS: &str =
         "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\n";
 
@@ -409,8 +491,7 @@ mod tests {
         let state = tempfile::tempdir().unwrap();
         let file = dir.path().join("ws.yaml");
         fs::write(&file, format!("{WS}spec: {{hibernated: true}}\n")).unwrap();
-        let mut catalog = Catalog::new(dir.path().to_owned(), store(state.path()));
-        catalog.rescan().unwrap();
+        let mut catalog = scanned(dir.path(), state.path());
         let dev = ObjectKey::new("default", "dev").unwrap();
 
         for typo in ["hibernated: yes", "hibernate: true", "connection: local"] {
@@ -433,6 +514,44 @@ mod tests {
         let mut restarted = Catalog::new(dir.path().to_owned(), store(state.path()));
         restarted.rescan().unwrap();
         assert!(restarted.desired().workspaces[&dev].spec.hibernated);
+    }
+
+    fn module(replicas: u32) -> String {
+        format!(
+            "{WS}---\napiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {{name: app}}\nspec:\n  workspace: {{name: dev}}\n  source:\n    raw:\n      kind: Custom\n      metadata: {{name: m, version: 1.0.0, supportedOperatorVersion: '*'}}\n      config:\n        - {{type: integer, name: replicas, alias: replicas, spec: {{max: 3}}}}\n      spec: {{image: img}}\n  config: {{replicas: {replicas}}}\n"
+        )
+    }
+
+    #[test]
+    fn a_config_the_schema_refuses_keeps_the_last_good_one_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let file = dir.path().join("app.yaml");
+        fs::write(&file, module(2)).unwrap();
+        let mut catalog = Catalog::new(dir.path().to_owned(), store(state.path()));
+        catalog.rescan().unwrap();
+        let app = ObjectKey::new("default", "app").unwrap();
+        assert_eq!(catalog.desired().modules[&app].config["replicas"], 2);
+
+        fs::write(&file, module(9)).unwrap();
+        catalog.rescan().unwrap();
+        let desired = catalog.desired();
+        assert_eq!(
+            desired.modules[&app].config["replicas"], 2,
+            "the last good config runs"
+        );
+        let problem = desired.problems_of(Kind::Module, &app).next().unwrap();
+        assert_eq!(problem.field.as_deref(), Some("spec.config.replicas"));
+
+        let mut restarted = Catalog::new(dir.path().to_owned(), store(state.path()));
+        restarted.rescan().unwrap();
+        assert_eq!(restarted.desired().modules[&app].config["replicas"], 2);
+
+        fs::write(&file, module(3)).unwrap();
+        restarted.rescan().unwrap();
+        let fixed = restarted.desired();
+        assert_eq!(fixed.modules[&app].config["replicas"], 3);
+        assert_eq!(fixed.problems, vec![]);
     }
 
     #[test]
@@ -490,9 +609,7 @@ mod tests {
         let state = tempfile::tempdir().unwrap();
         let file = dir.path().join("ws.yaml");
         fs::write(&file, WS).unwrap();
-        Catalog::new(dir.path().to_owned(), store(state.path()))
-            .rescan()
-            .unwrap();
+        scanned(dir.path(), state.path());
 
         fs::write(&file, "apiVersion: [broken").unwrap();
         let mut restarted = Catalog::new(dir.path().to_owned(), store(state.path()));
@@ -519,9 +636,7 @@ mod tests {
         let state = tempfile::tempdir().unwrap();
         let file = dir.path().join("ws.yaml");
         fs::write(&file, WS).unwrap();
-        Catalog::new(dir.path().to_owned(), store(state.path()))
-            .rescan()
-            .unwrap();
+        scanned(dir.path(), state.path());
         fs::remove_file(&file).unwrap();
         let mut started = Catalog::new(dir.path().to_owned(), store(state.path()));
         started.rescan().unwrap();

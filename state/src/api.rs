@@ -37,6 +37,10 @@ pub struct ModuleView {
     /// When a failed step is tried again.
     #[serde(default)]
     pub next_retry: Option<DateTime<Utc>>,
+    /// The lifecycle call under way, or the one that failed (`install`,
+    /// `uninstall`, `sleep`, `resume`).
+    #[serde(default)]
+    pub operation: Option<crate::operation::Operation>,
     /// Newest last; only on single-module requests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<EventView>,
