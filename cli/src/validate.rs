@@ -89,7 +89,7 @@ fn read(file: &Path) -> ParsedFile {
         Ok(text) => parse_file(file, &text),
         Err(problem) => ParsedFile {
             manifests: Vec::new(),
-            problems: vec![problem],
+            problems: vec![*problem],
         },
     }
 }

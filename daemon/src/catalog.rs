@@ -151,7 +151,7 @@ impl Catalog {
             Ok(Some(stamp)) => stamp,
             // A directory named like a manifest: nothing to read.
             Ok(None) => return self.files.remove(&path).is_some(),
-            Err(problem) => return self.unreadable(path, problem),
+            Err(problem) => return self.unreadable(path, *problem),
         };
         if self
             .files
@@ -162,7 +162,7 @@ impl Catalog {
         }
         let text = match read_manifest(&path) {
             Ok(text) => text,
-            Err(problem) => return self.unreadable(path, problem),
+            Err(problem) => return self.unreadable(path, *problem),
         };
         let content_hash = content_hash(&text);
         if let Some(cached) = self.files.get_mut(&path)
@@ -177,20 +177,21 @@ impl Catalog {
 
     /// The file's stamp if it is one to read: `None` for a directory; a
     /// problem for a symlink that leads out of the manifests directory.
-    fn check_entry(&self, path: &Path) -> Result<Option<Stamp>, Problem> {
-        let cannot = |err: io::Error| Problem::file(path, format!("cannot be read: {err}"));
+    fn check_entry(&self, path: &Path) -> Result<Option<Stamp>, Box<Problem>> {
+        let cannot =
+            |err: io::Error| Box::new(Problem::file(path, format!("cannot be read: {err}")));
         let link = std::fs::symlink_metadata(path).map_err(cannot)?;
         if link.file_type().is_symlink() {
             let target = std::fs::canonicalize(path).map_err(cannot)?;
             let dir = std::fs::canonicalize(&self.dir).map_err(cannot)?;
             if !target.starts_with(&dir) {
-                return Err(Problem::file(
+                return Err(Box::new(Problem::file(
                     path,
                     format!(
                         "is a symbolic link to {}, outside the manifests directory: not read",
                         target.display()
                     ),
-                ));
+                )));
             }
         }
         let meta = std::fs::metadata(path).map_err(cannot)?;
@@ -330,9 +331,7 @@ impl Catalog {
     /// The files with each held object of `kind` replaced by its last good
     /// document, where one is stored and differs; `None` when none is.
     fn last_good_stand_ins(&self, state: &DesiredState, kind: Kind) -> Option<Vec<ParsedFile>> {
-        if state.held(kind).next().is_none() {
-            return None;
-        }
+        state.held(kind).next()?;
         let mut replaced = false;
         let mut files = Vec::with_capacity(self.files.len());
         for (path, cached) in &self.files {

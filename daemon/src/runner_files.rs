@@ -56,7 +56,7 @@ impl RunnerFiles {
     pub fn dir(&self, key: &ObjectKey) -> PathBuf {
         // A namespace is a DNS label and a name a DNS subdomain: neither can
         // hold `/` or be `..`, so this stays under the root.
-        self.root.join(&key.namespace()).join(&key.name())
+        self.root.join(key.namespace()).join(key.name())
     }
 
     /// Writes the files `module` needs; returns the directory to mount.

@@ -229,9 +229,9 @@ pub fn is_manifest_file(path: &Path) -> bool {
 
 /// The text of a manifest file: a regular file of at most
 /// [`MANIFEST_MAX`](crate::bounded::MANIFEST_MAX) bytes.
-pub fn read_manifest(path: &Path) -> Result<String, Problem> {
+pub fn read_manifest(path: &Path) -> Result<String, Box<Problem>> {
     crate::bounded::read_text(path, crate::bounded::MANIFEST_MAX)
-        .map_err(|err| Problem::file(path, format!("cannot be read: {err}")))
+        .map_err(|err| Box::new(Problem::file(path, format!("cannot be read: {err}"))))
 }
 
 /// Parses every YAML document in `text`; `file` is only for messages.
