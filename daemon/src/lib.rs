@@ -21,6 +21,7 @@ pub mod reconciler;
 pub mod runner_events;
 pub mod runner_files;
 pub mod runtime;
+pub mod store_thread;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod watcher;
@@ -49,6 +50,7 @@ use crate::reconciler::{Command, Context, Supervisor};
 use crate::runner_events::RunnerChange;
 use crate::runner_files::RunnerFiles;
 use crate::runtime::RuntimeError;
+use crate::store_thread::StoreThread;
 use crate::watcher::{ManifestWatcher, SharedCatalog};
 
 #[derive(Debug, Clone)]
@@ -203,6 +205,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
 
     let ctx = Arc::new(Context {
         store: store.clone(),
+        writes: StoreThread::start(store.clone()),
         runtime,
         client: ModuleClient::new(config.limits.clone()),
         files: RunnerFiles::new(state_dir),

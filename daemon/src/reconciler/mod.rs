@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::protocol::ModuleClient;
 use crate::runner_files::RunnerFiles;
+use crate::store_thread::StoreThread;
 
 pub use supervisor::Supervisor;
 
@@ -42,6 +43,9 @@ pub type ControllerDirs =
 /// What every worker shares.
 pub struct Context<R, M = ModuleClient> {
     pub store: Arc<Store>,
+    /// The store's writes (and the reads that must follow them), in order,
+    /// off the async runtime.
+    pub writes: StoreThread,
     pub runtime: R,
     pub client: M,
     pub files: RunnerFiles,

@@ -128,7 +128,8 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         self.ctx.runtime.remove_runners(&self.key).await?;
         crash_point(&Operation::Uninstall, "after-remove");
         self.ctx.files.remove(&self.key);
-        self.ctx.store.delete(&self.key)?;
+        let key = self.key.clone();
+        self.ctx.writes.run(move |store| store.delete(&key)).await?;
         tracing::info!(module = %self.key, "uninstalled");
         self.record = None;
         self.runner = RunnerState::Unknown;
@@ -280,21 +281,18 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         Ok(self.save(reason, message).await?)
     }
 
-    /// Commits the record with an event, on a blocking thread: a commit
-    /// waits for the disk (synchronous=FULL), and the runtime must not.
+    /// Commits the record with an event, on the store thread.
     pub(super) async fn save(&mut self, reason: &str, message: &str) -> Result<(), StoreError> {
         let Some(record) = self.record.as_mut() else {
             return Ok(());
         };
         record.last_activity = Utc::now();
-        let (store, record) = (self.ctx.store.clone(), record.clone());
+        let record = record.clone();
         let (reason, message) = (reason.to_owned(), message.to_owned());
-        let saved =
-            tokio::task::spawn_blocking(move || store.save(&record, &reason, &message)).await;
-        match saved {
-            Ok(result) => result,
-            Err(err) => std::panic::resume_unwind(err.into_panic()),
-        }
+        self.ctx
+            .writes
+            .run(move |store| store.save(&record, &reason, &message))
+            .await
     }
 }
 

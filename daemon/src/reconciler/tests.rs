@@ -224,6 +224,7 @@ impl Rig {
         let shutdown = CancellationToken::new();
         let ctx = Arc::new(Context {
             store: store.clone(),
+            writes: crate::store_thread::StoreThread::start(store.clone()),
             runtime: fake.clone(),
             client: fake.clone(),
             files: RunnerFiles::new(dir.path()),
@@ -335,7 +336,7 @@ async fn a_failing_step_backs_off_exponentially_until_it_succeeds() {
     let fake = Fake::default();
     fake.answer(Operation::Install, Answer::Fail(3));
     let rig = Rig::start(4, fake.clone(), state(&[module("app", false, "h")]));
-    rig.until_calls(Operation::Install, 2).await;
+    rig.until("failed once", phase_is(Phase::Failed)).await;
     let failed = rig.store.modules().unwrap().remove(0);
     assert_eq!(
         failed.operation,

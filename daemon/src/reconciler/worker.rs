@@ -308,7 +308,10 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
     async fn load(&mut self) -> bool {
         let mut failures = 0;
         loop {
-            match self.ctx.store.module(&self.key) {
+            // Through the store thread: it sees every save asked for before,
+            // also by a step that was dropped.
+            let key = self.key.clone();
+            match self.ctx.writes.run(move |store| store.module(&key)).await {
                 Ok(record) => {
                     // Whatever the record says, the runner is looked at.
                     self.runner = RunnerState::Unknown;
@@ -350,9 +353,11 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
             .await
             .map_err(|e| failed(e.to_string()))?;
         self.ctx.files.remove(&self.key);
+        let key = self.key.clone();
         self.ctx
-            .store
-            .delete(&self.key)
+            .writes
+            .run(move |store| store.delete(&key))
+            .await
             .map_err(|e| failed(e.to_string()))?;
         tracing::warn!(module = %self.key, "forgotten without /uninstall (forced)");
         self.record = None;
