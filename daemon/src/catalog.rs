@@ -1,8 +1,9 @@
 //! The manifests directory as desired state.
 //!
-//! Each rescan reads every manifest file but parses only those whose content
-//! changed. A file that stops parsing keeps its last good documents, so a
-//! half-saved edit never uninstalls anything; deleting the file does. The
+//! Each rescan stats every manifest file and reads only those whose stamp
+//! changed. An object whose document stops parsing or resolving stands on
+//! its last good version, so a half-saved edit never uninstalls anything;
+//! deleting its document does (after the reconciler's grace period). The
 //! last good text of each file is kept in the store, so this holds across a
 //! daemon restart too.
 

@@ -126,12 +126,15 @@ fn embed(
             .as_str()
             .ok_or_else(|| format!("{section} {entry_name:?}: {file_key} is not a path"))?;
         let full = dir.join(file);
-        let bytes = std::fs::read(&full).map_err(|e| {
-            format!(
-                "{section} {entry_name:?}: {file_key} {}: {e}",
-                full.display()
-            )
-        })?;
+        // Certificates and tokens: regular files, never more than a kubeconfig.
+        let bytes =
+            forklet_state::bounded::read_bytes(&full, forklet_state::bounded::KUBECONFIG_MAX)
+                .map_err(|e| {
+                    format!(
+                        "{section} {entry_name:?}: {file_key} {}: {e}",
+                        full.display()
+                    )
+                })?;
         let data = if base64 {
             base64::engine::general_purpose::STANDARD.encode(&bytes)
         } else {

@@ -70,6 +70,9 @@ pub struct Config {
     pub removal_grace: Duration,
     /// How long an image pull may go without progress before it fails.
     pub pull_stall: Duration,
+    /// How often the manifests (and kubeconfigs) are looked at without an
+    /// event ([`watcher::RESYNC`]).
+    pub rescan_every: Duration,
     /// Keep runners running while their module is asleep (default: stop them).
     pub keep_runners_while_asleep: bool,
 }
@@ -219,20 +222,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let mut core = CoreTasks::default();
     let stop = &shutdown;
     core.spawn("hibernation clock", clock.run(stop.clone()));
-    core.spawn("reconciler", async move {
+    core.spawn_fallible("reconciler", async move {
         let supervisor = Supervisor::new(ctx);
-        if let Err(err) = supervisor
+        let ran = supervisor
             .run(desired_rx, hibernation_rx, commands_rx)
-            .await
-        {
-            tracing::error!(error = %err, "the reconciler cannot go on");
-        }
+            .await;
+        ran.map_err(|err| err.to_string())
     });
     core.spawn("engine events", runner_events.run(report, stop.clone()));
     core.spawn("orphan sweeper", sweeper.run(stop.clone()));
     core.spawn(
         "manifest watcher",
-        watcher.run(catalog, desired_tx, refresh_rx, stop.clone()),
+        watcher.run(
+            catalog,
+            desired_tx,
+            refresh_rx,
+            config.rescan_every,
+            stop.clone(),
+        ),
     );
     core.spawn(
         "control socket",
@@ -255,12 +262,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
 /// The daemon's long-running tasks, by name.
 #[derive(Default)]
 struct CoreTasks {
-    tasks: JoinSet<()>,
+    tasks: JoinSet<Result<(), String>>,
     names: HashMap<tokio::task::Id, &'static str>,
 }
 
 impl CoreTasks {
     fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        self.spawn_fallible(name, async move {
+            task.await;
+            Ok(())
+        });
+    }
+
+    /// A task that may end with a reason of its own.
+    fn spawn_fallible(
+        &mut self,
+        name: &'static str,
+        task: impl Future<Output = Result<(), String>> + Send + 'static,
+    ) {
         let handle = self.tasks.spawn(task);
         self.names.insert(handle.id(), name);
     }
@@ -277,7 +296,8 @@ impl CoreTasks {
                     return None;
                 }
                 let (id, why) = match ended {
-                    Ok((id, ())) => (id, "it ended".to_owned()),
+                    Ok((id, Ok(()))) => (id, "it ended".to_owned()),
+                    Ok((id, Err(why))) => (id, why),
                     Err(err) if err.is_panic() => (err.id(), "it panicked".to_owned()),
                     Err(err) => (err.id(), err.to_string()),
                 };

@@ -23,8 +23,9 @@ struct Args {
     #[arg(long, env = "FORKLET_SOCKET")]
     socket: Option<PathBuf>,
     /// How many modules may be acted on at once.
-    #[arg(long, env = "FORKLET_MAX_CONCURRENT", default_value_t = 16)]
-    max_concurrent: usize,
+    #[arg(long, env = "FORKLET_MAX_CONCURRENT", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent: u16,
     /// Seconds a new runner may take to answer GET /health.
     #[arg(long, env = "FORKLET_HEALTH_TIMEOUT", value_parser = seconds(), default_value_t = 60)]
     health_timeout: u64,
@@ -98,10 +99,11 @@ async fn main() -> anyhow::Result<()> {
             .collect(),
             ..Limits::default()
         },
-        max_concurrent: args.max_concurrent,
+        max_concurrent: args.max_concurrent.into(),
         orphan_grace: Duration::from_secs(args.orphan_grace),
         removal_grace: Duration::from_secs(args.removal_grace),
         pull_stall: Duration::from_secs(args.pull_timeout.max(1)),
+        rescan_every: forkletd::watcher::RESYNC,
         keep_runners_while_asleep: args.keep_runners_while_asleep,
         retry: Backoff {
             base: Duration::from_secs(1),

@@ -21,8 +21,9 @@ pub enum Intent {
     /// No manifest names it any more: uninstall it.
     Remove,
     /// A manifest names it but cannot be used now (it does not parse or
-    /// validate) and no good version is known, or it has been absent for
-    /// less than the grace period: keep it as it is.
+    /// validate) and no good version is known, or (after a restart) it has
+    /// been absent for less than the grace period: keep it as it is, with
+    /// no lifecycle call.
     Hold,
 }
 

@@ -170,6 +170,7 @@ impl Harness {
             // Short, so tests of deletion do not wait; tests of the grace set their own.
             removal_grace: Duration::from_millis(200),
             pull_stall: Duration::from_secs(120),
+            rescan_every: crate::watcher::RESYNC,
             keep_runners_while_asleep: false,
             // Short, so tests see retries happen without waiting long.
             retry: Backoff {

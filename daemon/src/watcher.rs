@@ -22,7 +22,9 @@ use forklet_state::fetch::Fetcher;
 
 /// Long enough to gather an editor's save, short enough not to be noticed.
 const QUIET: Duration = Duration::from_millis(25);
-const RESYNC: Duration = Duration::from_secs(30);
+/// How often the directory (and every kubeconfig modules get) is looked
+/// at even without an event.
+pub const RESYNC: Duration = Duration::from_secs(30);
 
 pub struct ManifestWatcher {
     _watcher: RecommendedWatcher,
@@ -48,7 +50,7 @@ impl ManifestWatcher {
         })
     }
 
-    /// Rescans on every burst of events and every [`RESYNC`], fetches the
+    /// Rescans on every burst of events and every `resync`, fetches the
     /// definitions modules wait for, and publishes to `desired` whenever the
     /// result changed, until `shutdown`.
     pub async fn run(
@@ -56,6 +58,7 @@ impl ManifestWatcher {
         catalog: SharedCatalog,
         desired: watch::Sender<Arc<DesiredState>>,
         mut refresh: mpsc::UnboundedReceiver<()>,
+        resync: Duration,
         shutdown: CancellationToken,
     ) {
         let (fetched_tx, mut fetched_rx) = mpsc::unbounded_channel();
@@ -65,7 +68,7 @@ impl ManifestWatcher {
             done: fetched_tx,
         };
         fetches.start(desired.borrow().unfetched());
-        let mut resync = tokio::time::interval(RESYNC);
+        let mut resync = tokio::time::interval(resync);
         resync.tick().await; // the first tick is immediate; the caller has just scanned
         loop {
             let changed = tokio::select! {

@@ -211,3 +211,109 @@ async fn a_rotated_kubeconfig_reaches_the_running_module_without_an_install() {
     assert_eq!(after.container_id, ready.container_id);
     assert_eq!(output.bodies("install").len(), 1, "no second /install");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_periodic_rescan_sees_a_kubeconfig_outside_the_directory_change() {
+    let Some(harness) =
+        Harness::start_with(|c| c.rescan_every = std::time::Duration::from_millis(300)).await
+    else {
+        return;
+    };
+    // No event in the manifests directory will say this file changed.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let kubeconfig = elsewhere.path().join("config");
+    std::fs::write(&kubeconfig, KUBECONFIG).unwrap();
+    harness.write(
+        "ws.yaml",
+        &format!(
+            "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {{name: dev}}\nspec:\n  connection: {{type: local, kubeconfig: {}, context: dev}}\n",
+            kubeconfig.display()
+        ),
+    );
+    harness.write("app.yaml", &app("dev", HELLO_IMAGE, "{size: 1}"));
+    ready_with(&harness, json!({"size": 1})).await;
+    std::fs::write(
+        &kubeconfig,
+        KUBECONFIG.replace("127.0.0.1:6443", "127.0.0.1:26443"),
+    )
+    .unwrap();
+    let mounted = harness.runner_dir("app").join("workspace_kubeconfig");
+    harness
+        .wait_until("the change seen by a periodic rescan", || async {
+            std::fs::read_to_string(&mounted)
+                .ok()
+                .filter(|text| text.contains("127.0.0.1:26443"))
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permission_or_resource_change_replaces_the_runner() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    workspaces(&harness);
+    let module = |spec: &str, metadata: &str| {
+        ModuleYaml {
+            spec,
+            metadata,
+            ..ModuleYaml::default()
+        }
+        .to_string()
+    };
+    harness.write("app.yaml", &module("permissions: []", ""));
+    let plain = harness.wait_phase("app", "ready").await;
+    let mounted = harness.runner_dir("app").join("workspace_kubeconfig");
+    assert!(!mounted.exists());
+
+    harness.write("app.yaml", &module("permissions: [workspace]", ""));
+    let granted = harness
+        .wait_until("a new runner with the kubeconfig", || async {
+            harness
+                .module("app")
+                .await
+                .filter(|m| m.phase == "ready" && m.container_id != plain.container_id)
+        })
+        .await;
+    assert!(mounted.exists());
+    let info = harness
+        .docker
+        .inspect_container(granted.container_id.as_deref().unwrap(), None)
+        .await
+        .unwrap();
+    assert!(
+        info.config
+            .unwrap()
+            .env
+            .unwrap()
+            .contains(&"KUBECONFIG=/forkspacer/workspace_kubeconfig".to_owned())
+    );
+
+    harness.write(
+        "app.yaml",
+        &module("permissions: [workspace]", "resource_usage: {cpu: 250m}"),
+    );
+    let resized = harness
+        .wait_until("a new runner with CPU shares", || async {
+            harness
+                .module("app")
+                .await
+                .filter(|m| m.phase == "ready" && m.container_id != granted.container_id)
+        })
+        .await;
+    let info = harness
+        .docker
+        .inspect_container(resized.container_id.as_deref().unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(info.host_config.unwrap().cpu_shares, Some(256));
+    assert_eq!(
+        resized.metadata["installedBy"], "hello",
+        "metadata kept across runners"
+    );
+    assert_eq!(
+        harness.containers().await.len(),
+        1,
+        "the old runners are gone"
+    );
+}

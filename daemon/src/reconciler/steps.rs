@@ -158,10 +158,10 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
     /// workspace kubeconfig is read from wherever the manifest points).
     pub(super) async fn write_files(&self, desired: &DesiredModule) -> Result<(), StepError> {
         let (files, desired) = (self.ctx.files.clone(), desired.clone());
-        tokio::task::spawn_blocking(move || files.write(&desired))
-            .await
-            .map_err(|_| StepError::Stopping)??;
-        Ok(())
+        match tokio::task::spawn_blocking(move || files.write(&desired)).await {
+            Ok(written) => Ok(written.map(drop)?),
+            Err(err) => std::panic::resume_unwind(err.into_panic()),
+        }
     }
 
     /// A healthy runner made from `settings`, reusing the known one if it fits.

@@ -371,3 +371,41 @@ fn instant_of(at: chrono::DateTime<Utc>) -> Instant {
     let wait = (at - Utc::now()).to_std().unwrap_or_default();
     Instant::now() + wait.min(Duration::from_secs(24 * 3600))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_news_of_the_runner_in_use_matters() {
+        let up = || RunnerState::Up {
+            runner: Runner {
+                container_id: "current".into(),
+                endpoint: "127.0.0.1:1".parse().unwrap(),
+            },
+            settings: RunnerSettings {
+                image: "img".into(),
+                runner_hash: "r".into(),
+                kubeconfig: false,
+                cpu_shares: None,
+                memory_reservation: None,
+                pull_secrets: Vec::new(),
+                controller: false,
+            },
+        };
+        // A container forklet replaced or removed itself: no news.
+        let mut state = up();
+        state.changed(Some("replaced-earlier"));
+        assert_eq!(state.seen(), RunnerSeen::Healthy);
+        // The one in use, or any (the engine restarted): look again.
+        for id in [Some("current"), None] {
+            let mut state = up();
+            state.changed(id);
+            assert_eq!(state.seen(), RunnerSeen::Unknown, "{id:?}");
+        }
+        // Stopped on purpose while asleep: its own stop is no news either.
+        let mut asleep = RunnerState::StoppedAsleep;
+        asleep.changed(None);
+        assert_eq!(asleep.seen(), RunnerSeen::StoppedAsleep);
+    }
+}
