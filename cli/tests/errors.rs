@@ -1,29 +1,17 @@
 //! What the CLI says when the daemon cannot be reached, drops a request,
 //! or refuses one: each its own words, and the daemon unharmed.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
+
+use common::forklet;
 
 use forkletd::testing::{Harness, WORKSPACE};
-
-fn forklet(socket: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_forklet"))
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .expect("run forklet");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn a_dropped_request_is_told_apart_from_no_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("forkletd.sock");
-    let (ok, stderr) = forklet(&socket, &["get", "modules"]);
+    let (ok, _, stderr) = forklet(&socket, &["get", "modules"]);
     assert!(!ok);
     assert!(
         stderr.starts_with("forklet: forkletd is not running at "),
@@ -37,7 +25,7 @@ fn a_dropped_request_is_told_apart_from_no_daemon() {
         let mut buf = [0u8; 1024];
         let _ = std::io::Read::read(&mut stream, &mut buf);
     });
-    let (ok, stderr) = forklet(&socket, &["get", "modules"]);
+    let (ok, _, stderr) = forklet(&socket, &["get", "modules"]);
     rude.join().unwrap();
     assert!(!ok);
     assert!(
@@ -57,7 +45,7 @@ async fn an_absurd_duration_is_refused_and_the_daemon_goes_on() {
             (!harness.workspaces().await.is_empty()).then_some(())
         })
         .await;
-    let (ok, stderr) = forklet(
+    let (ok, _, stderr) = forklet(
         &harness.socket,
         &["sleep", "dev", "--workspace", "--for", "9000000000000s"],
     );
@@ -66,6 +54,6 @@ async fn an_absurd_duration_is_refused_and_the_daemon_goes_on() {
         stderr.trim(),
         "forklet: forSeconds 9000000000000 is longer than 316224000 (ten years)"
     );
-    let (ok, stderr) = forklet(&harness.socket, &["get", "workspaces"]);
+    let (ok, _, stderr) = forklet(&harness.socket, &["get", "workspaces"]);
     assert!(ok, "{stderr}");
 }

@@ -1,25 +1,13 @@
 //! `forklet get` as a user runs it: the real binary against a real daemon
 //! running the bundled example manifests.
 
+mod common;
+
+use common::forklet;
 use std::path::Path;
-use std::process::Command;
 
 use forkletd::testing::{Harness, repo_root};
 use serde_json::Value;
-
-fn forklet(socket: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_forklet"))
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .expect("run forklet");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn json(socket: &Path, args: &[&str]) -> Value {
     let (ok, stdout, stderr) = forklet(socket, args);

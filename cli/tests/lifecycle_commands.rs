@@ -1,24 +1,11 @@
 //! `forklet retry`, `forklet delete --force` and `forklet refresh` as a
 //! user runs them: the real binary against a real daemon.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
+
+use common::forklet;
 
 use forkletd::testing::{Harness, MISBEHAVE_IMAGE, ModuleYaml, WORKSPACE};
-
-fn forklet(socket: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_forklet"))
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .expect("run forklet");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn broken(config: &str) -> String {
     ModuleYaml {

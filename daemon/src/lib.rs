@@ -22,6 +22,8 @@ pub mod runner_events;
 pub mod runner_files;
 pub mod runtime;
 pub mod store_thread;
+#[cfg(test)]
+mod test_support;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod watcher;

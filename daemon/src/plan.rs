@@ -150,48 +150,18 @@ fn resting_asleep(record: &ModuleRecord, runner: RunnerSeen) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::settings;
     use chrono::Utc;
     use forklet_state::ObjectKey;
-    use forklet_state::definition::parse_definition;
-    use serde_json::json;
 
     use RunnerSeen::{Healthy, StoppedAsleep, Unknown};
 
     fn module(hibernated: bool, install_hash: &str) -> Arc<DesiredModule> {
-        let definition = parse_definition(&json!({
-            "kind": "Custom",
-            "metadata": {"name": "m", "version": "1.0.0", "supportedOperatorVersion": "*"},
-            "spec": {"image": "img"}
-        }))
-        .unwrap();
-        Arc::new(DesiredModule {
-            key: ObjectKey::new("default", "app").unwrap(),
-            file: "app.yaml".into(),
-            workspace: ObjectKey::new("default", "dev").unwrap(),
-            definition,
-            config: Default::default(),
-            hibernated,
-            kubeconfig: None,
-            kubeconfig_stamp: None,
-            runner: settings(),
-            install_hash: install_hash.into(),
-        })
+        Arc::new(crate::test_support::module("app", hibernated, install_hash))
     }
 
     fn desired(hibernated: bool, install_hash: &str) -> Intent {
         Intent::Run(module(hibernated, install_hash))
-    }
-
-    fn settings() -> RunnerSettings {
-        RunnerSettings {
-            image: "img".into(),
-            runner_hash: "r".into(),
-            kubeconfig: false,
-            cpu_shares: None,
-            memory_reservation: None,
-            pull_secrets: Vec::new(),
-            controller: false,
-        }
     }
 
     fn record(phase: Phase, installed: Option<&str>, asleep: bool) -> ModuleRecord {

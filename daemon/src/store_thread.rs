@@ -56,7 +56,7 @@ impl StoreThread {
 mod tests {
     use super::*;
     use forklet_state::ObjectKey;
-    use forklet_state::store::{ModuleRecord, RunnerSettings};
+    use forklet_state::store::ModuleRecord;
 
     #[tokio::test]
     async fn work_lands_in_the_order_it_was_asked_for_even_when_nobody_waits() {
@@ -67,15 +67,7 @@ mod tests {
         let record = ModuleRecord::new(
             key.clone(),
             ObjectKey::new("default", "dev").unwrap(),
-            RunnerSettings {
-                image: "img".into(),
-                runner_hash: "r".into(),
-                kubeconfig: false,
-                cpu_shares: None,
-                memory_reservation: None,
-                pull_secrets: Vec::new(),
-                controller: false,
-            },
+            crate::test_support::settings(),
             chrono::Utc::now(),
         );
         // A save whose caller gave up (its future dropped after the ask)...

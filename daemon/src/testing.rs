@@ -596,25 +596,30 @@ async fn docker_or_skip() -> Option<Docker> {
 fn build_images() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let script = repo_root().join("examples/modules/build-image.sh");
         for (bin, tag) in [
             ("hello-module", HELLO_IMAGE),
             ("misbehave-module", MISBEHAVE_IMAGE),
         ] {
-            let out = Command::new("bash")
-                .arg(&script)
-                .args([bin, tag])
-                .output()
-                .expect("run build-image.sh");
-            assert!(
-                out.status.success(),
-                "{} {bin} failed:\n{}{}",
-                script.display(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            run_build_script("examples/modules/build-image.sh", &[bin, tag]);
         }
     });
+}
+
+/// Runs one of the image build scripts; fails the test with its output.
+fn run_build_script(script: &str, args: &[&str]) {
+    let script = repo_root().join(script);
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("run a build-image.sh");
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed:\n{}{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Builds [`PYTHON_IMAGE`] (once per test binary), for the tests that use
@@ -622,18 +627,7 @@ fn build_images() {
 pub fn build_python_image() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let script = repo_root().join("examples/modules/python/build-image.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg(PYTHON_IMAGE)
-            .output()
-            .expect("run the python build-image.sh");
-        assert!(
-            out.status.success(),
-            "{} failed:\n{}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_build_script("examples/modules/python/build-image.sh", &[PYTHON_IMAGE]);
     });
 }
 

@@ -8,10 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use forklet_state::ObjectKey;
-use forklet_state::definition::parse_definition;
 use forklet_state::desired::{DesiredModule, DesiredState};
 use forklet_state::operation::Operation;
-use forklet_state::store::{ModuleRecord, Phase, RunnerSettings, Store};
+use forklet_state::store::{ModuleRecord, Phase, Store};
 use serde_json::{Map, Value, json};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -25,6 +24,7 @@ use crate::hibernation::Hibernation;
 use crate::protocol::{CallError, ModuleApi};
 use crate::runner_files::RunnerFiles;
 use crate::runtime::{Progress, Runner, RunnerSpec, Runtime, RuntimeError};
+use crate::test_support::{key, module};
 
 /// How a fake module answers one operation.
 #[derive(Debug, Clone, Copy)]
@@ -161,39 +161,6 @@ impl ModuleApi for Fake {
         };
         self.world().in_flight -= 1;
         result.map(|()| Some(json!({"by": "fake"}).as_object().unwrap().clone()))
-    }
-}
-
-fn key(name: &str) -> ObjectKey {
-    ObjectKey::new("default", name).unwrap()
-}
-
-fn module(name: &str, hibernated: bool, install_hash: &str) -> DesiredModule {
-    let definition = parse_definition(&json!({
-        "kind": "Custom",
-        "metadata": {"name": "m", "version": "1.0.0", "supportedOperatorVersion": "*"},
-        "spec": {"image": "img"}
-    }))
-    .unwrap();
-    DesiredModule {
-        key: key(name),
-        file: format!("{name}.yaml").into(),
-        workspace: key("dev"),
-        definition,
-        config: Map::new(),
-        hibernated,
-        kubeconfig: None,
-        kubeconfig_stamp: None,
-        runner: RunnerSettings {
-            image: "img".into(),
-            runner_hash: "r".into(),
-            kubeconfig: false,
-            cpu_shares: None,
-            memory_reservation: None,
-            pull_secrets: Vec::new(),
-            controller: false,
-        },
-        install_hash: install_hash.into(),
     }
 }
 

@@ -383,15 +383,7 @@ mod tests {
                 container_id: "current".into(),
                 endpoint: "127.0.0.1:1".parse().unwrap(),
             },
-            settings: RunnerSettings {
-                image: "img".into(),
-                runner_hash: "r".into(),
-                kubeconfig: false,
-                cpu_shares: None,
-                memory_reservation: None,
-                pull_secrets: Vec::new(),
-                controller: false,
-            },
+            settings: crate::test_support::settings(),
         };
         // A container forklet replaced or removed itself: no news.
         let mut state = up();
