@@ -28,6 +28,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::hibernation::Hibernation;
 use crate::reconciler::{Command, ForgetError};
+use crate::store_thread::StoreThread;
 
 /// The longest override: beyond it, an override is a manifest edit.
 const MAX_OVERRIDE_SECONDS: i64 = 10 * 366 * 24 * 3600;
@@ -37,7 +38,10 @@ const EVENTS_SHOWN: usize = 20;
 
 #[derive(Clone)]
 pub struct ApiState {
+    /// For reads, on a connection of their own.
     pub store: Arc<Store>,
+    /// For writes, in order and off the async runtime.
+    pub writes: StoreThread,
     pub desired: watch::Receiver<Arc<DesiredState>>,
     /// Asks the watcher to fetch every `httpURL` definition again.
     pub refresh: mpsc::UnboundedSender<()>,
@@ -373,7 +377,7 @@ fn override_view(o: Override) -> OverrideView {
 /// Stores a manual sleep or resume of a module or a workspace. Without a
 /// duration or an end it lasts until the next scheduled transition of the
 /// workspace (or until replaced, where there is no schedule).
-fn set_override(
+async fn set_override(
     state: &ApiState,
     scope: Scope,
     key: ObjectKey,
@@ -456,7 +460,11 @@ fn set_override(
             .map(|(at, _)| at),
     };
     let value = Override { action, until };
-    state.store.set_override(scope, &key, &value)?;
+    let stored = key.clone();
+    state
+        .writes
+        .run(move |store| store.set_override(scope, &stored, &value))
+        .await?;
     tracing::info!(scope = scope.as_str(), object = %key, action = action.as_str(), until = ?until, "override set");
     state.overrides_changed.notify_one();
     Ok(Json(override_view(value)))
@@ -470,15 +478,24 @@ macro_rules! override_handler {
             request: Option<Json<OverrideRequest>>,
         ) -> Result<Json<OverrideView>, ApiError> {
             let request = request.map(|Json(r)| r).unwrap_or_default();
-            set_override(&state, $scope, key, $action, request)
+            set_override(&state, $scope, key, $action, request).await
         }
     };
 }
 
 /// Ends a manual sleep or resume before its time: the manifests and
 /// schedules decide again.
-fn clear_override(state: &ApiState, scope: Scope, key: ObjectKey) -> Result<StatusCode, ApiError> {
-    if !state.store.delete_override(scope, &key)? {
+async fn clear_override(
+    state: &ApiState,
+    scope: Scope,
+    key: ObjectKey,
+) -> Result<StatusCode, ApiError> {
+    let stored = key.clone();
+    let deleted = state
+        .writes
+        .run(move |store| store.delete_override(scope, &stored))
+        .await?;
+    if !deleted {
         return Err(ApiError::NoOverride { scope, key });
     }
     tracing::info!(scope = scope.as_str(), object = %key, "override cleared");
@@ -490,14 +507,14 @@ async fn clear_module_override(
     State(state): State<ApiState>,
     KeyPath(key): KeyPath,
 ) -> Result<StatusCode, ApiError> {
-    clear_override(&state, Scope::Module, key)
+    clear_override(&state, Scope::Module, key).await
 }
 
 async fn clear_workspace_override(
     State(state): State<ApiState>,
     KeyPath(key): KeyPath,
 ) -> Result<StatusCode, ApiError> {
-    clear_override(&state, Scope::Workspace, key)
+    clear_override(&state, Scope::Workspace, key).await
 }
 
 override_handler!(sleep_module, Scope::Module, OverrideAction::Sleep);
@@ -589,7 +606,11 @@ async fn create_secret(
         username: request.username,
         password: request.password,
     };
-    state.store.create_secret(&secret)?;
+    let stored = secret.clone();
+    state
+        .writes
+        .run(move |store| store.create_secret(&stored))
+        .await?;
     tracing::info!(secret = %secret.name, server = %secret.server, "secret created");
     Ok((
         StatusCode::CREATED,
@@ -604,7 +625,12 @@ async fn delete_secret(
     State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if !state.store.delete_secret(&name)? {
+    let stored = name.clone();
+    if !state
+        .writes
+        .run(move |store| store.delete_secret(&stored))
+        .await?
+    {
         return Err(ApiError::NoSuchSecret(name));
     }
     tracing::info!(secret = %name, "secret deleted");

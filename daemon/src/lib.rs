@@ -179,8 +179,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         });
     };
     let (refresh_tx, refresh_rx) = tokio::sync::mpsc::unbounded_channel();
+    let writes = StoreThread::start(store.clone());
     let api_state = api::ApiState {
         store: store.clone(),
+        writes: writes.clone(),
         desired: desired_rx.clone(),
         refresh: refresh_tx,
         commands: commands_tx,
@@ -210,7 +212,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
 
     let ctx = Arc::new(Context {
         store: store.clone(),
-        writes: StoreThread::start(store.clone()),
+        writes: writes.clone(),
         runtime,
         client: ModuleClient::new(config.limits.clone()),
         files: RunnerFiles::new(state_dir),

@@ -32,6 +32,14 @@ impl StoreThread {
         Self { jobs }
     }
 
+    /// Queues `work` without waiting for it (progress lines, history
+    /// entries): it still lands in order.
+    pub fn submit(&self, work: impl FnOnce(&Store) + Send + 'static) {
+        if self.jobs.send(Box::new(work)).is_err() {
+            tracing::error!("the store thread has ended; a write is lost");
+        }
+    }
+
     /// Runs `work` on the store thread, after everything asked for before.
     pub async fn run<T: Send + 'static>(
         &self,

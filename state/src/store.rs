@@ -679,19 +679,26 @@ impl Store {
         Ok(keys)
     }
 
-    /// Every override, dropping those that expired before `now`.
+    /// Drops the overrides that expired before `now`.
+    pub fn delete_expired_overrides(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.lock().execute(
+            "DELETE FROM overrides WHERE until IS NOT NULL AND until <= ?1",
+            [now.to_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    /// Every override still in force at `now`; reads only.
     pub fn overrides(
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<(Scope, ObjectKey, Override)>, StoreError> {
-        let conn = self.lock();
-        conn.execute(
-            "DELETE FROM overrides WHERE until IS NOT NULL AND until <= ?1",
-            [now.to_rfc3339()],
+        let conn = self.read();
+        let mut stmt = conn.prepare(
+            "SELECT scope, namespace, name, action, until FROM overrides
+             WHERE until IS NULL OR until > ?1",
         )?;
-        let mut stmt =
-            conn.prepare("SELECT scope, namespace, name, action, until FROM overrides")?;
-        let rows = stmt.query_map([], |row| {
+        let rows = stmt.query_map([now.to_rfc3339()], |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 stored_key(row, 1)?,

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use forklet_state::ObjectKey;
 use forklet_state::desired::DesiredState;
 use forklet_state::manifest::Kind;
-use forklet_state::store::Store;
+
+use crate::store_thread::StoreThread;
 
 #[derive(Default)]
 pub(super) struct ProblemHistory {
@@ -19,7 +20,7 @@ impl ProblemHistory {
     /// every module noted before.
     pub fn note<'k>(
         &mut self,
-        store: &Store,
+        writes: &StoreThread,
         state: &DesiredState,
         keys: impl Iterator<Item = &'k ObjectKey>,
     ) {
@@ -36,13 +37,16 @@ impl ProblemHistory {
                 continue;
             }
             let (reason, message) = if now.is_empty() {
-                ("ManifestFixed", "the manifest is valid again")
+                ("ManifestFixed", "the manifest is valid again".to_owned())
             } else {
-                ("ManifestProblem", now.as_str())
+                ("ManifestProblem", now.clone())
             };
-            if let Err(err) = store.add_event(&key, reason, message) {
-                tracing::warn!(module = %key, error = %err, "cannot record a manifest problem");
-            }
+            let event_key = key.clone();
+            writes.submit(move |store| {
+                if let Err(err) = store.add_event(&event_key, reason, &message) {
+                    tracing::warn!(module = %event_key, error = %err, "cannot record a manifest problem");
+                }
+            });
             if now.is_empty() {
                 self.noted.remove(&key);
             } else {

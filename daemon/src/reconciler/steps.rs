@@ -196,11 +196,14 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
                 false => None,
             },
         };
-        let (store, key) = (self.ctx.store.clone(), self.key.clone());
+        let (writes, key) = (self.ctx.writes.clone(), self.key.clone());
         let progress = move |line: &str| {
-            if let Err(err) = store.set_message(&key, line) {
-                tracing::warn!(module = %key, error = %err, "cannot record progress");
-            }
+            let (key, line) = (key.clone(), line.to_owned());
+            writes.submit(move |store| {
+                if let Err(err) = store.set_message(&key, &line) {
+                    tracing::warn!(module = %key, error = %err, "cannot record progress");
+                }
+            });
         };
         let runner = self.ctx.runtime.ensure_runner(&spec, &progress).await?;
         let record = self.recorded()?;

@@ -170,7 +170,7 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
             }
         }
         self.problems
-            .note(&self.ctx.store, state, self.workers.keys());
+            .note(&self.ctx.writes, state, self.workers.keys());
         for (key, module) in &state.modules {
             // What the worker acts on: asleep for any reason, not only its manifest's.
             let mut module = module.clone();
@@ -244,16 +244,20 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
                 continue;
             }
             let (scope, key) = entry;
-            match self.ctx.store.delete_override(scope, &key) {
-                Ok(_) => {
-                    tracing::info!(scope = scope.as_str(), object = %key, "override removed with its object")
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, object = %key, "cannot remove an override")
-                }
-            }
+            self.ctx
+                .writes
+                .submit(move |store| match store.delete_override(scope, &key) {
+                    Ok(_) => tracing::info!(scope = scope.as_str(), object = %key, "override removed with its object"),
+                    Err(err) => tracing::warn!(error = %err, object = %key, "cannot remove an override"),
+                });
         }
         self.orphan_overrides = still_orphaned;
+        let now = Utc::now();
+        self.ctx.writes.submit(move |store| {
+            if let Err(err) = store.delete_expired_overrides(now) {
+                tracing::warn!(error = %err, "cannot drop expired overrides");
+            }
+        });
     }
 
     fn send(&mut self, key: ObjectKey, intent: Intent) {
@@ -311,16 +315,18 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
 
     /// Shows a module whose worker panicked as failed, with the reason.
     fn record_crash(&self, key: &ObjectKey, why: &str) {
-        let store = &self.ctx.store;
-        let Ok(Some(mut record)) = store.module(key) else {
-            return;
-        };
-        record.phase = Phase::Failed;
-        record.message = format!("internal error: {why}");
-        record.last_activity = Utc::now();
-        if let Err(err) = store.save(&record, "WorkerFailed", &record.message) {
-            tracing::error!(module = %key, error = %err, "cannot record the failure");
-        }
+        let (key, message) = (key.clone(), format!("internal error: {why}"));
+        self.ctx.writes.submit(move |store| {
+            let Ok(Some(mut record)) = store.module(&key) else {
+                return;
+            };
+            record.phase = Phase::Failed;
+            record.message = message;
+            record.last_activity = Utc::now();
+            if let Err(err) = store.save(&record, "WorkerFailed", &record.message) {
+                tracing::error!(module = %key, error = %err, "cannot record the failure");
+            }
+        });
     }
 }
 
