@@ -325,10 +325,16 @@ impl CoreTasks {
 }
 
 /// The state dir holds registry passwords and kubeconfigs: only the
-/// daemon's user may enter it. One made open by hand is closed again.
+/// daemon's user may enter it. One made open by hand is closed again; a
+/// directory shared on purpose (sticky, like /tmp) is refused, never changed.
 fn private_state_dir(path: &Path) -> std::io::Result<()> {
     private_dir(path)?;
-    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o7777;
+    if mode & 0o1000 != 0 {
+        return Err(std::io::Error::other(
+            "a shared directory (sticky bit, like /tmp) cannot be a state directory: choose one of its own",
+        ));
+    }
     if mode & 0o077 != 0 {
         tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the state directory was open to other users; making it private");
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
@@ -399,6 +405,18 @@ mod tests {
         shutdown.cancel();
         assert_eq!(core.first_end(&shutdown).await, None);
         core.drain().await;
+    }
+
+    #[test]
+    fn a_shared_directory_is_refused_and_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let err = private_state_dir(&shared).unwrap_err();
+        assert!(err.to_string().contains("sticky bit"), "{err}");
+        let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o1777);
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! periodic rescan covers events the kernel dropped.
 
 use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,27 +29,63 @@ const QUIET: Duration = Duration::from_millis(25);
 pub const RESYNC: Duration = Duration::from_secs(30);
 
 pub struct ManifestWatcher {
-    _watcher: RecommendedWatcher,
+    dir: PathBuf,
+    watcher: RecommendedWatcher,
+    /// The directory watched, by inode: a directory replaced under the same
+    /// name (`rm -rf` and a fresh clone, a deploy tool's swap) is a new one
+    /// to watch.
+    watched: Option<u64>,
     events: mpsc::UnboundedReceiver<()>,
 }
 
 impl ManifestWatcher {
-    pub fn start(dir: &std::path::Path) -> notify::Result<Self> {
+    pub fn start(dir: &Path) -> notify::Result<Self> {
         let (tx, events) = mpsc::unbounded_channel();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                // An error may mean lost events: rescan then too.
-                if event.is_ok_and(|e| !can_change_content(&e.kind)) {
-                    return;
-                }
-                let _ = tx.send(());
-            })?;
-        // Recursive: definition files (`source.file`) may sit in subdirectories.
-        watcher.watch(dir, RecursiveMode::Recursive)?;
-        Ok(Self {
-            _watcher: watcher,
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            // An error may mean lost events: rescan then too.
+            if event.is_ok_and(|e| !can_change_content(&e.kind)) {
+                return;
+            }
+            let _ = tx.send(());
+        })?;
+        let mut this = Self {
+            dir: dir.to_owned(),
+            watcher,
+            watched: None,
             events,
-        })
+        };
+        this.watch()?;
+        Ok(this)
+    }
+
+    fn watch(&mut self) -> notify::Result<()> {
+        let inode = std::fs::metadata(&self.dir).map(|m| m.ino()).ok();
+        if self.watched.is_some() {
+            let _ = self.watcher.unwatch(&self.dir);
+        }
+        // Recursive: definition files (`source.file`) may sit in subdirectories.
+        self.watcher.watch(&self.dir, RecursiveMode::Recursive)?;
+        self.watched = inode;
+        Ok(())
+    }
+
+    /// Watches the directory again if the one there now is not the one
+    /// watched; `true` when it did (the caller rescans).
+    fn rewatch_if_replaced(&mut self) -> bool {
+        let now = std::fs::metadata(&self.dir).map(|m| m.ino()).ok();
+        if now.is_none() || now == self.watched {
+            return false;
+        }
+        match self.watch() {
+            Ok(()) => {
+                tracing::info!(dir = %self.dir.display(), "the manifests directory was replaced; watching the new one");
+                true
+            }
+            Err(err) => {
+                tracing::warn!(dir = %self.dir.display(), error = %err, "cannot watch the manifests directory");
+                false
+            }
+        }
     }
 
     /// Rescans on every burst of events and every `resync`, fetches the
@@ -78,9 +116,13 @@ impl ManifestWatcher {
                         return;
                     }
                     self.settle().await;
+                    self.rewatch_if_replaced();
                     catalog.with(rescan).await
                 }
-                _ = resync.tick() => catalog.with(|c| c.retry_failed_fetches() | rescan(c)).await,
+                _ = resync.tick() => {
+                    self.rewatch_if_replaced();
+                    catalog.with(|c| c.retry_failed_fetches() | rescan(c)).await
+                }
                 Some(()) = refresh.recv() => {
                     // Fetched again in place; results come back as any fetch does.
                     let urls = catalog.with(|c| c.definition_urls().map(str::to_owned).collect::<Vec<_>>()).await;

@@ -190,9 +190,28 @@ async fn an_uninstall_cut_short_then_the_manifest_back_installs_again() {
         |h| h.write("app.yaml", &app(false)),
     )
     .await;
-    let app = harness.wait_phase("app", "ready").await;
+    let back = harness.wait_phase("app", "ready").await;
     assert_eq!(calls(&harness).await, ["install", "uninstall", "install"]);
-    assert_eq!(app.metadata["installs"], 2);
+    assert_eq!(
+        back.metadata["installs"], 2,
+        "unknown effect: the metadata goes back"
+    );
+
+    // Past the answer of /uninstall, the module is known to be gone: back,
+    // it starts afresh, as a new one would.
+    let harness = crash_then(
+        "uninstall:after-remove",
+        Before::Ready,
+        |h| h.remove("app.yaml"),
+        |h| h.write("app.yaml", &app(false)),
+    )
+    .await;
+    let fresh = harness.wait_phase("app", "ready").await;
+    assert_eq!(calls(&harness).await, ["install"], "on a new runner");
+    assert_eq!(
+        fresh.metadata["installs"], 1,
+        "no metadata of the uninstalled module"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

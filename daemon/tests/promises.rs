@@ -284,3 +284,32 @@ async fn an_empty_answer_keeps_the_stored_metadata() {
     let awake = harness.wait_phase("app", "ready").await;
     assert_eq!(awake.metadata, installed.metadata);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifests_directory_replaced_under_its_name_is_watched_again() {
+    // No periodic rescan to fall back on: only a working watch sees edits.
+    let Some(harness) = Harness::start_with(|c| c.rescan_every = Duration::from_secs(3600)).await
+    else {
+        return;
+    };
+    harness.write("ws.yaml", WORKSPACE);
+    harness.write("app.yaml", &app());
+    harness.wait_phase("app", "ready").await;
+
+    // As `rm -rf` and a fresh clone, or a deploy tool's swap, do it.
+    let dir = harness.manifests.path();
+    let old = dir.with_extension("old");
+    std::fs::rename(dir, &old).unwrap();
+    std::fs::create_dir(dir).unwrap();
+    for file in ["ws.yaml", "app.yaml"] {
+        std::fs::copy(old.join(file), dir.join(file)).unwrap();
+    }
+    std::fs::remove_dir_all(&old).unwrap();
+
+    let asleep = ModuleYaml {
+        hibernated: true,
+        ..ModuleYaml::default()
+    };
+    harness.write("app.yaml", &asleep.to_string());
+    harness.wait_phase("app", "sleeped").await;
+}

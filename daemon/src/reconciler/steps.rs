@@ -116,6 +116,14 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
             // install that failed or was cut short may have made things.
             Ok(endpoint) => {
                 self.call(endpoint, Operation::Uninstall, &config).await?;
+                // Known to be done: should the manifest come back before the
+                // module is forgotten, it starts afresh, as a new one would.
+                let record = self.recorded()?;
+                record.operation = None;
+                record.installed_hash = None;
+                record.metadata = Map::new();
+                self.save("Uninstalled", "POST /uninstall succeeded")
+                    .await?;
             }
             // A module that never installed and cannot even get a runner
             // (its image is gone, say) cannot have made anything to clean
