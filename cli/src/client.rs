@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use forklet_state::ObjectKey;
 use forklet_state::api::ErrorBody;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -102,6 +103,26 @@ impl Client {
         }
         Ok(bytes.to_vec())
     }
+}
+
+/// `/v1/{kind}/{namespace}/{name}{rest}`, with the names checked as
+/// Kubernetes names first: what cannot name an object is said here, in the
+/// user's words, rather than as a confusing answer from the daemon.
+pub fn object_path(
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    rest: &str,
+) -> Result<String, ClientError> {
+    let key = ObjectKey::new(namespace, name).map_err(|err| {
+        let field = err.field().trim_start_matches("metadata.");
+        ClientError::Api(format!("{field}: {}", err.reason()))
+    })?;
+    Ok(format!(
+        "/v1/{kind}/{}/{}{rest}",
+        key.namespace(),
+        key.name()
+    ))
 }
 
 /// The host is ignored on a Unix socket; the path is what counts.

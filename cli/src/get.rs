@@ -3,7 +3,7 @@
 use chrono::Utc;
 use forklet_state::api::{ModuleView, WorkspaceView};
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, object_path};
 use crate::table::{Format, age, render, structured};
 
 #[derive(clap::Subcommand)]
@@ -33,7 +33,8 @@ pub async fn run(
             structured(format, &modules).unwrap_or_else(|| module_table(&modules))
         }
         What::Module { name } => {
-            let module: ModuleView = client.get(&format!("/v1/modules/{ns}/{name}")).await?;
+            let path = object_path("modules", &ns, &name, "")?;
+            let module: ModuleView = client.get(&path).await?;
             structured(format, &module)
                 .unwrap_or_else(|| module_table(std::slice::from_ref(&module)))
         }
@@ -43,8 +44,9 @@ pub async fn run(
             structured(format, &workspaces).unwrap_or_else(|| workspace_table(&workspaces))
         }
         What::Workspace { name } => {
-            let workspace: WorkspaceView =
-                client.get(&format!("/v1/workspaces/{ns}/{name}")).await?;
+            let workspace: WorkspaceView = client
+                .get(&object_path("workspaces", &ns, &name, "")?)
+                .await?;
             structured(format, &workspace)
                 .unwrap_or_else(|| workspace_table(std::slice::from_ref(&workspace)))
         }

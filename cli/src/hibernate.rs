@@ -6,7 +6,7 @@
 use chrono::{DateTime, Local, NaiveTime, TimeZone, Utc};
 use forklet_state::api::{OverrideRequest, OverrideView};
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, object_path};
 
 #[derive(clap::Args)]
 pub struct Target {
@@ -40,14 +40,14 @@ pub async fn run(client: &Client, action: &str, target: Target) -> Result<String
         "module"
     };
     if target.clear {
-        let path = format!("/v1/{kind}/{}/{}/override", target.namespace, target.name);
+        let path = object_path(kind, &target.namespace, &target.name, "/override")?;
         client.delete(&path).await?;
         return Ok(format!(
             "{what} {}/{}: override cleared",
             target.namespace, target.name
         ));
     }
-    let path = format!("/v1/{kind}/{}/{}/{action}", target.namespace, target.name);
+    let path = object_path(kind, &target.namespace, &target.name, &format!("/{action}"))?;
     let request = OverrideRequest {
         for_seconds: target.duration,
         until: target.until,

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use forklet_state::paths;
 
-use crate::client::Client;
+use crate::client::{Client, object_path};
 use crate::table::Format;
 
 #[derive(Parser)]
@@ -108,8 +108,8 @@ fn main() -> ExitCode {
         Command::Refresh => runtime
             .block_on(client().trigger("/v1/definitions/refresh"))
             .map(|()| "fetching httpURL definitions again".to_owned()),
-        Command::Retry { name, namespace } => runtime
-            .block_on(client().trigger(&format!("/v1/modules/{namespace}/{name}/retry")))
+        Command::Retry { name, namespace } => object_path("modules", &namespace, &name, "/retry")
+            .and_then(|path| runtime.block_on(client().trigger(&path)))
             .map(|()| format!("module {namespace}/{name}: retrying now")),
         Command::Delete { force: false, .. } => {
             let why = "modules are deleted by deleting their manifest; --force forgets one whose manifest is gone \
@@ -120,8 +120,8 @@ fn main() -> ExitCode {
             name,
             namespace,
             force: true,
-        } => runtime
-            .block_on(client().trigger(&format!("/v1/modules/{namespace}/{name}/forget")))
+        } => object_path("modules", &namespace, &name, "/forget")
+            .and_then(|path| runtime.block_on(client().trigger(&path)))
             .map(|()| format!("module {namespace}/{name} forgotten; its runner is removed")),
         Command::Secret { action } => runtime.block_on(secret::run(&client(), action)),
         Command::Validate {
@@ -134,7 +134,7 @@ fn main() -> ExitCode {
                 Err(err) => return fail(&err, ExitCode::from(USAGE)),
             };
             let report = runtime.block_on(validate::run(&files, fetch));
-            println!("{}", validate::render(&report, output));
+            print_out(&validate::render(&report, output));
             return if report.valid {
                 ExitCode::SUCCESS
             } else {
@@ -144,10 +144,22 @@ fn main() -> ExitCode {
     };
     match answer {
         Ok(text) => {
-            println!("{text}");
+            print_out(&text);
             ExitCode::SUCCESS
         }
         Err(err) => fail(&err.to_string(), ExitCode::FAILURE),
+    }
+}
+
+/// Standard output, where a reader that went away (`| head`, `| grep -q`)
+/// ends the command quietly rather than in a panic.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(err) = writeln!(out, "{text}").and_then(|()| out.flush())
+        && err.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("forklet: writing the output: {err}");
     }
 }
 

@@ -57,3 +57,42 @@ async fn an_absurd_duration_is_refused_and_the_daemon_goes_on() {
     let (ok, _, stderr) = forklet(&harness.socket, &["get", "workspaces"]);
     assert!(ok, "{stderr}");
 }
+
+#[test]
+fn names_that_cannot_name_an_object_are_refused_in_the_users_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("forkletd.sock");
+    for args in [
+        &["get", "module", "../x"][..],
+        &["sleep", "../x"],
+        &["delete", "../x", "--force"],
+        &["retry", "app", "-n", "Team"],
+    ] {
+        let (ok, _, stderr) = forklet(&socket, args);
+        assert!(!ok);
+        assert!(
+            stderr.starts_with("forklet: name: \"../x\" is not a DNS-1123 subdomain")
+                || stderr.starts_with("forklet: namespace: \"Team\" is not a DNS-1123 label"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ws.yaml");
+    std::fs::write(&file, WORKSPACE).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_forklet"))
+        .args(["validate", "-o", "json"])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before the CLI writes: a `| head -c0`.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).is_empty(), "{out:?}");
+    assert_ne!(out.status.code(), Some(101), "no panic");
+}

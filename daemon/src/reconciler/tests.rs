@@ -473,3 +473,22 @@ async fn an_override_goes_with_its_module_once_the_grace_is_over() {
     }
     rig.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_module_wanted_again_abandons_its_hung_uninstall() {
+    let fake = Fake::default();
+    fake.answer(Operation::Uninstall, Answer::Hang);
+    let rig = Rig::start(4, fake.clone(), state(&[module("app", false, "h")]));
+    rig.until("ready", phase_is(Phase::Ready)).await;
+    rig.desired.send_replace(state(&[]));
+    rig.until_calls(Operation::Uninstall, 1).await;
+    rig.desired
+        .send_replace(state(&[module("app", false, "h")]));
+    // The uninstall may have done anything: installed again, then settled.
+    rig.until_calls(Operation::Install, 2).await;
+    rig.until("ready again", |r| {
+        r.is_some_and(|r| r.phase == Phase::Ready && r.operation.is_none())
+    })
+    .await;
+    rig.stop().await;
+}

@@ -164,7 +164,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
                 Action::Forget => return,
                 Action::Idle => {}
                 _ if backing_off => {}
-                action => match self.act(action, &mut inbox).await {
+                action => match self.act(action, &intent, &mut inbox).await {
                     Outcome::Done => {
                         retry_at = None;
                         continue;
@@ -221,15 +221,28 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
     }
 
     /// One action under a concurrency permit, raced against shutdown, a
-    /// forced deletion and (for anything but an uninstall) removal. A step
-    /// that loses the race is dropped where it stands: what it committed
-    /// says what was under way, and the next plan starts from there.
-    async fn act(&mut self, action: Action, inbox: &mut Inbox) -> Outcome {
+    /// forced deletion, and a change of mind: removal for anything but an
+    /// uninstall, any new intent for an uninstall (the module wanted again,
+    /// or elsewhere). A step that loses the race is dropped where it
+    /// stands: what it committed says what was under way, and the next plan
+    /// starts from there.
+    async fn act(&mut self, action: Action, intent: &Intent, inbox: &mut Inbox) -> Outcome {
         let ctx = self.ctx.clone();
         let mut watching = inbox.intents.clone();
-        let removable = action != Action::Uninstall;
+        let uninstalling = action == Action::Uninstall;
+        let started = intent.clone();
         let removed = async move {
-            if !removable || watching.wait_for(|i| *i == Intent::Remove).await.is_err() {
+            let closed = watching
+                .wait_for(|now| {
+                    if uninstalling {
+                        *now != started
+                    } else {
+                        *now == Intent::Remove
+                    }
+                })
+                .await
+                .is_err();
+            if closed {
                 std::future::pending::<()>().await;
             }
         };
