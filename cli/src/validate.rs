@@ -3,12 +3,14 @@
 //! and checked too.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use forklet_state::Problem;
 use forklet_state::desired::DesiredState;
 use forklet_state::fetch::Fetcher;
-use forklet_state::manifest::{ParsedFile, is_manifest_file, parse_file, read_manifest};
+use forklet_state::manifest::{
+    ParsedFile, check_link_inside, is_manifest_file, parse_file, read_manifest,
+};
 use forklet_state::source::{FetchedDefinitions, LocalDefinitions};
 use serde::Serialize;
 
@@ -32,29 +34,43 @@ pub struct NotChecked {
     pub url: String,
 }
 
+/// A file to check, and the directory it was found in (read as the
+/// daemon reads its manifests directory).
+pub struct Input {
+    pub file: PathBuf,
+    pub dir: Option<PathBuf>,
+}
+
 /// A path that does not exist is a usage error, not an invalid manifest.
-pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+pub fn expand(paths: &[PathBuf]) -> Result<Vec<Input>, String> {
     let mut files = Vec::new();
     for path in paths {
         let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
         if meta.is_dir() {
-            // As the daemon reads a directory: its manifest files, not below.
+            // As the daemon reads a directory: its manifest files, not below;
+            // what is not a regular file is reported, not skipped.
             let mut found: Vec<PathBuf> = std::fs::read_dir(path)
                 .map_err(|e| format!("{}: {e}", path.display()))?
                 .filter_map(|entry| entry.ok().map(|e| e.path()))
-                .filter(|p| is_manifest_file(p) && p.is_file())
+                .filter(|p| is_manifest_file(p) && !p.is_dir())
                 .collect();
             found.sort();
-            files.extend(found);
+            files.extend(found.into_iter().map(|file| Input {
+                file,
+                dir: Some(path.clone()),
+            }));
         } else {
-            files.push(path.clone());
+            files.push(Input {
+                file: path.clone(),
+                dir: None,
+            });
         }
     }
     Ok(files)
 }
 
-pub async fn run(files: &[PathBuf], fetch: bool) -> Report {
-    let parsed: Vec<ParsedFile> = files.iter().map(|file| read(file)).collect();
+pub async fn run(files: &[Input], fetch: bool) -> Report {
+    let parsed: Vec<ParsedFile> = files.iter().map(read).collect();
     let mut state = DesiredState::build(&parsed, &LocalDefinitions);
     if fetch && !state.awaiting.is_empty() {
         let fetcher = Fetcher::default();
@@ -84,8 +100,13 @@ pub async fn run(files: &[PathBuf], fetch: bool) -> Report {
     }
 }
 
-fn read(file: &Path) -> ParsedFile {
-    match read_manifest(file) {
+fn read(input: &Input) -> ParsedFile {
+    let file = &input.file;
+    let text = match &input.dir {
+        Some(dir) => check_link_inside(dir, file).and_then(|()| read_manifest(file)),
+        None => read_manifest(file),
+    };
+    match text {
         Ok(text) => parse_file(file, &text),
         Err(problem) => ParsedFile {
             manifests: Vec::new(),

@@ -231,3 +231,44 @@ async fn fetch_checks_url_definitions_too() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_directory_is_read_as_the_daemon_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let elsewhere = outside.path().join("secret.yaml");
+    std::fs::write(
+        &elsewhere,
+        "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&elsewhere, dir.path().join("link.yaml")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.yaml")).unwrap();
+    let fifo = dir.path().join("fifo.yaml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_forklet"))
+        .arg("validate")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("fifo.yaml: cannot be read: is not a regular file"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("link.yaml: is a symbolic link to"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("zero.yaml: is a symbolic link to /dev/zero"),
+        "{stdout}"
+    );
+}

@@ -18,7 +18,7 @@ use forklet_state::ObjectKey;
 use forklet_state::Problem;
 use forklet_state::desired::{DesiredState, KubeconfigSource};
 use forklet_state::manifest::{
-    Kind, Manifest, ParsedFile, is_manifest_file, parse_file, read_manifest,
+    Kind, Manifest, ParsedFile, check_link_inside, is_manifest_file, parse_file, read_manifest,
 };
 use forklet_state::source::{Definitions, read_definition_file};
 use forklet_state::store::Store;
@@ -179,22 +179,9 @@ impl Catalog {
     /// The file's stamp if it is one to read: `None` for a directory; a
     /// problem for a symlink that leads out of the manifests directory.
     fn check_entry(&self, path: &Path) -> Result<Option<Stamp>, Box<Problem>> {
+        check_link_inside(&self.dir, path)?;
         let cannot =
             |err: io::Error| Box::new(Problem::file(path, format!("cannot be read: {err}")));
-        let link = std::fs::symlink_metadata(path).map_err(cannot)?;
-        if link.file_type().is_symlink() {
-            let target = std::fs::canonicalize(path).map_err(cannot)?;
-            let dir = std::fs::canonicalize(&self.dir).map_err(cannot)?;
-            if !target.starts_with(&dir) {
-                return Err(Box::new(Problem::file(
-                    path,
-                    format!(
-                        "is a symbolic link to {}, outside the manifests directory: not read",
-                        target.display()
-                    ),
-                )));
-            }
-        }
         let meta = std::fs::metadata(path).map_err(cannot)?;
         Ok((!meta.is_dir()).then(|| Stamp::of(&meta)))
     }

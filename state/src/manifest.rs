@@ -73,7 +73,7 @@ pub struct ModuleSpec {
 pub struct WorkspaceRef(ObjectKey);
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping {name, namespace}")]
 struct RawWorkspaceRef {
     name: String,
     #[serde(default = "default_namespace")]
@@ -234,6 +234,32 @@ pub fn read_manifest(path: &Path) -> Result<String, Box<Problem>> {
         .map_err(|err| Box::new(Problem::file(path, format!("cannot be read: {err}"))))
 }
 
+/// A symbolic link in the manifests directory `dir` is followed only to a
+/// file inside it: a manifest is never a way to read elsewhere.
+pub fn check_link_inside(dir: &Path, path: &Path) -> Result<(), Box<Problem>> {
+    let cannot =
+        |err: std::io::Error| Box::new(Problem::file(path, format!("cannot be read: {err}")));
+    if !std::fs::symlink_metadata(path)
+        .map_err(cannot)?
+        .file_type()
+        .is_symlink()
+    {
+        return Ok(());
+    }
+    let target = std::fs::canonicalize(path).map_err(cannot)?;
+    let dir = std::fs::canonicalize(dir).map_err(cannot)?;
+    if target.starts_with(&dir) {
+        return Ok(());
+    }
+    Err(Box::new(Problem::file(
+        path,
+        format!(
+            "is a symbolic link to {}, outside the manifests directory: not read",
+            target.display()
+        ),
+    )))
+}
+
 /// Parses every YAML document in `text`; `file` is only for messages.
 pub fn parse_file(file: &Path, text: &str) -> ParsedFile {
     let mut parsed = ParsedFile::default();
@@ -307,8 +333,12 @@ fn parse_document(
             )));
         }
         (api, kind) => {
+            let shown =
+                |value: Option<&str>| value.map_or("(none)".to_owned(), |v| format!("{v:?}"));
             return Err(at(format!(
-                "apiVersion {api:?} kind {kind:?} is not a forklet document (expected apiVersion {API_VERSION})"
+                "apiVersion {} kind {} is not a forklet document (expected apiVersion {API_VERSION})",
+                shown(api),
+                shown(kind)
             )));
         }
     };
