@@ -274,6 +274,11 @@ fn module_view(
             .or(wanted.map(|w| w.runner.image.clone())),
         hibernated: sleep_reason.is_some(),
         sleep_reason: sleep_reason.map(|r| r.to_string()),
+        manual_override: hibernation
+            .module_overrides
+            .get(key)
+            .copied()
+            .map(override_view),
         file: wanted.map(|w| w.file.display().to_string()),
         config: record
             .map(|r| r.config.clone())

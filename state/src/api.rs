@@ -25,6 +25,10 @@ pub struct ModuleView {
     /// its workspace's schedule.
     #[serde(default)]
     pub sleep_reason: Option<String>,
+    /// A manual sleep or resume of this module in force (`forklet
+    /// sleep|resume`), even when another reason decides.
+    #[serde(default, rename = "override")]
+    pub manual_override: Option<OverrideView>,
     /// The manifest file that defines the module, when one does.
     pub file: Option<String>,
     pub config: Map<String, Value>,
