@@ -1,6 +1,7 @@
-//! `forklet get modules|module NAME|workspaces|workspace NAME`.
+//! `forklet get modules|module NAME|workspaces|workspace NAME|problems`.
 
 use chrono::Utc;
+use forklet_state::Problem;
 use forklet_state::api::{ModuleView, WorkspaceView};
 
 use crate::client::{Client, ClientError, object_path};
@@ -16,6 +17,9 @@ pub enum What {
     Workspaces,
     /// One workspace.
     Workspace { name: String },
+    /// Every manifest problem, with its file (also those of files that name
+    /// no module or workspace: invalid YAML, names that are not Kubernetes names).
+    Problems,
 }
 
 pub async fn run(
@@ -30,7 +34,30 @@ pub async fn run(
         What::Modules => {
             let mut modules: Vec<ModuleView> = client.get("/v1/modules").await?;
             modules.retain(|m| in_namespace(&m.namespace));
+            if matches!(format, Format::Table) {
+                let problems: Vec<Problem> = client.get("/v1/problems").await?;
+                let unnamed = problems.iter().filter(|p| p.object.is_none()).count();
+                if unnamed > 0 {
+                    eprintln!(
+                        "forklet: {unnamed} manifest problem(s) name no module or workspace: see `forklet get problems`"
+                    );
+                }
+            }
             structured(format, &modules).unwrap_or_else(|| module_table(&modules))
+        }
+        What::Problems => {
+            let problems: Vec<Problem> = client.get("/v1/problems").await?;
+            structured(format, &problems).unwrap_or_else(|| {
+                if problems.is_empty() {
+                    return "no manifest problems".to_owned();
+                }
+                problems
+                    .iter()
+                    .map(|p| format!("{p}\n"))
+                    .collect::<String>()
+                    .trim_end()
+                    .to_owned()
+            })
         }
         What::Module { name } => {
             let path = object_path("modules", &ns, &name, "")?;

@@ -96,3 +96,39 @@ fn a_reader_that_goes_away_ends_the_output_quietly() {
     assert!(String::from_utf8_lossy(&out.stderr).is_empty(), "{out:?}");
     assert_ne!(out.status.code(), Some(101), "no panic");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn problems_of_files_that_name_nothing_are_listed_too() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    let socket = harness.socket.clone();
+    let (ok, stdout, _) = forklet(&socket, &["get", "problems"]);
+    assert!(ok);
+    assert_eq!(stdout, "no manifest problems\n");
+    harness.write("broken.yaml", "apiVersion: [broken");
+    harness.write(
+        "named.yaml",
+        "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: Dev_1}\n",
+    );
+    let listed = harness
+        .wait_until("both problems listed", || async {
+            let (_, stdout, _) = forklet(&socket, &["get", "problems"]);
+            (stdout.lines().count() == 2).then_some(stdout)
+        })
+        .await;
+    assert!(
+        listed.contains("broken.yaml: document 1: invalid YAML"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("named.yaml: document 1: Workspace \"Dev_1\": metadata.name: "),
+        "{listed}"
+    );
+    let (ok, _, stderr) = forklet(&socket, &["get", "modules"]);
+    assert!(ok);
+    assert_eq!(
+        stderr.trim(),
+        "forklet: 2 manifest problem(s) name no module or workspace: see `forklet get problems`"
+    );
+}

@@ -181,6 +181,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/secrets", get(list_secrets).post(create_secret))
         .route("/v1/secrets/{name}", delete(delete_secret))
         .route("/v1/definitions/refresh", post(refresh_definitions))
+        .route("/v1/problems", get(list_problems))
         .with_state(state)
 }
 
@@ -292,6 +293,11 @@ fn module_view(
         operation: record.and_then(|r| r.operation),
         events: Vec::new(),
     }
+}
+
+/// Every manifest problem, those of files that name no object included.
+async fn list_problems(State(state): State<ApiState>) -> Json<Vec<Problem>> {
+    Json(state.desired.borrow().problems.clone())
 }
 
 async fn list_workspaces(State(state): State<ApiState>) -> Json<Vec<WorkspaceView>> {

@@ -89,7 +89,9 @@ async fn an_override_sleeps_by_hand_survives_a_restart_and_expires() {
     assert_eq!(set["action"], "sleep");
     let asleep = harness.wait_phase("app", "sleeped").await;
     assert_eq!(asleep.sleep_reason.as_deref(), Some("put to sleep by hand"));
-    let shown = asleep.manual_override.expect("the override shows on the module");
+    let shown = asleep
+        .manual_override
+        .expect("the override shows on the module");
     assert_eq!(shown.action, "sleep");
     assert!(shown.until.is_some());
 
