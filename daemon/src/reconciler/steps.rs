@@ -60,11 +60,17 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         });
         record.workspace = desired.workspace.clone();
         record.runner = desired.runner.clone();
-        self.begin(Operation::Install, Phase::Installing, "Installing")
-            .await?;
+        // Committed before the runner is made, but without the call: a
+        // module whose runner never answered has received nothing, and can
+        // be forgotten without one. A call cut short before stays recorded.
+        record.phase = Phase::Installing;
+        record.message = String::new();
+        self.save("Preparing", "starting the runner").await?;
         self.write_files(desired).await?;
         self.written_kubeconfig = desired.kubeconfig_stamp;
         let endpoint = self.ready_runner(&desired.runner).await?;
+        self.begin(Operation::Install, Phase::Installing, "Installing")
+            .await?;
         let metadata = self
             .call(endpoint, Operation::Install, &desired.config)
             .await?;
@@ -106,15 +112,26 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
     }
 
     async fn uninstall(&mut self) -> Result<(), StepError> {
-        self.begin(Operation::Uninstall, Phase::Uninstalling, "Uninstalling")
-            .await?;
         let record = self.recorded()?;
         let (settings, config) = (record.runner.clone(), record.config.clone());
         let installed = record.installed_hash.is_some();
-        match self.ready_runner(&settings).await {
+        // Never installed and no call ever begun: the module has received
+        // nothing it could have acted on, so there is nothing to clean up
+        // and no runner to wait for.
+        let reached = installed || record.operation.is_some();
+        self.begin(Operation::Uninstall, Phase::Uninstalling, "Uninstalling")
+            .await?;
+        let runner = match reached {
+            true => Some(self.ready_runner(&settings).await),
+            false => None,
+        };
+        match runner {
+            None => {
+                tracing::info!(module = %self.key, "removing a module that never received a call");
+            }
             // Any module that a runner can serve is asked to clean up: an
             // install that failed or was cut short may have made things.
-            Ok(endpoint) => {
+            Some(Ok(endpoint)) => {
                 self.call(endpoint, Operation::Uninstall, &config).await?;
                 // Known to be done: should the manifest come back before the
                 // module is forgotten, it starts afresh, as a new one would.
@@ -128,10 +145,10 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
             // A module that never installed and cannot even get a runner
             // (its image is gone, say) cannot have made anything to clean
             // up: do not keep it for ever.
-            Err(err) if !installed => {
+            Some(Err(err)) if !installed => {
                 tracing::warn!(module = %self.key, error = %err, "removing a module that never installed and has no runner");
             }
-            Err(err) => return Err(err),
+            Some(Err(err)) => return Err(err),
         }
         self.ctx.runtime.remove_runners(&self.key).await?;
         crash_point(&Operation::Uninstall, "after-remove");

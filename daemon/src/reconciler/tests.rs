@@ -50,6 +50,8 @@ struct World {
     most_in_flight: usize,
     /// The next `ensure_runner` panics.
     panic_once: bool,
+    /// Runners never answer `GET /health`.
+    unhealthy: bool,
 }
 
 #[derive(Clone, Default)]
@@ -114,6 +116,12 @@ impl Runtime for Fake {
 
 impl ModuleApi for Fake {
     async fn wait_healthy(&self, _endpoint: SocketAddr) -> Result<(), CallError> {
+        if self.world().unhealthy {
+            return Err(CallError::NeverHealthy {
+                deadline: Duration::from_secs(60),
+                last: "told to be unhealthy".into(),
+            });
+        }
         Ok(())
     }
 
@@ -490,5 +498,20 @@ async fn a_module_wanted_again_abandons_its_hung_uninstall() {
         r.is_some_and(|r| r.phase == Phase::Ready && r.operation.is_none())
     })
     .await;
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_module_that_never_received_a_call_is_removed_without_one() {
+    let fake = Fake::default();
+    fake.world().unhealthy = true;
+    let rig = Rig::start(4, fake.clone(), state(&[module("app", false, "h")]));
+    rig.until("failed unhealthy", |r| {
+        r.is_some_and(|r| r.phase == Phase::Failed && r.operation.is_none())
+    })
+    .await;
+    rig.desired.send_replace(state(&[]));
+    rig.until("forgotten", |r| r.is_none()).await;
+    assert!(fake.world().calls.is_empty(), "no /install, no /uninstall");
     rig.stop().await;
 }
