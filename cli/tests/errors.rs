@@ -54,6 +54,12 @@ async fn an_absurd_duration_is_refused_and_the_daemon_goes_on() {
         stderr.trim(),
         "forklet: forSeconds 9000000000000 is longer than 316224000 (ten years)"
     );
+    let (ok, _, stderr) = forklet(
+        &harness.socket,
+        &["sleep", "dev", "--workspace", "--until", "2999-01-01T00:00:00Z"],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("is more than 316224000 seconds (ten years) away"), "{stderr}");
     let (ok, _, stderr) = forklet(&harness.socket, &["get", "workspaces"]);
     assert!(ok, "{stderr}");
 }

@@ -463,6 +463,11 @@ async fn set_override(
                 "until {until} has passed already"
             )));
         }
+        (None, Some(until)) if (until - now).num_seconds() > MAX_OVERRIDE_SECONDS => {
+            return Err(ApiError::BadRequest(format!(
+                "until {until} is more than {MAX_OVERRIDE_SECONDS} seconds (ten years) away"
+            )));
+        }
         (None, Some(until)) => Some(until),
         (None, None) => hibernation
             .workspaces

@@ -80,6 +80,11 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if cfg!(not(feature = "testing")) && std::env::var_os("FORKLET_CRASH_AT").is_some() {
+        tracing::warn!(
+            "FORKLET_CRASH_AT is set, but this forkletd is built without the testing feature: ignored"
+        );
+    }
     let state_dir = args.state_dir.unwrap_or_else(paths::default_state_dir);
     let config = Config {
         manifests_dir: args.manifests.unwrap_or_else(paths::default_manifests_dir),

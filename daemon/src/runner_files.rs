@@ -89,7 +89,13 @@ impl RunnerFiles {
     }
 
     pub fn remove(&self, key: &ObjectKey) {
-        let _ = fs::remove_dir_all(self.dir(key));
+        let dir = self.dir(key);
+        let _ = fs::remove_dir_all(&dir);
+        // The namespace's directory goes with its last module (a directory
+        // that is not empty stays).
+        if let Some(namespace) = dir.parent() {
+            let _ = fs::remove_dir(namespace);
+        }
     }
 }
 

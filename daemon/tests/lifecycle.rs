@@ -70,7 +70,10 @@ async fn a_module_lives_through_install_sleep_resume_restart_and_uninstall() {
         )
     );
     let reasons: Vec<&str> = ready.events.iter().map(|e| e.reason.as_str()).collect();
-    assert_eq!(reasons, ["Preparing", "RunnerStarted", "Installing", "Installed"]);
+    assert_eq!(
+        reasons,
+        ["Preparing", "RunnerStarted", "Installing", "Installed"]
+    );
 
     // The runner: labelled, on loopback only, with /forkspacer mounted read-only.
     let containers = harness.containers().await;

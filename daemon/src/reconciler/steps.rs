@@ -64,7 +64,9 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         // module whose runner never answered has received nothing, and can
         // be forgotten without one. A call cut short before stays recorded.
         record.phase = Phase::Installing;
-        record.message = String::new();
+        if record.attempts == 0 {
+            record.message = String::new();
+        }
         self.save("Preparing", "starting the runner").await?;
         self.write_files(desired).await?;
         self.written_kubeconfig = desired.kubeconfig_stamp;
@@ -289,7 +291,10 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         let record = self.recorded()?;
         record.phase = phase;
         record.operation = Some(operation);
-        record.message = String::new();
+        // A retry keeps the last failure in view until it succeeds.
+        if record.attempts == 0 {
+            record.message = String::new();
+        }
         let message = format!("calling POST {}", operation.path());
         tracing::info!(module = %self.key, %phase, "{message}");
         Ok(self.save(reason, &message).await?)
