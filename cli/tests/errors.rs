@@ -56,10 +56,19 @@ async fn an_absurd_duration_is_refused_and_the_daemon_goes_on() {
     );
     let (ok, _, stderr) = forklet(
         &harness.socket,
-        &["sleep", "dev", "--workspace", "--until", "2999-01-01T00:00:00Z"],
+        &[
+            "sleep",
+            "dev",
+            "--workspace",
+            "--until",
+            "2999-01-01T00:00:00Z",
+        ],
     );
     assert!(!ok);
-    assert!(stderr.contains("is more than 316224000 seconds (ten years) away"), "{stderr}");
+    assert!(
+        stderr.contains("is more than 316224000 seconds (ten years) away"),
+        "{stderr}"
+    );
     let (ok, _, stderr) = forklet(&harness.socket, &["get", "workspaces"]);
     assert!(ok, "{stderr}");
 }
