@@ -85,10 +85,12 @@ async fn main() -> anyhow::Result<()> {
             "FORKLET_CRASH_AT is set, but this forkletd is built without the testing feature: ignored"
         );
     }
-    let state_dir = args.state_dir.unwrap_or_else(paths::default_state_dir);
+    // Absolute, as Docker wants bind mounts and as messages read best.
+    let absolute = |path: PathBuf| std::path::absolute(&path).unwrap_or(path);
+    let state_dir = absolute(args.state_dir.unwrap_or_else(paths::default_state_dir));
     let config = Config {
-        manifests_dir: args.manifests.unwrap_or_else(paths::default_manifests_dir),
-        socket: args.socket.unwrap_or_else(paths::default_socket),
+        manifests_dir: absolute(args.manifests.unwrap_or_else(paths::default_manifests_dir)),
+        socket: absolute(args.socket.unwrap_or_else(paths::default_socket)),
         state_dir,
         limits: Limits {
             health_deadline: Duration::from_secs(args.health_timeout),

@@ -41,12 +41,18 @@ pub struct ManifestWatcher {
 impl ManifestWatcher {
     pub fn start(dir: &Path) -> notify::Result<Self> {
         let (tx, events) = mpsc::unbounded_channel();
+        let inside = dir.to_owned();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            // An error may mean lost events: rescan then too.
-            if event.is_ok_and(|e| !can_change_content(&e.kind)) {
-                return;
+            // An error may mean lost events: rescan then too. Of the parent's
+            // events, only those about the directory's own name count.
+            let ignored = event.is_ok_and(|e| {
+                let elsewhere =
+                    !e.paths.is_empty() && !e.paths.iter().any(|p| p.starts_with(&inside));
+                !can_change_content(&e.kind) || elsewhere
+            });
+            if !ignored {
+                let _ = tx.send(());
             }
-            let _ = tx.send(());
         })?;
         let mut this = Self {
             dir: dir.to_owned(),
@@ -54,6 +60,15 @@ impl ManifestWatcher {
             watched: None,
             events,
         };
+        // The parent too, for the directory's name: a directory removed and
+        // made again, renamed over, or a symlink flipped to another is seen
+        // at once, not at the next periodic rescan.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty())
+            && let Err(err) = this.watcher.watch(parent, RecursiveMode::NonRecursive)
+        {
+            // Only quicker notice is lost: the periodic rescan still sees it.
+            tracing::warn!(dir = %parent.display(), error = %err, "cannot watch the manifests directory's parent");
+        }
         this.watch()?;
         Ok(this)
     }

@@ -312,4 +312,17 @@ async fn a_manifests_directory_replaced_under_its_name_is_watched_again() {
     };
     harness.write("app.yaml", &asleep.to_string());
     harness.wait_phase("app", "sleeped").await;
+
+    // Removed and made again, with no old copy left to delete.
+    let saved = tempfile::tempdir().unwrap();
+    for file in ["ws.yaml", "app.yaml"] {
+        std::fs::copy(dir.join(file), saved.path().join(file)).unwrap();
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::create_dir(dir).unwrap();
+    for file in ["ws.yaml", "app.yaml"] {
+        std::fs::copy(saved.path().join(file), dir.join(file)).unwrap();
+    }
+    harness.write("app.yaml", &app());
+    harness.wait_phase("app", "ready").await;
 }

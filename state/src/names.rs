@@ -13,14 +13,24 @@ const LABEL_MAX: usize = 63;
 /// Longest DNS-1123 subdomain.
 const SUBDOMAIN_MAX: usize = 253;
 
+/// `text` quoted, cut short where it is far too long to be a name.
+fn quoted(text: &str) -> String {
+    const SHOWN: usize = 80;
+    match text.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{:?}… ({} bytes)", &text[..end], text.len()),
+        None => format!("{text:?}"),
+    }
+}
+
 /// A DNS-1123 label: what Kubernetes allows as a namespace.
 pub fn check_dns_label(text: &str) -> Result<(), String> {
     if is_label(text) {
         Ok(())
     } else {
         Err(format!(
-            "{text:?} is not a DNS-1123 label (lower-case letters, digits and '-', starting and ending \
-             with a letter or digit, at most {LABEL_MAX} characters)"
+            "{} is not a DNS-1123 label (lower-case letters, digits and '-', starting and ending \
+             with a letter or digit, at most {LABEL_MAX} characters)",
+            quoted(text)
         ))
     }
 }
@@ -31,8 +41,9 @@ pub fn check_dns_subdomain(text: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{text:?} is not a DNS-1123 subdomain (lower-case letters, digits, '-' and '.', each \
-             part starting and ending with a letter or digit, at most {SUBDOMAIN_MAX} characters)"
+            "{} is not a DNS-1123 subdomain (lower-case letters, digits, '-' and '.', each \
+             part starting and ending with a letter or digit, at most {SUBDOMAIN_MAX} characters)",
+            quoted(text)
         ))
     }
 }
@@ -156,6 +167,17 @@ mod tests {
         ] {
             assert!(check_dns_subdomain(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_name_far_too_long_is_not_echoed_whole() {
+        let long = "x".repeat(70_000);
+        let err = check_dns_subdomain(&long).unwrap_err();
+        assert!(err.len() < 400, "{} bytes", err.len());
+        assert!(
+            err.contains("… (70000 bytes) is not a DNS-1123 subdomain"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -121,10 +121,12 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         // nothing it could have acted on, so there is nothing to clean up
         // and no runner to wait for.
         let reached = installed || record.operation.is_some();
-        self.begin(Operation::Uninstall, Phase::Uninstalling, "Uninstalling")
-            .await?;
         let runner = match reached {
-            true => Some(self.ready_runner(&settings).await),
+            true => {
+                self.begin(Operation::Uninstall, Phase::Uninstalling, "Uninstalling")
+                    .await?;
+                Some(self.ready_runner(&settings).await)
+            }
             false => None,
         };
         match runner {
