@@ -256,6 +256,13 @@ impl Rig {
         }
     }
 
+    /// A rig whose one module, `app`, is installed and ready.
+    async fn with_app_ready(fake: Fake) -> Self {
+        let rig = Self::start(4, fake, state(&[module("app", false, "h")]));
+        rig.until("ready", phase_is(Phase::Ready)).await;
+        rig
+    }
+
     async fn stop(self) {
         self.shutdown.cancel();
         self.task.await.unwrap();
@@ -264,6 +271,11 @@ impl Rig {
 
 fn phase_is(phase: Phase) -> impl Fn(Option<&ModuleRecord>) -> bool {
     move |r| r.is_some_and(|r| r.phase == phase)
+}
+
+/// In `phase` with no call under way or failed.
+fn settled_in(phase: Phase) -> impl Fn(Option<&ModuleRecord>) -> bool {
+    move |r| r.is_some_and(|r| r.phase == phase && r.operation.is_none())
 }
 
 #[tokio::test(start_paused = true)]
@@ -347,8 +359,7 @@ async fn a_failing_step_backs_off_exponentially_until_it_succeeds() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_sleep_then_awake_is_answered_with_resume() {
     let fake = Fake::default();
-    let rig = Rig::start(4, fake.clone(), state(&[module("app", false, "h")]));
-    rig.until("ready", phase_is(Phase::Ready)).await;
+    let rig = Rig::with_app_ready(fake.clone()).await;
     fake.answer(Operation::Sleep, Answer::Fail(100));
     rig.desired.send_replace(state(&[module("app", true, "h")]));
     rig.until("sleep failed", phase_is(Phase::Failed)).await;
@@ -356,10 +367,7 @@ async fn a_failed_sleep_then_awake_is_answered_with_resume() {
     rig.desired
         .send_replace(state(&[module("app", false, "h")]));
     rig.until_calls(Operation::Resume, 1).await;
-    rig.until("ready again", |r| {
-        r.is_some_and(|r| r.phase == Phase::Ready && r.operation.is_none())
-    })
-    .await;
+    rig.until("ready again", settled_in(Phase::Ready)).await;
     rig.stop().await;
 }
 
@@ -379,8 +387,7 @@ async fn removal_abandons_a_hung_install_and_uninstalls() {
 #[tokio::test(start_paused = true)]
 async fn a_module_absent_for_less_than_the_grace_is_left_alone() {
     let fake = Fake::default();
-    let rig = Rig::start(4, fake.clone(), state(&[module("app", false, "h")]));
-    rig.until("ready", phase_is(Phase::Ready)).await;
+    let rig = Rig::with_app_ready(fake.clone()).await;
     rig.desired.send_replace(state(&[]));
     tokio::time::sleep(Duration::from_secs(4)).await;
     rig.desired
@@ -395,8 +402,7 @@ async fn a_module_absent_for_less_than_the_grace_is_left_alone() {
 async fn a_forced_deletion_wins_over_a_hung_uninstall() {
     let fake = Fake::default();
     fake.answer(Operation::Uninstall, Answer::Hang);
-    let rig = Rig::start(4, fake.clone(), state(&[module("app", false, "h")]));
-    rig.until("ready", phase_is(Phase::Ready)).await;
+    let rig = Rig::with_app_ready(fake.clone()).await;
     rig.desired.send_replace(state(&[]));
     rig.until_calls(Operation::Uninstall, 1).await;
     let (reply, answer) = oneshot::channel();
@@ -412,8 +418,7 @@ async fn a_forced_deletion_wins_over_a_hung_uninstall() {
 #[tokio::test(start_paused = true)]
 async fn a_forced_deletion_of_a_module_still_defined_is_refused() {
     let fake = Fake::default();
-    let rig = Rig::start(4, fake.clone(), state(&[module("app", false, "h")]));
-    rig.until("ready", phase_is(Phase::Ready)).await;
+    let rig = Rig::with_app_ready(fake.clone()).await;
     let (reply, answer) = oneshot::channel();
     rig.commands
         .send(Command::ForceDelete(key("app"), reply))
@@ -460,8 +465,7 @@ async fn an_asleep_module_has_no_running_runner() {
 async fn an_override_goes_with_its_module_once_the_grace_is_over() {
     use forklet_state::hibernation::{Override, OverrideAction, Scope};
     let fake = Fake::default();
-    let rig = Rig::start(4, fake.clone(), state(&[module("app", false, "h")]));
-    rig.until("ready", phase_is(Phase::Ready)).await;
+    let rig = Rig::with_app_ready(fake.clone()).await;
     let sleep = Override {
         action: OverrideAction::Sleep,
         until: None,
@@ -486,18 +490,14 @@ async fn an_override_goes_with_its_module_once_the_grace_is_over() {
 async fn a_module_wanted_again_abandons_its_hung_uninstall() {
     let fake = Fake::default();
     fake.answer(Operation::Uninstall, Answer::Hang);
-    let rig = Rig::start(4, fake.clone(), state(&[module("app", false, "h")]));
-    rig.until("ready", phase_is(Phase::Ready)).await;
+    let rig = Rig::with_app_ready(fake.clone()).await;
     rig.desired.send_replace(state(&[]));
     rig.until_calls(Operation::Uninstall, 1).await;
     rig.desired
         .send_replace(state(&[module("app", false, "h")]));
     // The uninstall may have done anything: installed again, then settled.
     rig.until_calls(Operation::Install, 2).await;
-    rig.until("ready again", |r| {
-        r.is_some_and(|r| r.phase == Phase::Ready && r.operation.is_none())
-    })
-    .await;
+    rig.until("ready again", settled_in(Phase::Ready)).await;
     rig.stop().await;
 }
 
