@@ -139,15 +139,29 @@ fn workspace_table(workspaces: &[WorkspaceView]) -> String {
                     Some(at) => format!("{} for {}", o.action, until(at, now)),
                     None => o.action.clone(),
                 });
+            let cluster = match &w.cluster {
+                None => "-".to_owned(),
+                Some(c) => match (&c.endpoint, &c.via) {
+                    (Some(endpoint), Some(via)) => format!("{endpoint} ({via})"),
+                    _ => "unreachable".to_owned(),
+                },
+            };
+            let reason = w.cluster.as_ref().and_then(|c| c.reason.as_deref());
+            let message = match (w.message.as_str(), reason) {
+                ("", Some(reason)) => reason.to_owned(),
+                (message, Some(reason)) => format!("{message}; {reason}"),
+                (message, None) => message.to_owned(),
+            };
             vec![
                 w.name.clone(),
                 w.namespace.clone(),
                 w.phase.clone(),
                 w.connection.clone(),
+                cluster,
                 w.modules.to_string(),
                 next,
                 manual,
-                w.message.clone(),
+                message,
             ]
         })
         .collect();
@@ -157,6 +171,7 @@ fn workspace_table(workspaces: &[WorkspaceView]) -> String {
             "NAMESPACE",
             "PHASE",
             "CONNECTION",
+            "CLUSTER",
             "MODULES",
             "NEXT",
             "OVERRIDE",

@@ -65,7 +65,7 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Manage registry secrets for imagePullSecrets.
+    /// Manage secrets: registry credentials for imagePullSecrets, kubeconfigs for secretReference.
     Secret {
         #[command(subcommand)]
         action: secret::Action,

@@ -1,7 +1,15 @@
-//! `forklet secret`: registry credentials for `imagePullSecrets`, kept by
+//! `forklet secret`: registry credentials for `imagePullSecrets` and
+//! kubeconfigs for a workspace's `connection.secretReference`, kept by
 //! forkletd (0600, never shown again, never logged).
 
+use std::collections::BTreeMap;
 use std::io::Read;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use forklet_state::bounded::{KUBECONFIG_MAX, read_bytes};
+use forklet_state::names::{check_dns_subdomain, check_secret_key};
 
 use forklet_state::api::{SecretCreate, SecretView};
 
@@ -20,8 +28,12 @@ pub enum Action {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
-    /// Delete a secret.
-    Delete { name: String },
+    /// Delete a secret; one a workspace or module still names only with --force.
+    Delete {
+        name: String,
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -48,6 +60,17 @@ pub enum Kind {
         #[arg(long)]
         docker_email: Option<String>,
     },
+    /// Keys with the contents of files, e.g. a kubeconfig for a workspace's
+    /// `connection.secretReference`.
+    Generic {
+        name: String,
+        /// `KEY=PATH`, or `PATH` for a key named after the file; repeatable.
+        #[arg(long = "from-file", required = true, value_name = "[KEY=]PATH")]
+        from_file: Vec<String>,
+        /// Matched against `secretReference.namespace` when that is given.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+    },
 }
 
 pub async fn run(client: &Client, action: Action) -> Result<String, ClientError> {
@@ -72,6 +95,34 @@ pub async fn run(client: &Client, action: Action) -> Result<String, ClientError>
                 server: docker_server,
                 username: docker_username,
                 password,
+                ..SecretCreate::default()
+            };
+            let created: SecretView = client.post("/v1/secrets", &request).await?;
+            Ok(format!("secret/{} created", created.name))
+        }
+        Action::Create {
+            kind:
+                Kind::Generic {
+                    name,
+                    from_file,
+                    namespace,
+                },
+        } => {
+            let mut data = BTreeMap::new();
+            for spec in &from_file {
+                let (key, bytes) = read_from_file(spec)?;
+                if data.insert(key.clone(), STANDARD.encode(bytes)).is_some() {
+                    return Err(ClientError::Api(format!(
+                        "--from-file: key {key} given twice"
+                    )));
+                }
+            }
+            let request = SecretCreate {
+                name,
+                kind: "generic".into(),
+                namespace: Some(namespace),
+                data,
+                ..SecretCreate::default()
             };
             let created: SecretView = client.post("/v1/secrets", &request).await?;
             Ok(format!("secret/{} created", created.name))
@@ -81,16 +132,38 @@ pub async fn run(client: &Client, action: Action) -> Result<String, ClientError>
             Ok(structured(output, &secrets).unwrap_or_else(|| {
                 let rows: Vec<Vec<String>> = secrets
                     .iter()
-                    .map(|s| vec![s.name.clone(), s.kind.clone()])
+                    .map(|s| vec![s.name.clone(), s.namespace.clone(), s.kind.clone()])
                     .collect();
-                render(&["NAME", "TYPE"], &rows)
+                render(&["NAME", "NAMESPACE", "TYPE"], &rows)
             }))
         }
-        Action::Delete { name } => {
-            client.delete(&format!("/v1/secrets/{name}")).await?;
+        Action::Delete { name, force } => {
+            check_dns_subdomain(&name)
+                .map_err(|e| ClientError::Api(format!("secret name: {e}")))?;
+            let query = if force { "?force=true" } else { "" };
+            client.delete(&format!("/v1/secrets/{name}{query}")).await?;
             Ok(format!("secret/{name} deleted"))
         }
     }
+}
+
+/// `KEY=PATH` or `PATH` (the key is the file's name), read as the daemon
+/// will take it: a regular file, no bigger than a kubeconfig may be.
+fn read_from_file(spec: &str) -> Result<(String, Vec<u8>), ClientError> {
+    let (key, path) = match spec.split_once('=') {
+        Some((key, path)) => (key.to_owned(), Path::new(path)),
+        None => {
+            let path = Path::new(spec);
+            let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+                ClientError::Api(format!("--from-file={spec}: name a file, or give KEY=PATH"))
+            })?;
+            (name.to_owned(), path)
+        }
+    };
+    check_secret_key(&key).map_err(|e| ClientError::Api(format!("--from-file={spec}: {e}")))?;
+    let bytes = read_bytes(path, KUBECONFIG_MAX)
+        .map_err(|e| ClientError::Api(format!("--from-file={spec}: {}: {e}", path.display())))?;
+    Ok((key, bytes))
 }
 
 /// The whole of standard input, less one trailing newline (`echo` adds one).

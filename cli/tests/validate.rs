@@ -114,8 +114,8 @@ fn each_rule_reports_file_object_field_and_reason() {
             Some("Module team/m: spec.source.configMap: not available without Kubernetes (use raw, httpURL, or the forklet extension file)"),
         ),
         (
-            "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: w}\nspec:\n  connection: {type: kubeconfig, secretReference: {name: s}}\n".into(),
-            Some("Workspace default/w: spec.connection: type kubeconfig needs the forklet extension connection.kubeconfig (a file path): secretReference names a Kubernetes secret"),
+            "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: w}\nspec:\n  connection: {type: kubeconfig}\n".into(),
+            Some("Workspace default/w: spec.connection: type kubeconfig needs secretReference (a secret made with `forklet secret create generic NAME --from-file=kubeconfig=PATH`) or the forklet extension connection.kubeconfig (a file path)"),
         ),
         (
             "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: w}\nspec: {from: {name: dev}}\n".into(),

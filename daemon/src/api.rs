@@ -4,7 +4,7 @@
 //! state (what the manifests ask), and manifest problems (why a module is
 //! not what its file says).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -14,14 +14,15 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use forklet_state::api::{
-    ErrorBody, EventView, ModuleView, OverrideRequest, OverrideView, ScheduleView, SecretCreate,
-    SecretView, TransitionView, WorkspaceView,
+    ClusterView, ErrorBody, EventView, ModuleView, OverrideRequest, OverrideView, ScheduleView,
+    SecretCreate, SecretView, TransitionView, WorkspaceView,
 };
+use forklet_state::bounded::KUBECONFIG_MAX;
 use forklet_state::desired::DesiredState;
 use forklet_state::hibernation::{Override, OverrideAction, Scope};
 use forklet_state::manifest::Kind;
-use forklet_state::names::check_dns_label;
-use forklet_state::store::{DOCKER_REGISTRY, RegistrySecret};
+use forklet_state::names::{check_dns_label, check_dns_subdomain, check_secret_key};
+use forklet_state::store::{DOCKER_REGISTRY, GENERIC, GenericSecret, RegistrySecret};
 use forklet_state::store::{ModuleRecord, Store, StoreError};
 use forklet_state::{ObjectKey, Problem};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -45,6 +46,10 @@ pub struct ApiState {
     pub desired: watch::Receiver<Arc<DesiredState>>,
     /// Asks the watcher to fetch every `httpURL` definition again.
     pub refresh: mpsc::UnboundedSender<()>,
+    /// Asks the watcher to look at kubeconfigs again (a secret changed).
+    pub look_again: mpsc::UnboundedSender<()>,
+    /// How each workspace's modules reach its cluster.
+    pub clusters: watch::Receiver<crate::cluster::Book>,
     pub commands: mpsc::UnboundedSender<Command>,
     pub hibernation: watch::Receiver<Arc<Hibernation>>,
     /// Rung after an override is stored, so the hibernation clock looks again.
@@ -178,7 +183,13 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/workspaces", get(list_workspaces))
         .route("/v1/workspaces/{namespace}/{name}", get(get_workspace))
-        .route("/v1/secrets", get(list_secrets).post(create_secret))
+        .route(
+            "/v1/secrets",
+            // A kubeconfig may be 4 MiB, a third more in base64.
+            get(list_secrets)
+                .post(create_secret)
+                .layer(axum::extract::DefaultBodyLimit::max(6 << 20)),
+        )
         .route("/v1/secrets/{name}", delete(delete_secret))
         .route("/v1/definitions/refresh", post(refresh_definitions))
         .route("/v1/problems", get(list_problems))
@@ -310,7 +321,7 @@ async fn list_workspaces(State(state): State<ApiState>) -> Json<Vec<WorkspaceVie
     keys.dedup();
     Json(
         keys.iter()
-            .map(|key| workspace_view(key, &desired, &hibernation))
+            .map(|key| workspace_view(key, &desired, &hibernation, &state.clusters.borrow()))
             .collect(),
     )
 }
@@ -328,13 +339,19 @@ async fn get_workspace(
             key,
         });
     }
-    Ok(Json(workspace_view(&key, &desired, &hibernation)))
+    Ok(Json(workspace_view(
+        &key,
+        &desired,
+        &hibernation,
+        &state.clusters.borrow(),
+    )))
 }
 
 fn workspace_view(
     key: &ObjectKey,
     desired: &DesiredState,
     hibernation: &Hibernation,
+    clusters: &crate::cluster::Book,
 ) -> WorkspaceView {
     let workspace = desired.workspaces.get(key);
     let problems = joined(desired.problems_of(Kind::Workspace, key));
@@ -375,6 +392,20 @@ fn workspace_view(
             }),
         manual_override: sleep.and_then(|s| s.over).map(override_view),
         sleep_reason: sleep_reason.map(|r| r.to_string()),
+        cluster: clusters.get(key).map(|reach| match reach.as_ref() {
+            Ok(access) => ClusterView {
+                endpoint: Some(access.endpoint.clone()),
+                via: Some(access.via()),
+                network: access.network.clone(),
+                reason: None,
+            },
+            Err(reason) => ClusterView {
+                endpoint: None,
+                via: None,
+                network: None,
+                reason: Some(reason.clone()),
+            },
+        }),
     }
 }
 
@@ -590,11 +621,15 @@ async fn refresh_definitions(State(state): State<ApiState>) -> StatusCode {
 }
 
 async fn list_secrets(State(state): State<ApiState>) -> Result<Json<Vec<SecretView>>, ApiError> {
-    let names = state.store.secret_names()?;
+    let secrets = state.store.secret_names()?;
     Ok(Json(
-        names
+        secrets
             .into_iter()
-            .map(|(name, kind)| SecretView { name, kind })
+            .map(|s| SecretView {
+                name: s.name,
+                namespace: s.namespace,
+                kind: s.kind,
+            })
             .collect(),
     ))
 }
@@ -603,44 +638,111 @@ async fn create_secret(
     State(state): State<ApiState>,
     Json(request): Json<SecretCreate>,
 ) -> Result<(StatusCode, Json<SecretView>), ApiError> {
-    if request.kind != DOCKER_REGISTRY {
-        return Err(ApiError::BadRequest(format!(
-            "secret type {:?} is not supported (only {DOCKER_REGISTRY})",
-            request.kind
-        )));
+    let bad = |message: String| ApiError::BadRequest(message);
+    check_dns_subdomain(&request.name).map_err(|e| bad(format!("secret name: {e}")))?;
+    let namespace = request
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    check_dns_label(&namespace).map_err(|e| bad(format!("secret namespace: {e}")))?;
+    let kind = request.kind.clone();
+    let name = request.name.clone();
+    match kind.as_str() {
+        DOCKER_REGISTRY => {
+            if request.server.trim().is_empty() || request.username.is_empty() {
+                return Err(bad(
+                    "a docker-registry secret needs a server and a username".into(),
+                ));
+            }
+            let secret = RegistrySecret {
+                name: request.name,
+                server: request.server,
+                username: request.username,
+                password: request.password,
+            };
+            tracing::info!(secret = %secret.name, server = %secret.server, "secret created");
+            state
+                .writes
+                .run(move |store| store.create_secret(&secret))
+                .await?;
+        }
+        GENERIC => {
+            let secret = generic_secret(request, namespace.clone())?;
+            state
+                .writes
+                .run(move |store| store.create_generic_secret(&secret))
+                .await?;
+            tracing::info!(secret = %name, "secret created");
+        }
+        other => {
+            return Err(bad(format!(
+                "secret type {other:?} is not supported ({DOCKER_REGISTRY} or {GENERIC})"
+            )));
+        }
     }
-    check_dns_label(&request.name)
-        .map_err(|e| ApiError::BadRequest(format!("secret name: {e}")))?;
-    if request.server.trim().is_empty() || request.username.is_empty() {
-        return Err(ApiError::BadRequest(
-            "a docker-registry secret needs a server and a username".into(),
-        ));
-    }
-    let secret = RegistrySecret {
-        name: request.name,
-        server: request.server,
-        username: request.username,
-        password: request.password,
-    };
-    let stored = secret.clone();
-    state
-        .writes
-        .run(move |store| store.create_secret(&stored))
-        .await?;
-    tracing::info!(secret = %secret.name, server = %secret.server, "secret created");
+    // A workspace may have been waiting for it.
+    let _ = state.look_again.send(());
     Ok((
         StatusCode::CREATED,
         Json(SecretView {
-            name: secret.name,
-            kind: DOCKER_REGISTRY.into(),
+            name,
+            namespace,
+            kind,
         }),
     ))
+}
+
+/// A generic secret's data, checked: keys as Kubernetes allows, base64
+/// values, no more in all than a kubeconfig may hold.
+fn generic_secret(request: SecretCreate, namespace: String) -> Result<GenericSecret, ApiError> {
+    use base64::Engine;
+    let bad = |message: String| ApiError::BadRequest(message);
+    if request.data.is_empty() {
+        return Err(bad(
+            "a generic secret needs data (e.g. --from-file=kubeconfig=PATH)".into(),
+        ));
+    }
+    let mut data = BTreeMap::new();
+    let mut total = 0;
+    for (key, value) in request.data {
+        check_secret_key(&key).map_err(|e| bad(format!("secret data: {e}")))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(value.as_bytes())
+            .map_err(|e| bad(format!("secret data {key}: not base64: {e}")))?;
+        total += bytes.len();
+        if total > KUBECONFIG_MAX as usize {
+            return Err(bad(format!(
+                "secret data: more than {} MiB in all",
+                KUBECONFIG_MAX >> 20
+            )));
+        }
+        data.insert(key, bytes);
+    }
+    Ok(GenericSecret {
+        name: request.name,
+        namespace,
+        data,
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct DeleteQuery {
+    #[serde(default)]
+    force: bool,
 }
 
 async fn delete_secret(
     State(state): State<ApiState>,
     Path(name): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<DeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
+    let referrers = referrers(&state.desired.borrow(), &name);
+    if !referrers.is_empty() && !query.force {
+        return Err(ApiError::Conflict(format!(
+            "secret {name} is still used by {} (delete with --force to remove it anyway)",
+            referrers.join(", ")
+        )));
+    }
     let stored = name.clone();
     if !state
         .writes
@@ -650,7 +752,22 @@ async fn delete_secret(
         return Err(ApiError::NoSuchSecret(name));
     }
     tracing::info!(secret = %name, "secret deleted");
+    let _ = state.look_again.send(());
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Workspaces whose kubeconfig and modules whose image pulls name a secret.
+fn referrers(desired: &DesiredState, name: &str) -> Vec<String> {
+    let workspaces = desired.workspaces.values().filter_map(|w| {
+        let reference = w.spec.connection.secret_reference.as_ref()?;
+        (reference.name == name).then(|| format!("workspace {}", w.key))
+    });
+    let modules = desired
+        .modules
+        .values()
+        .filter(|m| m.runner.pull_secrets.iter().any(|s| s == name))
+        .map(|m| format!("module {}", m.key));
+    workspaces.chain(modules).collect()
 }
 
 fn joined<'a>(problems: impl Iterator<Item = &'a Problem>) -> Option<String> {

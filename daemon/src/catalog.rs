@@ -23,7 +23,7 @@ use forklet_state::manifest::{
 use forklet_state::source::{Definitions, read_definition_file};
 use forklet_state::store::Store;
 
-use crate::runner_files::kubeconfig_stamp;
+use crate::cluster::{Reach, Resolver, stamp};
 
 struct CachedFile {
     /// What the file looked like when it was read: an unchanged stamp means
@@ -72,15 +72,18 @@ pub struct Catalog {
     definition_urls: BTreeSet<String>,
     /// The kubeconfigs modules receive, with the fingerprint each had.
     kubeconfigs: HashMap<(ObjectKey, KubeconfigSource), u64>,
+    /// Works out how runners reach each workspace's cluster.
+    resolver: Resolver,
     /// Whether the directory has been read since the daemon started.
     scanned: bool,
 }
 
 impl Catalog {
-    pub fn new(dir: PathBuf, store: Arc<Store>) -> Self {
+    pub fn new(dir: PathBuf, store: Arc<Store>, resolver: Resolver) -> Self {
         Self {
             dir,
             files: BTreeMap::new(),
+            resolver,
             store,
             definition_files: BTreeMap::new(),
             fetch_failures: HashMap::new(),
@@ -303,16 +306,37 @@ impl Catalog {
         }
         self.definition_files = definitions.read.into_inner();
         self.definition_urls = definitions.urls.into_inner();
-        let mut kubeconfigs = HashMap::new();
+        let mut reached: HashMap<(ObjectKey, KubeconfigSource), Arc<Reach>> = HashMap::new();
         for module in state.modules.values_mut() {
-            if let Some(source) = &module.kubeconfig {
-                let stamp = *kubeconfigs
-                    .entry((module.workspace.clone(), source.clone()))
-                    .or_insert_with(|| kubeconfig_stamp(&module.workspace, source));
-                module.kubeconfig_stamp = Some(stamp);
-            }
+            let Some(source) = &module.kubeconfig else {
+                continue;
+            };
+            let reach = reached
+                .entry((module.workspace.clone(), source.clone()))
+                .or_insert_with(|| Arc::new(self.resolver.resolve(&module.workspace, source)));
+            module.kubeconfig_stamp = Some(stamp(reach));
+            module.runner.network = match reach.as_ref() {
+                Ok(access) => access.network.clone(),
+                // Not found now (a cluster stopped, a kubeconfig half
+                // written): a running module keeps the network it has.
+                Err(_) => self
+                    .store
+                    .module(&module.key)
+                    .ok()
+                    .flatten()
+                    .and_then(|record| record.runner.network),
+            };
         }
-        self.kubeconfigs = kubeconfigs;
+        self.kubeconfigs = reached
+            .iter()
+            .map(|(key, reach)| (key.clone(), stamp(reach)))
+            .collect();
+        self.resolver.publish(
+            reached
+                .into_iter()
+                .map(|((workspace, _), reach)| (workspace, reach))
+                .collect(),
+        );
         state
     }
 
@@ -352,7 +376,9 @@ impl Catalog {
     fn kubeconfigs_changed(&self) -> bool {
         self.kubeconfigs
             .iter()
-            .any(|((workspace, source), stamp)| kubeconfig_stamp(workspace, source) != *stamp)
+            .any(|((workspace, source), before)| {
+                stamp(&self.resolver.resolve(workspace, source)) != *before
+            })
     }
 
     fn definition_files_changed(&self) -> bool {
@@ -427,10 +453,18 @@ mod tests {
         Arc::new(Store::open(&dir.join("state.db")).unwrap())
     }
 
+    /// No engine to look at: every server is taken as written.
+    fn new_catalog(dir: &Path, state: &Path) -> Catalog {
+        let store = store(state);
+        let view = tokio::sync::watch::channel(Arc::default()).1;
+        let resolver = Resolver::new(store.clone(), view, None);
+        Catalog::new(dir.to_owned(), store, resolver)
+    }
+
     /// A catalog that has read the directory and resolved it, as the
     /// daemon does at start.
     fn scanned(dir: &Path, state: &Path) -> Catalog {
-        let mut catalog = Catalog::new(dir.to_owned(), store(state));
+        let mut catalog = new_catalog(dir, state);
         catalog.rescan().unwrap();
         catalog.desired();
         catalog
@@ -445,7 +479,7 @@ mod tests {
         let state = tempfile::tempdir().unwrap();
         let file = dir.path().join("ws.yaml");
         fs::write(&file, WS).unwrap();
-        let mut catalog = Catalog::new(dir.path().to_owned(), store(state.path()));
+        let mut catalog = new_catalog(dir.path(), state.path());
         assert!(catalog.rescan().unwrap());
         assert!(
             !catalog.rescan().unwrap(),
@@ -498,7 +532,7 @@ mod tests {
         }
 
         // The same typo across a restart: the stored good version stands.
-        let mut restarted = Catalog::new(dir.path().to_owned(), store(state.path()));
+        let mut restarted = new_catalog(dir.path(), state.path());
         restarted.rescan().unwrap();
         assert!(restarted.desired().workspaces[&dev].spec.hibernated);
     }
@@ -515,7 +549,7 @@ mod tests {
         let state = tempfile::tempdir().unwrap();
         let file = dir.path().join("app.yaml");
         fs::write(&file, module(2)).unwrap();
-        let mut catalog = Catalog::new(dir.path().to_owned(), store(state.path()));
+        let mut catalog = new_catalog(dir.path(), state.path());
         catalog.rescan().unwrap();
         let app = ObjectKey::new("default", "app").unwrap();
         assert_eq!(catalog.desired().modules[&app].config["replicas"], 2);
@@ -530,7 +564,7 @@ mod tests {
         let problem = desired.problems_of(Kind::Module, &app).next().unwrap();
         assert_eq!(problem.field.as_deref(), Some("spec.config.replicas"));
 
-        let mut restarted = Catalog::new(dir.path().to_owned(), store(state.path()));
+        let mut restarted = new_catalog(dir.path(), state.path());
         restarted.rescan().unwrap();
         assert_eq!(restarted.desired().modules[&app].config["replicas"], 2);
 
@@ -550,7 +584,7 @@ mod tests {
             format!("{WS}spec: {{hibernated: yes}}\n"),
         )
         .unwrap();
-        let mut catalog = Catalog::new(dir.path().to_owned(), store(state.path()));
+        let mut catalog = new_catalog(dir.path(), state.path());
         catalog.rescan().unwrap();
         let desired = catalog.desired();
         let dev = ObjectKey::new("default", "dev").unwrap();
@@ -575,7 +609,7 @@ mod tests {
                 .unwrap()
                 .success()
         );
-        let mut catalog = Catalog::new(dir.path().to_owned(), store(state.path()));
+        let mut catalog = new_catalog(dir.path(), state.path());
         catalog.rescan().unwrap();
         let desired = catalog.desired();
         assert!(desired.workspaces.is_empty());
@@ -599,7 +633,7 @@ mod tests {
         scanned(dir.path(), state.path());
 
         fs::write(&file, "apiVersion: [broken").unwrap();
-        let mut restarted = Catalog::new(dir.path().to_owned(), store(state.path()));
+        let mut restarted = new_catalog(dir.path(), state.path());
         restarted.rescan().unwrap();
         assert!(
             restarted
@@ -612,7 +646,7 @@ mod tests {
         fs::remove_file(&file).unwrap();
         restarted.rescan().unwrap();
         fs::write(&file, "apiVersion: [broken").unwrap();
-        let mut again = Catalog::new(dir.path().to_owned(), store(state.path()));
+        let mut again = new_catalog(dir.path(), state.path());
         again.rescan().unwrap();
         assert!(again.desired().workspaces.is_empty());
     }
@@ -625,12 +659,12 @@ mod tests {
         fs::write(&file, WS).unwrap();
         scanned(dir.path(), state.path());
         fs::remove_file(&file).unwrap();
-        let mut started = Catalog::new(dir.path().to_owned(), store(state.path()));
+        let mut started = new_catalog(dir.path(), state.path());
         started.rescan().unwrap();
         assert!(started.desired().workspaces.is_empty());
         // A broken file of that name, much later: nothing old comes back.
         fs::write(&file, "apiVersion: [broken").unwrap();
-        let mut later = Catalog::new(dir.path().to_owned(), store(state.path()));
+        let mut later = new_catalog(dir.path(), state.path());
         later.rescan().unwrap();
         assert!(later.desired().workspaces.is_empty());
     }
@@ -638,10 +672,7 @@ mod tests {
     #[test]
     fn a_missing_directory_is_an_error_not_an_empty_state() {
         let state = tempfile::tempdir().unwrap();
-        let mut catalog = Catalog::new(
-            PathBuf::from("/nonexistent/forklet-manifests"),
-            store(state.path()),
-        );
+        let mut catalog = new_catalog(Path::new("/nonexistent/forklet-manifests"), state.path());
         assert!(catalog.rescan().is_err());
     }
 }

@@ -34,6 +34,9 @@ pub const LABEL_RUNNER_HASH: &str = "forklet.runner-hash";
 /// of an older layout is replaced (not reinstalled) when next adopted.
 pub const LABEL_LAYOUT: &str = "forklet.layout";
 const LAYOUT: &str = "2";
+/// The network a runner was made on, to reach its cluster (empty: the
+/// default bridge). A runner on another network than wanted is replaced.
+pub const LABEL_NETWORK: &str = "forklet.network";
 const MODULE_PORT: &str = "8080/tcp";
 /// How long a runner the engine is restarting may take to come back.
 const RESTART_WAIT: Duration = Duration::from_secs(30);
@@ -64,6 +67,10 @@ impl DockerRuntime {
             instance,
             pull_stall,
         })
+    }
+
+    pub fn docker(&self) -> &Docker {
+        &self.docker
     }
 
     /// A watcher of this daemon's runners, to run beside the runtime.
@@ -209,6 +216,10 @@ impl DockerRuntime {
             (LABEL_MODULE.to_owned(), spec.key.to_string()),
             (LABEL_RUNNER_HASH.to_owned(), settings.runner_hash.clone()),
             (LABEL_LAYOUT.to_owned(), LAYOUT.to_owned()),
+            (
+                LABEL_NETWORK.to_owned(),
+                settings.network.clone().unwrap_or_default(),
+            ),
         ]);
         let loopback = PortBinding {
             host_ip: Some(Ipv4Addr::LOCALHOST.to_string()),
@@ -229,6 +240,9 @@ impl DockerRuntime {
             // An init as PID 1: a module whose own process ignores SIGTERM
             // (as a Python or Node PID 1 does) still stops at once.
             init: Some(true),
+            // On the cluster's network, where Docker's DNS answers the
+            // cluster container's name.
+            network_mode: settings.network.clone(),
             cpu_shares: settings.cpu_shares,
             memory_reservation: settings.memory_reservation,
             ..Default::default()
@@ -333,8 +347,10 @@ impl Runtime for DockerRuntime {
         for container in self.runners_of(&spec.key).await? {
             let Some(id) = container.id else { continue };
             let label = |name| container.labels.as_ref().and_then(|l| l.get(name));
+            let network = label(LABEL_NETWORK).map_or("", String::as_str);
             let matches = label(LABEL_RUNNER_HASH) == Some(&spec.settings.runner_hash)
-                && label(LABEL_LAYOUT).map(String::as_str) == Some(LAYOUT);
+                && label(LABEL_LAYOUT).map(String::as_str) == Some(LAYOUT)
+                && network == spec.settings.network.as_deref().unwrap_or("");
             if matches && keep.is_none() {
                 keep = Some(id);
             } else {

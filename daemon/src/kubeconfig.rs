@@ -3,30 +3,46 @@
 //! cluster its workspace names, and nothing points at files that do not
 //! exist inside its container.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine;
 use forklet_state::ObjectKey;
 use serde_yaml::{Mapping, Value};
 
 #[derive(Debug, thiserror::Error)]
-#[error("workspace {workspace}: kubeconfig {path}: {problem}")]
+#[error("workspace {workspace}: kubeconfig {origin}: {problem}")]
 pub struct KubeconfigError {
     pub workspace: ObjectKey,
-    pub path: PathBuf,
+    /// The file, or the secret and key.
+    pub origin: String,
     pub problem: String,
 }
 
-/// `text` (read from `path`) cut down to `context` (default: its current one).
+/// Where a kubeconfig's text came from.
+pub enum Origin<'a> {
+    /// A file: the files it names are read relative to its directory.
+    File(&'a Path),
+    /// A secret (`secret NAME, key KEY`): it cannot name files.
+    Secret(&'a str),
+}
+
+/// `text` cut down to `context` (default: its current one).
 pub fn minify(
     workspace: &ObjectKey,
-    path: &Path,
+    origin: Origin<'_>,
     text: &str,
     context: Option<&str>,
-) -> Result<String, KubeconfigError> {
+) -> Result<Value, KubeconfigError> {
+    let (shown, dir) = match origin {
+        Origin::File(path) => (
+            path.display().to_string(),
+            Some(path.parent().unwrap_or(Path::new("."))),
+        ),
+        Origin::Secret(name) => (name.to_owned(), None),
+    };
     let fail = |problem: String| KubeconfigError {
         workspace: workspace.clone(),
-        path: path.to_owned(),
+        origin: shown.clone(),
         problem,
     };
     let config: Value =
@@ -49,7 +65,6 @@ pub fn minify(
             ))
         })?
         .clone();
-    let dir = path.parent().unwrap_or(Path::new("."));
     embed(
         &mut cluster,
         "cluster",
@@ -89,7 +104,32 @@ pub fn minify(
     );
     out.insert("users".into(), Value::Sequence(users));
     out.insert("current-context".into(), name.into());
-    serde_yaml::to_string(&Value::Mapping(out)).map_err(|e| fail(e.to_string()))
+    Ok(Value::Mapping(out))
+}
+
+/// The server of a minified kubeconfig's one cluster.
+pub fn server_of(config: &Value) -> Option<&str> {
+    config["clusters"][0]["cluster"]["server"].as_str()
+}
+
+/// Points a minified kubeconfig's cluster at `server`, while the
+/// certificate is still checked against `verify_as` (the host the
+/// kubeconfig named, which its users reached it by), unless the kubeconfig
+/// already says which name to check. Verification is never switched off.
+pub fn point_at(config: &mut Value, server: &str, verify_as: &str) {
+    let cluster = config
+        .get_mut("clusters")
+        .and_then(Value::as_sequence_mut)
+        .and_then(|clusters| clusters.first_mut())
+        .and_then(|entry| entry.get_mut("cluster"))
+        .and_then(Value::as_mapping_mut);
+    let Some(cluster) = cluster else {
+        return;
+    };
+    cluster.insert("server".into(), server.into());
+    if !cluster.contains_key("tls-server-name") {
+        cluster.insert("tls-server-name".into(), verify_as.into());
+    }
 }
 
 /// The entry of list `list` (`clusters`, `contexts`, `users`) called `name`.
@@ -107,7 +147,7 @@ fn embed(
     entry: &mut Value,
     section: &str,
     keys: &[(&str, &str)],
-    dir: &Path,
+    dir: Option<&Path>,
     base64: bool,
 ) -> Result<(), String> {
     let entry_name = entry
@@ -125,6 +165,12 @@ fn embed(
         let file = file
             .as_str()
             .ok_or_else(|| format!("{section} {entry_name:?}: {file_key} is not a path"))?;
+        let Some(dir) = dir else {
+            return Err(format!(
+                "{section} {entry_name:?}: {file_key} names a file, which a kubeconfig kept in a \
+                 secret cannot do (make the secret from `kubectl config view --flatten --minify`)"
+            ));
+        };
         let full = dir.join(file);
         // Certificates and tokens: regular files, never more than a kubeconfig.
         let bytes =
@@ -148,6 +194,7 @@ fn embed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     const TWO_CLUSTERS: &str = "apiVersion: v1
 kind: Config
@@ -190,8 +237,7 @@ users:
     #[test]
     fn the_current_context_is_kept_alone_with_its_files_embedded() {
         let (_dir, path) = setup();
-        let out: Value =
-            serde_yaml::from_str(&minify(&ws(), &path, TWO_CLUSTERS, None).unwrap()).unwrap();
+        let out: Value = minify(&ws(), Origin::File(&path), TWO_CLUSTERS, None).unwrap();
         assert_eq!(out["current-context"].as_str(), Some("a"));
         assert_eq!(out["clusters"].as_sequence().unwrap().len(), 1);
         let cluster = &out["clusters"][0]["cluster"];
@@ -207,8 +253,7 @@ users:
     #[test]
     fn a_chosen_context_wins_and_a_token_file_becomes_a_token() {
         let (_dir, path) = setup();
-        let out: Value =
-            serde_yaml::from_str(&minify(&ws(), &path, TWO_CLUSTERS, Some("b")).unwrap()).unwrap();
+        let out: Value = minify(&ws(), Origin::File(&path), TWO_CLUSTERS, Some("b")).unwrap();
         assert_eq!(out["current-context"].as_str(), Some("b"));
         assert_eq!(out["clusters"][0]["name"].as_str(), Some("b"));
         assert_eq!(out["users"][0]["user"]["token"].as_str(), Some("tok"));
@@ -223,8 +268,11 @@ users:
     #[test]
     fn what_cannot_be_had_is_named() {
         let (dir, path) = setup();
-        let err =
-            |context, text: &str| minify(&ws(), &path, text, context).unwrap_err().to_string();
+        let err = |context, text: &str| {
+            minify(&ws(), Origin::File(&path), text, context)
+                .unwrap_err()
+                .to_string()
+        };
         let at = format!("workspace default/dev: kubeconfig {}:", path.display());
         assert_eq!(
             err(Some("c"), TWO_CLUSTERS),
@@ -240,6 +288,18 @@ users:
                 &TWO_CLUSTERS.replace("- name: a\n  cluster", "- name: x\n  cluster")
             ),
             format!("{at} context \"a\" names cluster \"a\", which is not there")
+        );
+        let in_secret = minify(
+            &ws(),
+            Origin::Secret("secret kc, key kubeconfig"),
+            TWO_CLUSTERS,
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            in_secret,
+            "workspace default/dev: kubeconfig secret kc, key kubeconfig: cluster \"a\": certificate-authority names a file, which a kubeconfig kept in a secret cannot do (make the secret from `kubectl config view --flatten --minify`)"
         );
         std::fs::remove_file(dir.path().join("ca.crt")).unwrap();
         assert!(err(None, TWO_CLUSTERS).starts_with(&format!(

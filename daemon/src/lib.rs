@@ -7,6 +7,7 @@
 pub mod api;
 pub mod backoff;
 pub mod catalog;
+pub mod cluster;
 pub mod control_socket;
 pub mod controller_sockets;
 pub mod docker;
@@ -43,6 +44,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::catalog::Catalog;
+use crate::cluster::Resolver;
+use crate::cluster::engine_view::EngineView;
+use crate::cluster::relay::{Peers, Relays};
 use crate::controller_sockets::ControllerSockets;
 use crate::docker::DockerRuntime;
 use crate::hibernation::HibernationClock;
@@ -126,7 +130,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         );
     }
     let instance = store.setting_or_init("instance", random_id)?;
-    let runtime = DockerRuntime::connect(instance, config.pull_stall).await?;
+    let runtime = DockerRuntime::connect(instance.clone(), config.pull_stall).await?;
+    // Looked at before the first scan, so that runners adopted at start
+    // keep the way to their cluster they have.
+    let docker = runtime.docker().clone();
+    let engine_view = EngineView::fetch(&docker).await.unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "cannot list containers to find clusters");
+        EngineView::default()
+    });
+    let (view_tx, view_rx) = watch::channel(Arc::new(engine_view));
+    let relays = Relays::new(
+        tokio::runtime::Handle::current(),
+        Peers::Runners {
+            docker: docker.clone(),
+            instance,
+        },
+    );
+    let resolver = Resolver::new(store.clone(), view_rx, Some(relays.clone()));
+    let clusters = resolver.book();
+    let (look_again_tx, look_again_rx) = tokio::sync::mpsc::unbounded_channel();
     let runner_events = runtime.runner_events();
     let sweeper = OrphanSweeper {
         runtime: runtime.clone(),
@@ -140,7 +162,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         path: manifests.clone(),
         source,
     })?;
-    let catalog = SharedCatalog::new(Catalog::new(manifests.clone(), store.clone()));
+    let catalog = SharedCatalog::new(Catalog::new(manifests.clone(), store.clone(), resolver));
     catalog
         .with(Catalog::rescan)
         .await
@@ -185,6 +207,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         writes: writes.clone(),
         desired: desired_rx.clone(),
         refresh: refresh_tx,
+        look_again: look_again_tx.clone(),
+        clusters: clusters.clone(),
         commands: commands_tx,
         hibernation: hibernation_rx.clone(),
         overrides_changed,
@@ -222,6 +246,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         backoff: config.retry,
         removal_grace: config.removal_grace,
         stop_runners_while_asleep: !config.keep_runners_while_asleep,
+        clusters,
     });
     let mut core = CoreTasks::default();
     let stop = &shutdown;
@@ -236,11 +261,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     core.spawn("engine events", runner_events.run(report, stop.clone()));
     core.spawn("orphan sweeper", sweeper.run(stop.clone()));
     core.spawn(
+        "engine view",
+        cluster::engine_view::run(docker, view_tx, look_again_tx, stop.clone()),
+    );
+    core.spawn(
         "manifest watcher",
         watcher.run(
             catalog,
             desired_tx,
             refresh_rx,
+            look_again_rx,
             config.rescan_every,
             stop.clone(),
         ),
@@ -255,6 +285,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let failed = core.first_end(&shutdown).await;
     shutdown.cancel();
     core.drain().await;
+    relays.stop_all();
     let _ = std::fs::remove_file(&config.socket);
     sockets.remove_all();
     match failed {

@@ -16,11 +16,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use forklet_state::ObjectKey;
-use forklet_state::bounded::{KUBECONFIG_MAX, ReadError, read_text};
-use forklet_state::desired::{DesiredModule, KubeconfigSource};
+use forklet_state::desired::DesiredModule;
 use serde_json::Value;
-
-use crate::kubeconfig::{KubeconfigError, minify};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
@@ -29,16 +26,16 @@ pub enum FilesError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("workspace {workspace}: no kubeconfig: {path} cannot be read: {source}")]
-    KubeconfigMissing {
-        workspace: ObjectKey,
-        path: PathBuf,
-        source: ReadError,
-    },
-    #[error(transparent)]
-    Kubeconfig(#[from] KubeconfigError),
-    #[error("workspace {workspace}: no kubeconfig path: neither KUBECONFIG nor HOME is set")]
-    NoDefaultKubeconfig { workspace: ObjectKey },
+}
+
+/// What becomes of the runner's `workspace_kubeconfig`.
+pub enum KubeconfigFile<'a> {
+    Write(&'a str),
+    /// Left as it is: the cluster cannot be found now, and a running
+    /// module keeps the way it had.
+    Keep,
+    /// Gone: no `workspace` permission, no credentials.
+    Remove,
 }
 
 #[derive(Debug, Clone)]
@@ -60,7 +57,11 @@ impl RunnerFiles {
     }
 
     /// Writes the files `module` needs; returns the directory to mount.
-    pub fn write(&self, module: &DesiredModule) -> Result<PathBuf, FilesError> {
+    pub fn write(
+        &self,
+        module: &DesiredModule,
+        kubeconfig: KubeconfigFile<'_>,
+    ) -> Result<PathBuf, FilesError> {
         let dir = self.dir(&module.key);
         let err = |source| FilesError::Write {
             path: dir.clone(),
@@ -75,13 +76,10 @@ impl RunnerFiles {
         let config = Value::Object(module.config.clone()).to_string();
         write_for_runner(&dir.join("config.json"), config.as_bytes())?;
         let kubeconfig_path = dir.join("workspace_kubeconfig");
-        match &module.kubeconfig {
-            Some(source) => {
-                let text = kubeconfig_text(&module.workspace, source)?;
-                write_for_runner(&kubeconfig_path, text.as_bytes())?;
-            }
-            // A permission taken away takes the credentials with it.
-            None => {
+        match kubeconfig {
+            KubeconfigFile::Write(text) => write_for_runner(&kubeconfig_path, text.as_bytes())?,
+            KubeconfigFile::Keep => {}
+            KubeconfigFile::Remove => {
                 let _ = fs::remove_file(&kubeconfig_path);
             }
         }
@@ -97,47 +95,6 @@ impl RunnerFiles {
             let _ = fs::remove_dir(namespace);
         }
     }
-}
-
-/// A fingerprint of the kubeconfig a module would receive now (or of why
-/// there is none): it changes when the file, its context or a file it
-/// names changes.
-pub fn kubeconfig_stamp(workspace: &ObjectKey, source: &KubeconfigSource) -> u64 {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let mut hasher = DefaultHasher::new();
-    match kubeconfig_text(workspace, source) {
-        Ok(text) => text.hash(&mut hasher),
-        Err(err) => err.to_string().hash(&mut hasher),
-    }
-    hasher.finish()
-}
-
-/// The kubeconfig a module receives: minified to the workspace's context
-/// and flattened (see [`crate::kubeconfig`]).
-fn kubeconfig_text(workspace: &ObjectKey, source: &KubeconfigSource) -> Result<String, FilesError> {
-    let path = match &source.path {
-        Some(path) => path.clone(),
-        None => default_kubeconfig().ok_or_else(|| FilesError::NoDefaultKubeconfig {
-            workspace: workspace.clone(),
-        })?,
-    };
-    let text =
-        read_text(&path, KUBECONFIG_MAX).map_err(|source| FilesError::KubeconfigMissing {
-            workspace: workspace.clone(),
-            path: path.clone(),
-            source,
-        })?;
-    Ok(minify(workspace, &path, &text, source.context.as_deref())?)
-}
-
-/// What kubectl would use: the first entry of `$KUBECONFIG`, else `~/.kube/config`.
-fn default_kubeconfig() -> Option<PathBuf> {
-    if let Some(list) = std::env::var_os("KUBECONFIG")
-        && let Some(first) = std::env::split_paths(&list).find(|p| !p.as_os_str().is_empty())
-    {
-        return Some(first);
-    }
-    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".kube").join("config"))
 }
 
 /// Written to a temp file and renamed, so a reader never sees half a file.
@@ -168,45 +125,6 @@ fn write_for_runner(path: &Path, contents: &[u8]) -> Result<(), FilesError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
-
-    const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\ncurrent-context: a\nclusters:\n- name: a\n  cluster: {server: 'https://a'}\n- name: b\n  cluster: {server: 'https://b'}\ncontexts:\n- name: a\n  context: {cluster: a}\n- name: b\n  context: {cluster: b}\n";
-
-    fn source(path: &Path, context: Option<&str>) -> KubeconfigSource {
-        KubeconfigSource {
-            path: Some(path.to_owned()),
-            context: context.map(str::to_owned),
-        }
-    }
-
-    #[test]
-    fn the_chosen_context_becomes_current() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config");
-        fs::write(&path, KUBECONFIG).unwrap();
-        let ws = ObjectKey::new("default", "dev").unwrap();
-        let text = kubeconfig_text(&ws, &source(&path, Some("b"))).unwrap();
-        let parsed: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-        assert_eq!(parsed["current-context"].as_str(), Some("b"));
-        let err = kubeconfig_text(&ws, &source(&path, Some("c"))).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "workspace default/dev: kubeconfig {}: no context \"c\"",
-                path.display()
-            )
-        );
-    }
-
-    #[test]
-    fn a_missing_kubeconfig_names_workspace_and_path() {
-        let ws = ObjectKey::new("default", "dev").unwrap();
-        let err = kubeconfig_text(&ws, &source(Path::new("/nonexistent/kc"), None)).unwrap_err();
-        assert!(
-            err.to_string().starts_with(
-                "workspace default/dev: no kubeconfig: /nonexistent/kc cannot be read"
-            )
-        );
-    }
 
     #[test]
     fn files_are_for_the_runner_and_stay_under_the_state_dir() {

@@ -20,6 +20,7 @@ pub fn settings() -> RunnerSettings {
         memory_reservation: None,
         pull_secrets: Vec::new(),
         controller: false,
+        network: None,
     }
 }
 

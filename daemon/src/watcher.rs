@@ -103,14 +103,15 @@ impl ManifestWatcher {
         }
     }
 
-    /// Rescans on every burst of events and every `resync`, fetches the
-    /// definitions modules wait for, and publishes to `desired` whenever the
-    /// result changed, until `shutdown`.
+    /// Rescans on every burst of events, every `resync` and whenever asked
+    /// on `look_again`, fetches the definitions modules wait for, and
+    /// publishes to `desired` whenever the result changed, until `shutdown`.
     pub async fn run(
         mut self,
         catalog: SharedCatalog,
         desired: watch::Sender<Arc<DesiredState>>,
         mut refresh: mpsc::UnboundedReceiver<()>,
+        mut look_again: mpsc::UnboundedReceiver<()>,
         resync: Duration,
         shutdown: CancellationToken,
     ) {
@@ -137,6 +138,12 @@ impl ManifestWatcher {
                 _ = resync.tick() => {
                     self.rewatch_if_replaced();
                     catalog.with(|c| c.retry_failed_fetches() | rescan(c)).await
+                }
+                // The engine changed (a cluster started or moved) or a
+                // secret did: kubeconfigs and routes are looked at now.
+                Some(()) = look_again.recv() => {
+                    while look_again.try_recv().is_ok() {}
+                    catalog.with(rescan).await
                 }
                 Some(()) = refresh.recv() => {
                     // Fetched again in place; results come back as any fetch does.

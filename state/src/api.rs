@@ -79,6 +79,23 @@ pub struct WorkspaceView {
     pub manual_override: Option<OverrideView>,
     #[serde(default)]
     pub sleep_reason: Option<String>,
+    /// How the workspace's modules reach its cluster (none: no module of
+    /// it receives a kubeconfig).
+    #[serde(default)]
+    pub cluster: Option<ClusterView>,
+}
+
+/// The way from runners to a workspace's API server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// The server the runners call.
+    pub endpoint: Option<String>,
+    /// `direct`, `network NAME`, `relay ADDRESS -> TARGET` or `host.docker.internal`.
+    pub via: Option<String>,
+    /// The Docker network the runners join.
+    pub network: Option<String>,
+    /// Why the cluster cannot be reached, when it cannot.
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,24 +135,36 @@ pub struct ErrorBody {
     pub error: String,
 }
 
-/// `POST /v1/secrets`: the password travels once, inbound, and is never
-/// sent back by any endpoint.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+/// `POST /v1/secrets`: the password or data travels once, inbound, and is
+/// never sent back by any endpoint.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SecretCreate {
     pub name: String,
-    /// Only `docker-registry`.
+    /// `docker-registry` or `generic`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// `default` when not given.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// docker-registry only.
+    #[serde(default)]
     pub server: String,
+    #[serde(default)]
     pub username: String,
+    #[serde(default)]
     pub password: String,
+    /// generic only: each key's bytes, base64 (as a Kubernetes secret's `data`).
+    #[serde(default)]
+    pub data: std::collections::BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for SecretCreate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecretCreate")
             .field("name", &self.name)
+            .field("type", &self.kind)
             .field("server", &self.server)
+            .field("keys", &self.data.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -143,6 +172,8 @@ impl std::fmt::Debug for SecretCreate {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SecretView {
     pub name: String,
+    #[serde(default)]
+    pub namespace: String,
     #[serde(rename = "type")]
     pub kind: String,
 }

@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 
 use crate::definition::{CustomDefinition, Permission, parse_definition};
 use crate::manifest::{
-    ConnectionType, Document, Kind, Manifest, ModuleSpec, ObjectKey, ParsedFile, WorkspaceSpec,
+    Connection, ConnectionType, Document, Kind, Manifest, ModuleSpec, ObjectKey, ParsedFile,
+    SecretReference, WorkspaceSpec,
 };
 use crate::problem::Problem;
 use crate::schedule::{Schedule, local_zone};
@@ -35,8 +36,14 @@ pub struct DesiredWorkspace {
 /// Which kubeconfig a module with the `workspace` permission receives.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct KubeconfigSource {
-    /// `None`: the daemon user's default (`$KUBECONFIG`, else `~/.kube/config`).
+    /// `None` (and no secret): the daemon user's default (`$KUBECONFIG`,
+    /// else `~/.kube/config`).
     pub path: Option<PathBuf>,
+    /// The operator's `secretReference`. Left out of the serialized form
+    /// when absent, so the install hash of a file-based module is the same
+    /// as before secrets could be named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretReference>,
     pub context: Option<String>,
 }
 
@@ -261,6 +268,7 @@ fn resolve_module(
         memory_reservation: definition.memory_reservation(),
         pull_secrets: definition.spec.image_pull_secrets.clone(),
         controller: definition.spec.has(Permission::Controller),
+        network: None,
     };
     Ok(DesiredModule {
         key: doc.key.clone(),
@@ -283,8 +291,54 @@ fn kubeconfig_source(workspace: &DesiredWorkspace) -> KubeconfigSource {
             .kubeconfig
             .as_ref()
             .map(|p| absolute_from(&workspace.file, p)),
+        secret: connection.secret_reference.clone(),
         context: connection.context.clone(),
     }
+}
+
+/// Where the kubeconfig comes from: a `kubeconfig` connection names one
+/// secret or (forklet extension) one file.
+fn check_connection(connection: &Connection) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    match (
+        connection.kind,
+        &connection.secret_reference,
+        &connection.kubeconfig,
+    ) {
+        (ConnectionType::Kubeconfig, None, None) => problems.push((
+            "spec.connection",
+            "type kubeconfig needs secretReference (a secret made with `forklet secret create \
+             generic NAME --from-file=kubeconfig=PATH`) or the forklet extension \
+             connection.kubeconfig (a file path)"
+                .to_owned(),
+        )),
+        (_, Some(_), Some(_)) => problems.push((
+            "spec.connection",
+            "secretReference and kubeconfig both name a kubeconfig: keep one".to_owned(),
+        )),
+        (ConnectionType::Local | ConnectionType::InCluster, Some(_), _) => problems.push((
+            "spec.connection.secretReference",
+            format!(
+                "is read only with type kubeconfig (this connection is {})",
+                connection.kind
+            ),
+        )),
+        _ => {}
+    }
+    if let Some(reference) = &connection.secret_reference {
+        if let Err(err) = crate::names::check_dns_subdomain(&reference.name) {
+            problems.push(("spec.connection.secretReference.name", err.to_string()));
+        }
+        if let Some(namespace) = &reference.namespace
+            && let Err(err) = crate::names::check_dns_label(namespace)
+        {
+            problems.push(("spec.connection.secretReference.namespace", err.to_string()));
+        }
+        if let Err(err) = crate::names::check_secret_key(&reference.key) {
+            problems.push(("spec.connection.secretReference.key", err.to_string()));
+        }
+    }
+    problems
 }
 
 /// What a Workspace asks for that one machine cannot give, and its schedule.
@@ -311,13 +365,8 @@ fn check_workspace(
             "forking a workspace is not available without Kubernetes",
         ));
     }
-    let connection = &spec.connection;
-    if connection.kind == ConnectionType::Kubeconfig && connection.kubeconfig.is_none() {
-        problems.push(problem(
-            "spec.connection",
-            "type kubeconfig needs the forklet extension connection.kubeconfig (a file path): \
-             secretReference names a Kubernetes secret",
-        ));
+    for (field, message) in check_connection(&spec.connection) {
+        problems.push(problem(field, &message));
     }
     let schedule = match spec
         .auto_hibernation
@@ -396,8 +445,70 @@ mod tests {
             app.kubeconfig,
             Some(KubeconfigSource {
                 path: Some("/m/kube/config".into()),
+                secret: None,
                 context: Some("kind-dev".into())
             })
+        );
+    }
+
+    #[test]
+    fn the_operators_secret_reference_names_the_kubeconfig() {
+        let workspace = "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\nspec:\n  connection:\n    type: kubeconfig\n    secretReference: {name: kind-dev, namespace: default}\n";
+        let state = build(&[
+            ("/m/ws.yaml", workspace.into()),
+            ("/m/app.yaml", module("app", "{}")),
+        ]);
+        assert_eq!(state.problems, vec![]);
+        let app = &state.modules[&ObjectKey::new("default", "app").unwrap()];
+        assert_eq!(
+            app.kubeconfig,
+            Some(KubeconfigSource {
+                path: None,
+                secret: Some(SecretReference {
+                    name: "kind-dev".into(),
+                    namespace: Some("default".into()),
+                    key: "kubeconfig".into(),
+                }),
+                context: None,
+            })
+        );
+    }
+
+    #[test]
+    fn a_connection_that_names_no_usable_kubeconfig_is_refused_by_field() {
+        let problems = |connection: &str| {
+            let text = format!(
+                "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {{name: dev}}\nspec:\n  connection: {connection}\n"
+            );
+            build(&[("/m/ws.yaml", text)])
+                .problems
+                .iter()
+                .map(|p| format!("{}: {}", p.field.as_deref().unwrap_or(""), p.message))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            problems("{type: kubeconfig}")[0],
+            "spec.connection: type kubeconfig needs secretReference (a secret made with `forklet secret create generic NAME --from-file=kubeconfig=PATH`) or the forklet extension connection.kubeconfig (a file path)"
+        );
+        assert_eq!(
+            problems("{type: kubeconfig, kubeconfig: a, secretReference: {name: s}}")[0],
+            "spec.connection: secretReference and kubeconfig both name a kubeconfig: keep one"
+        );
+        assert_eq!(
+            problems("{type: local, secretReference: {name: s}}")[0],
+            "spec.connection.secretReference: is read only with type kubeconfig (this connection is local)"
+        );
+        let bad =
+            problems("{type: kubeconfig, secretReference: {name: ../x, namespace: A, key: a/b}}");
+        assert_eq!(bad.len(), 3, "{bad:?}");
+        assert!(bad[0].starts_with(
+            "spec.connection.secretReference.name: \"../x\" is not a DNS-1123 subdomain"
+        ));
+        assert!(bad[1].starts_with(
+            "spec.connection.secretReference.namespace: \"A\" is not a DNS-1123 label"
+        ));
+        assert!(
+            bad[2].starts_with("spec.connection.secretReference.key: \"a/b\" is not a secret key")
         );
     }
 

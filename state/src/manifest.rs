@@ -132,12 +132,33 @@ pub struct WorkspaceSpec {
 pub struct Connection {
     #[serde(rename = "type", default)]
     pub kind: ConnectionType,
-    pub secret_reference: Option<Value>,
+    /// The operator's form: a secret holding the kubeconfig (here one made
+    /// with `forklet secret create generic`).
+    pub secret_reference: Option<SecretReference>,
     /// forklet extension: the kubeconfig file to hand to modules, instead of
     /// the daemon user's default (`$KUBECONFIG` or `~/.kube/config`).
     pub kubeconfig: Option<PathBuf>,
     /// forklet extension: the context in that kubeconfig to make current.
     pub context: Option<String>,
+}
+
+/// `connection.secretReference`: which key of which secret holds the kubeconfig.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretReference {
+    pub name: String,
+    /// Matched against the secret's namespace when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// `kubeconfig` when not given, as in the operator.
+    #[serde(default = "SecretReference::default_key")]
+    pub key: String,
+}
+
+impl SecretReference {
+    fn default_key() -> String {
+        "kubeconfig".to_owned()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

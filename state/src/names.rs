@@ -48,6 +48,23 @@ pub fn check_dns_subdomain(text: &str) -> Result<(), String> {
     }
 }
 
+/// A key of a secret's data, as Kubernetes allows: letters, digits, `-`,
+/// `_` and `.`, at most 253 characters, and not `.` or `..`.
+pub fn check_secret_key(text: &str) -> Result<(), String> {
+    let chars_ok = text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !text.is_empty() && text.len() <= SUBDOMAIN_MAX && chars_ok && text != "." && text != ".." {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not a secret key (letters, digits, '-', '_' and '.', at most {SUBDOMAIN_MAX} \
+             characters, not . or ..)",
+            quoted(text)
+        ))
+    }
+}
+
 fn is_label(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= LABEL_MAX

@@ -3,6 +3,7 @@
 //! Every change is one transaction, committed before the daemon takes the
 //! next step, so a crash loses at most the step that was in flight.
 
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -39,6 +40,8 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("secret {0} already exists")]
     SecretExists(String),
+    #[error("state database holds a corrupt secret {name}: {detail}")]
+    CorruptSecret { name: String, detail: String },
 }
 
 /// The phases users and tools know from the Forkspacer operator.
@@ -165,6 +168,11 @@ pub struct RunnerSettings {
     /// Whether the runner gets the control API (`controller` permission).
     #[serde(default)]
     pub controller: bool,
+    /// The Docker network the runner joins to reach its workspace's
+    /// cluster (`None`: Docker's default bridge). Set by the daemon, from
+    /// what the engine shows; not part of the runner hash.
+    #[serde(default)]
+    pub network: Option<String>,
 }
 
 /// Credentials for a private registry (`kubectl create secret docker-registry`).
@@ -189,6 +197,35 @@ impl std::fmt::Debug for RegistrySecret {
 }
 
 pub const DOCKER_REGISTRY: &str = "docker-registry";
+pub const GENERIC: &str = "generic";
+
+/// Keys and their bytes (`kubectl create secret generic`): a workspace's
+/// `connection.secretReference` reads its kubeconfig from one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GenericSecret {
+    pub name: String,
+    pub namespace: String,
+    pub data: BTreeMap<String, Vec<u8>>,
+}
+
+/// Keys only: the values are credentials.
+impl std::fmt::Debug for GenericSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenericSecret")
+            .field("name", &self.name)
+            .field("namespace", &self.namespace)
+            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// What may be shown of a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSummary {
+    pub name: String,
+    pub namespace: String,
+    pub kind: String,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -255,6 +292,9 @@ const MIGRATIONS: &[&str] = &["
         WHEN 'sleeping' THEN 'sleep'
         WHEN 'resuming' THEN 'resume'
     END;
+", "
+    ALTER TABLE secrets ADD COLUMN namespace TEXT NOT NULL DEFAULT 'default';
+    ALTER TABLE secrets ADD COLUMN data TEXT NOT NULL DEFAULT '{}';
 "];
 
 /// How many events a module keeps; older ones are dropped as new ones come.
@@ -594,12 +634,77 @@ impl Store {
         Ok(())
     }
 
+    pub fn create_generic_secret(&self, secret: &GenericSecret) -> Result<(), StoreError> {
+        use base64::Engine;
+        let data: BTreeMap<&str, String> = secret
+            .data
+            .iter()
+            .map(|(key, bytes)| {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+                (key.as_str(), encoded)
+            })
+            .collect();
+        let inserted = self.lock().execute(
+            "INSERT INTO secrets (name, type, server, username, password, created_at, namespace, data)
+             VALUES (?1, ?2, '', '', '', ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING",
+            params![
+                secret.name,
+                GENERIC,
+                Utc::now().to_rfc3339(),
+                secret.namespace,
+                serde_json::to_string(&data).map_err(|e| StoreError::CorruptSecret {
+                    name: secret.name.clone(),
+                    detail: e.to_string(),
+                })?
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::SecretExists(secret.name.clone()));
+        }
+        Ok(())
+    }
+
+    /// A generic secret (`None` for none, or a secret of another type).
+    pub fn generic_secret(&self, name: &str) -> Result<Option<GenericSecret>, StoreError> {
+        use base64::Engine;
+        let conn = self.read();
+        let row: Option<(String, String)> = conn
+            .query_row(
+                "SELECT namespace, data FROM secrets WHERE name = ?1 AND type = ?2",
+                params![name, GENERIC],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        let Some((namespace, data)) = row else {
+            return Ok(None);
+        };
+        let corrupt = |detail: String| StoreError::CorruptSecret {
+            name: name.to_owned(),
+            detail,
+        };
+        let encoded: BTreeMap<String, String> =
+            serde_json::from_str(&data).map_err(|e| corrupt(e.to_string()))?;
+        let mut decoded = BTreeMap::new();
+        for (key, value) in encoded {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(value)
+                .map_err(|e| corrupt(format!("key {key}: {e}")))?;
+            decoded.insert(key, bytes);
+        }
+        Ok(Some(GenericSecret {
+            name: name.to_owned(),
+            namespace,
+            data: decoded,
+        }))
+    }
+
+    /// A registry secret (`None` for none, or a secret of another type).
     pub fn secret(&self, name: &str) -> Result<Option<RegistrySecret>, StoreError> {
         let conn = self.read();
         let secret = conn
             .query_row(
-                "SELECT name, server, username, password FROM secrets WHERE name = ?1",
-                [name],
+                "SELECT name, server, username, password FROM secrets WHERE name = ?1 AND type = ?2",
+                params![name, DOCKER_REGISTRY],
                 |row| {
                     Ok(RegistrySecret {
                         name: row.get(0)?,
@@ -613,11 +718,17 @@ impl Store {
         Ok(secret)
     }
 
-    /// Names and types only: what may be shown.
-    pub fn secret_names(&self) -> Result<Vec<(String, String)>, StoreError> {
+    /// Names, namespaces and types only: what may be shown.
+    pub fn secret_names(&self) -> Result<Vec<SecretSummary>, StoreError> {
         let conn = self.read();
-        let mut stmt = conn.prepare("SELECT name, type FROM secrets ORDER BY name")?;
-        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let mut stmt = conn.prepare("SELECT name, namespace, type FROM secrets ORDER BY name")?;
+        let rows = stmt.query_map([], |row| {
+            Ok(SecretSummary {
+                name: row.get(0)?,
+                namespace: row.get(1)?,
+                kind: row.get(2)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -904,6 +1015,7 @@ mod tests {
             memory_reservation: Some(1 << 20),
             pull_secrets: vec!["reg".into()],
             controller: false,
+            network: Some("kind".into()),
         };
         let mut record = ModuleRecord::new(
             ObjectKey::new("default", "app").unwrap(),
@@ -1017,12 +1129,45 @@ mod tests {
         assert_eq!(store.secret("reg").unwrap(), Some(secret.clone()));
         assert_eq!(
             store.secret_names().unwrap(),
-            vec![("reg".to_owned(), DOCKER_REGISTRY.to_owned())]
+            vec![SecretSummary {
+                name: "reg".into(),
+                namespace: "default".into(),
+                kind: DOCKER_REGISTRY.into()
+            }]
         );
         assert!(!format!("{secret:?}").contains("hunter2"));
+        assert_eq!(store.generic_secret("reg").unwrap(), None, "not generic");
         assert!(store.delete_secret("reg").unwrap());
         assert!(!store.delete_secret("reg").unwrap());
         assert_eq!(store.secret("reg").unwrap(), None);
+    }
+
+    #[test]
+    fn generic_secrets_keep_their_bytes_and_never_debug_print_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let secret = GenericSecret {
+            name: "kind-dev".into(),
+            namespace: "team".into(),
+            data: BTreeMap::from([("kubeconfig".to_owned(), b"token: s3cret\n\xff".to_vec())]),
+        };
+        store.create_generic_secret(&secret).unwrap();
+        assert!(matches!(
+            store.create_generic_secret(&secret),
+            Err(StoreError::SecretExists(_))
+        ));
+        assert_eq!(
+            store.generic_secret("kind-dev").unwrap(),
+            Some(secret.clone())
+        );
+        assert_eq!(
+            store.secret("kind-dev").unwrap(),
+            None,
+            "not a registry secret"
+        );
+        assert_eq!(store.secret_names().unwrap()[0].kind, GENERIC);
+        assert_eq!(store.secret_names().unwrap()[0].namespace, "team");
+        assert!(!format!("{secret:?}").contains("s3cret"));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use forklet_state::ObjectKey;
 use forklet_state::store::Store;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
@@ -62,6 +62,8 @@ pub struct Context<R, M = ModuleClient> {
     /// Stop a module's runner once `/sleep` succeeded (and start it again
     /// to resume): an asleep module then costs nothing but disk.
     pub stop_runners_while_asleep: bool,
+    /// How each workspace's modules reach its cluster, as of the last look.
+    pub clusters: watch::Receiver<crate::cluster::Book>,
 }
 
 /// What the control API and the engine watcher ask of the reconciler.

@@ -15,7 +15,7 @@ use super::worker::{RunnerState, Worker};
 use crate::fault::crash_point;
 use crate::plan::{Action, settled};
 use crate::protocol::{CallError, ModuleApi};
-use crate::runner_files::FilesError;
+use crate::runner_files::{FilesError, KubeconfigFile};
 use crate::runtime::{RunnerSpec, Runtime, RuntimeError};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,8 @@ pub(super) enum StepError {
     ControllerSocket(#[from] crate::control_socket::SocketError),
     #[error("forklet has no record of this module")]
     NotRecorded,
+    #[error("{0}")]
+    Unreachable(String),
     #[error("forkletd is stopping")]
     Stopping,
 }
@@ -68,6 +70,13 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
             record.message = String::new();
         }
         self.save("Preparing", "starting the runner").await?;
+        // A module is not started towards a cluster that cannot be found:
+        // its message says what was found and what to do.
+        if desired.kubeconfig.is_some()
+            && let Some(reason) = self.unreachable(desired)
+        {
+            return Err(StepError::Unreachable(reason));
+        }
         self.write_files(desired).await?;
         self.written_kubeconfig = desired.kubeconfig_stamp;
         let endpoint = self.ready_runner(&desired.runner).await?;
@@ -187,9 +196,36 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
     /// workspace kubeconfig is read from wherever the manifest points).
     pub(super) async fn write_files(&self, desired: &DesiredModule) -> Result<(), StepError> {
         let (files, desired) = (self.ctx.files.clone(), desired.clone());
-        match tokio::task::spawn_blocking(move || files.write(&desired)).await {
+        let reach = self.ctx.clusters.borrow().get(&desired.workspace).cloned();
+        let write = move || {
+            let kubeconfig = match (&desired.kubeconfig, reach.as_deref()) {
+                (None, _) => KubeconfigFile::Remove,
+                (Some(_), Some(Ok(access))) => KubeconfigFile::Write(&access.kubeconfig),
+                (Some(_), _) => KubeconfigFile::Keep,
+            };
+            files.write(&desired, kubeconfig)
+        };
+        match tokio::task::spawn_blocking(write).await {
             Ok(written) => Ok(written.map(drop)?),
             Err(err) => std::panic::resume_unwind(err.into_panic()),
+        }
+    }
+
+    /// Why the module's workspace cluster cannot be reached now, if it cannot.
+    pub(super) fn unreachable(&self, desired: &DesiredModule) -> Option<String> {
+        match self
+            .ctx
+            .clusters
+            .borrow()
+            .get(&desired.workspace)
+            .map(|r| r.as_ref())
+        {
+            Some(Ok(_)) => None,
+            Some(Err(reason)) => Some(reason.clone()),
+            None => Some(format!(
+                "workspace {}: its cluster has not been looked for yet",
+                desired.workspace
+            )),
         }
     }
 

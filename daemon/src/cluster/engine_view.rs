@@ -1,0 +1,205 @@
+//! What the engine shows that decides how runners reach a cluster: running
+//! containers with their published ports, networks and addresses. Kept
+//! fresh from the engine's events (a cluster created, stopped or moved to
+//! another network) and looked at again every [`REFRESH`] in case an event
+//! was missed; every change asks the catalog to look at the kubeconfigs.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::docker::LABEL_INSTANCE;
+
+/// How often the engine is looked at without an event.
+const REFRESH: Duration = Duration::from_secs(30);
+/// Gathers a burst of events (a cluster of several containers starting).
+const QUIET: Duration = Duration::from_millis(200);
+/// The most containers looked at: a bound on memory, far above a laptop's.
+const MAX_CONTAINERS: usize = 10_000;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineView {
+    /// Running containers, but forklet's runners: those that could be a cluster.
+    pub containers: Vec<ContainerSeen>,
+    /// The host's address on Docker's default bridge: where runners reach
+    /// forkletd's relays.
+    pub bridge_gateway: Option<IpAddr>,
+    /// Docker Desktop, whose engine runs in a VM of its own.
+    pub desktop: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSeen {
+    pub name: String,
+    /// Only the cluster tools' labels.
+    pub labels: HashMap<String, String>,
+    pub networks: Vec<NetworkSeen>,
+    pub ports: Vec<Published>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSeen {
+    pub name: String,
+    pub ip: Option<IpAddr>,
+}
+
+impl NetworkSeen {
+    /// Docker's embedded DNS answers containers' names on user-defined
+    /// networks only.
+    pub fn has_names(&self) -> bool {
+        !matches!(self.name.as_str(), "bridge" | "host" | "none")
+    }
+}
+
+/// A TCP port published on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// `None`: every address.
+    pub host_ip: Option<IpAddr>,
+    pub host_port: u16,
+    pub container_port: u16,
+}
+
+const KEPT_LABELS: [&str; 4] = [
+    "io.x-k8s.kind.cluster",
+    "k3d.cluster",
+    "name.minikube.sigs.k8s.io",
+    "k3d.role",
+];
+
+impl EngineView {
+    pub async fn fetch(docker: &Docker) -> Result<Self, bollard::errors::Error> {
+        let options = ListContainersOptionsBuilder::default().all(false).build();
+        let listed = docker.list_containers(Some(options)).await?;
+        let containers = listed
+            .into_iter()
+            .take(MAX_CONTAINERS)
+            .filter_map(|c| {
+                let name = c.names?.first()?.trim_start_matches('/').to_owned();
+                let labels = c.labels.unwrap_or_default();
+                if labels.contains_key(LABEL_INSTANCE) {
+                    return None;
+                }
+                let labels = labels
+                    .into_iter()
+                    .filter(|(k, _)| KEPT_LABELS.contains(&k.as_str()))
+                    .collect();
+                let mut networks: Vec<NetworkSeen> = c
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(name, endpoint)| NetworkSeen {
+                        name,
+                        ip: endpoint
+                            .ip_address
+                            .filter(|ip| !ip.is_empty())
+                            .and_then(|ip| ip.parse().ok()),
+                    })
+                    .collect();
+                networks.sort_by(|a, b| a.name.cmp(&b.name));
+                let mut ports: Vec<Published> = c
+                    .ports
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|p| p.typ.as_ref().is_none_or(|t| t.to_string() == "tcp"))
+                    .filter_map(|p| {
+                        Some(Published {
+                            host_ip: p.ip.as_deref().and_then(|ip| ip.parse().ok()),
+                            host_port: p.public_port?,
+                            container_port: p.private_port,
+                        })
+                    })
+                    .collect();
+                ports.sort_by_key(|p| (p.host_port, p.container_port));
+                ports.dedup();
+                Some(ContainerSeen {
+                    name,
+                    labels,
+                    networks,
+                    ports,
+                })
+            })
+            .collect();
+        let bridge_gateway = docker
+            .inspect_network(
+                "bridge",
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .ok()
+            .and_then(|n| n.ipam?.config?.into_iter().find_map(|c| c.gateway))
+            .and_then(|g| g.parse().ok());
+        let desktop = docker
+            .info()
+            .await
+            .ok()
+            .and_then(|i| i.operating_system)
+            .is_some_and(|os| os.contains("Docker Desktop"));
+        Ok(Self {
+            containers,
+            bridge_gateway,
+            desktop,
+        })
+    }
+}
+
+/// Keeps `published` current until `shutdown`, sending on `changed` after
+/// each change.
+pub async fn run(
+    docker: Docker,
+    published: watch::Sender<Arc<EngineView>>,
+    changed: mpsc::UnboundedSender<()>,
+    shutdown: CancellationToken,
+) {
+    let filters = HashMap::from([
+        ("type", vec!["container".to_owned(), "network".to_owned()]),
+        (
+            "event",
+            ["start", "die", "destroy", "rename", "connect", "disconnect"]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
+    ]);
+    let mut events = None;
+    loop {
+        match EngineView::fetch(&docker).await {
+            Ok(view) => {
+                if **published.borrow() != view {
+                    published.send_replace(Arc::new(view));
+                    let _ = changed.send(());
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot list containers to find clusters"),
+        }
+        let stream = events.get_or_insert_with(|| {
+            let options = EventsOptionsBuilder::new().filters(&filters).build();
+            docker.events(Some(options)).boxed()
+        });
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(REFRESH) => {}
+            event = stream.next() => {
+                if !matches!(event, Some(Ok(_))) {
+                    // Reconnected at the next look; the timer covers the gap.
+                    events = None;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    continue;
+                }
+                // The rest of the burst, then one look.
+                let stream = events.as_mut().expect("set above");
+                while let Ok(Some(Ok(_))) = tokio::time::timeout(QUIET, stream.next()).await {}
+            }
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! How the modules of a workspace reach its cluster: the kubeconfig they
+//! receive (from a file or a secret, cut to one context, its files
+//! embedded, its server pointed where a runner can get to) and the Docker
+//! network their runners join.
+
+pub mod engine_view;
+pub mod relay;
+pub mod route;
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use forklet_state::ObjectKey;
+use forklet_state::bounded::{KUBECONFIG_MAX, read_text};
+use forklet_state::desired::KubeconfigSource;
+use forklet_state::store::Store;
+use tokio::sync::watch;
+
+use crate::kubeconfig::{Origin, minify, point_at, server_of};
+use engine_view::EngineView;
+use relay::Relays;
+use route::{Route, Server, classify};
+
+/// What the runners of a workspace's modules get, or why they cannot.
+pub type Reach = Result<Access, String>;
+
+/// The way to a workspace's cluster, as of the last look.
+#[derive(Clone, PartialEq)]
+pub struct Access {
+    pub route: Route,
+    /// The server the runners call.
+    pub endpoint: String,
+    /// The network runners join (`None`: Docker's default bridge).
+    pub network: Option<String>,
+    /// Where forkletd relays for them, if it does.
+    pub relay: Option<SocketAddr>,
+    /// The kubeconfig handed to runners: credentials, never logged.
+    pub kubeconfig: String,
+}
+
+/// Everything but the credentials.
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("route", &self.route)
+            .field("endpoint", &self.endpoint)
+            .field("network", &self.network)
+            .field("relay", &self.relay)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Access {
+    /// How it is reached, in words: shown by `forklet get workspaces`.
+    pub fn via(&self) -> String {
+        match (&self.route, self.relay) {
+            (Route::Direct, _) => "direct".to_owned(),
+            (Route::Network { network, .. }, _) => format!("network {network}"),
+            (Route::Relay { target }, Some(relay)) => format!("relay {relay} -> {target}"),
+            (Route::Relay { target }, None) => format!("relay -> {target}"),
+            (Route::DesktopHost { .. }, _) => "host.docker.internal".to_owned(),
+        }
+    }
+}
+
+/// A fingerprint of what runners would get: a change is written into their
+/// files (and a new network means a new runner), never a new `/install`.
+pub fn stamp(reach: &Reach) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    match reach {
+        Ok(access) => (&access.kubeconfig, &access.network).hash(&mut hasher),
+        Err(reason) => reason.hash(&mut hasher),
+    }
+    hasher.finish()
+}
+
+/// The last look at every workspace whose modules get a kubeconfig.
+pub type Book = Arc<HashMap<ObjectKey, Arc<Reach>>>;
+
+/// Works out [`Access`] for workspaces; used by the catalog, off the async
+/// runtime.
+pub struct Resolver {
+    store: Arc<Store>,
+    view: watch::Receiver<Arc<EngineView>>,
+    relays: Option<Relays>,
+    book: watch::Sender<Book>,
+}
+
+impl Resolver {
+    pub fn new(
+        store: Arc<Store>,
+        view: watch::Receiver<Arc<EngineView>>,
+        relays: Option<Relays>,
+    ) -> Self {
+        Self {
+            store,
+            view,
+            relays,
+            book: watch::Sender::new(Book::default()),
+        }
+    }
+
+    /// The book, as the catalog last published it.
+    pub fn book(&self) -> watch::Receiver<Book> {
+        self.book.subscribe()
+    }
+
+    pub fn resolve(&self, workspace: &ObjectKey, source: &KubeconfigSource) -> Reach {
+        let (origin, text) = self.read(workspace, source)?;
+        let origin = match &origin {
+            Read::File(path) => Origin::File(path),
+            Read::Secret(shown) => Origin::Secret(shown),
+        };
+        let mut config = minify(workspace, origin, &text, source.context.as_deref())
+            .map_err(|e| e.to_string())?;
+        let written = server_of(&config)
+            .ok_or_else(|| {
+                format!("workspace {workspace}: the kubeconfig's cluster names no server")
+            })?
+            .to_owned();
+        let server = Server::parse(&written).map_err(|e| format!("workspace {workspace}: {e}"))?;
+        let view = self.view.borrow().clone();
+        let route = classify(&server, &view, relay::listening)
+            .map_err(|e| format!("workspace {workspace}: {e}"))?;
+        let (endpoint, network, relay) = match &route {
+            Route::Direct => (written.clone(), None, None),
+            Route::Network {
+                network,
+                host,
+                port,
+                ..
+            } => (https(host, *port), Some(network.clone()), None),
+            Route::Relay { target } => {
+                let addr = self
+                    .relay(*target, &view)
+                    .map_err(|e| format!("workspace {workspace}: {e}"))?;
+                (https(&addr.ip().to_string(), addr.port()), None, Some(addr))
+            }
+            Route::DesktopHost { port } => (https("host.docker.internal", *port), None, None),
+        };
+        if endpoint != written {
+            point_at(&mut config, &endpoint, &server.host);
+        }
+        let kubeconfig = serde_yaml::to_string(&config)
+            .map_err(|e| format!("workspace {workspace}: kubeconfig: {e}"))?;
+        Ok(Access {
+            route,
+            endpoint,
+            network,
+            relay,
+            kubeconfig,
+        })
+    }
+
+    /// Publishes the look at every workspace, and stops relays no
+    /// workspace uses any more.
+    pub fn publish(&self, book: HashMap<ObjectKey, Arc<Reach>>) {
+        if let Some(relays) = &self.relays {
+            let used: HashSet<SocketAddr> = book
+                .values()
+                .filter_map(|reach| reach.as_ref().as_ref().ok()?.relay)
+                .collect();
+            relays.retain(&used);
+        }
+        self.book.send_replace(Arc::new(book));
+    }
+
+    fn relay(&self, target: SocketAddr, view: &EngineView) -> Result<SocketAddr, String> {
+        let Some(relays) = &self.relays else {
+            return Err(format!(
+                "{target} is on this machine's loopback, and no relay runs here"
+            ));
+        };
+        let Some(gateway) = view.bridge_gateway else {
+            return Err(format!(
+                "{target} is on this machine's loopback; forklet relays to it from Docker's \
+                 default bridge, which has no gateway address here"
+            ));
+        };
+        relays
+            .ensure(gateway, target)
+            .map_err(|e| format!("cannot relay {gateway} to {target}: {e}"))
+    }
+
+    fn read(
+        &self,
+        workspace: &ObjectKey,
+        source: &KubeconfigSource,
+    ) -> Result<(Read, String), String> {
+        if let Some(reference) = &source.secret {
+            let shown = format!("secret {}, key {}", reference.name, reference.key);
+            let fail = |why: String| format!("workspace {workspace}: kubeconfig {shown}: {why}");
+            let secret = self
+                .store
+                .generic_secret(&reference.name)
+                .map_err(|e| fail(e.to_string()))?
+                .ok_or_else(|| {
+                    fail(format!(
+                        "no such secret (create it: forklet secret create generic {} \
+                         --from-file={}=PATH)",
+                        reference.name, reference.key
+                    ))
+                })?;
+            if let Some(namespace) = &reference.namespace
+                && *namespace != secret.namespace
+            {
+                return Err(fail(format!(
+                    "the secret is in namespace {}, not {namespace}",
+                    secret.namespace
+                )));
+            }
+            let bytes = secret.data.get(&reference.key).ok_or_else(|| {
+                let keys: Vec<&str> = secret.data.keys().map(String::as_str).collect();
+                fail(format!(
+                    "the secret has no such key (it has: {})",
+                    keys.join(", ")
+                ))
+            })?;
+            let text =
+                String::from_utf8(bytes.clone()).map_err(|_| fail("not UTF-8 text".to_owned()))?;
+            return Ok((Read::Secret(shown), text));
+        }
+        let path = match &source.path {
+            Some(path) => path.clone(),
+            None => default_kubeconfig().ok_or_else(|| {
+                format!(
+                    "workspace {workspace}: no kubeconfig path: neither KUBECONFIG nor HOME is set"
+                )
+            })?,
+        };
+        let text = read_text(&path, KUBECONFIG_MAX).map_err(|e| {
+            format!(
+                "workspace {workspace}: no kubeconfig: {} cannot be read: {e}",
+                path.display()
+            )
+        })?;
+        Ok((Read::File(path), text))
+    }
+}
+
+enum Read {
+    File(PathBuf),
+    Secret(String),
+}
+
+fn https(host: &str, port: u16) -> String {
+    match host.contains(':') {
+        true => format!("https://[{host}]:{port}"),
+        false => format!("https://{host}:{port}"),
+    }
+}
+
+/// What kubectl would use: the first entry of `$KUBECONFIG`, else `~/.kube/config`.
+fn default_kubeconfig() -> Option<PathBuf> {
+    if let Some(list) = std::env::var_os("KUBECONFIG")
+        && let Some(first) = std::env::split_paths(&list).find(|p| !p.as_os_str().is_empty())
+    {
+        return Some(first);
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".kube").join("config"))
+}
