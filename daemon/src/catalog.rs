@@ -456,8 +456,8 @@ mod tests {
     /// No engine to look at: every server is taken as written.
     fn new_catalog(dir: &Path, state: &Path) -> Catalog {
         let store = store(state);
-        let view = tokio::sync::watch::channel(Arc::default()).1;
-        let resolver = Resolver::new(store.clone(), view, None);
+        let engine = crate::cluster::engine_view::Engine::Fixed(Arc::default());
+        let resolver = Resolver::new(store.clone(), engine, None);
         Catalog::new(dir.to_owned(), store, resolver)
     }
 

@@ -45,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::catalog::Catalog;
 use crate::cluster::Resolver;
-use crate::cluster::engine_view::EngineView;
+use crate::cluster::engine_view::Engine;
 use crate::cluster::relay::{Peers, Relays};
 use crate::controller_sockets::ControllerSockets;
 use crate::docker::DockerRuntime;
@@ -131,14 +131,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     }
     let instance = store.setting_or_init("instance", random_id)?;
     let runtime = DockerRuntime::connect(instance.clone(), config.pull_stall).await?;
-    // Looked at before the first scan, so that runners adopted at start
-    // keep the way to their cluster they have.
     let docker = runtime.docker().clone();
-    let engine_view = EngineView::fetch(&docker).await.unwrap_or_else(|err| {
-        tracing::warn!(error = %err, "cannot list containers to find clusters");
-        EngineView::default()
-    });
-    let (view_tx, view_rx) = watch::channel(Arc::new(engine_view));
     let relays = Relays::new(
         tokio::runtime::Handle::current(),
         Peers::Runners {
@@ -146,7 +139,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             instance,
         },
     );
-    let resolver = Resolver::new(store.clone(), view_rx, Some(relays.clone()));
+    let engine = Engine::docker(docker.clone(), tokio::runtime::Handle::current());
+    let resolver = Resolver::new(store.clone(), engine, Some(relays.clone()));
     let clusters = resolver.book();
     let (look_again_tx, look_again_rx) = tokio::sync::mpsc::unbounded_channel();
     let runner_events = runtime.runner_events();
@@ -262,7 +256,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     core.spawn("orphan sweeper", sweeper.run(stop.clone()));
     core.spawn(
         "engine view",
-        cluster::engine_view::run(docker, view_tx, look_again_tx, stop.clone()),
+        cluster::engine_view::run(docker, look_again_tx, stop.clone()),
     );
     core.spawn(
         "manifest watcher",

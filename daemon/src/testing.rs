@@ -36,6 +36,9 @@ pub const MISBEHAVE_IMAGE: &str = "forklet-examples/misbehave:dev";
 /// A module as modules are published: Python as PID 1 with no SIGTERM
 /// handler, a non-root `USER`, slow to start when told (`examples/modules/python`).
 pub const PYTHON_IMAGE: &str = "forklet-examples/python:dev";
+/// A module that calls its workspace's cluster with Debian's kubectl, and a
+/// stand-in API server (`examples/modules/kubectl`).
+pub const KUBECTL_IMAGE: &str = "forklet-examples/kubectl:dev";
 
 /// The workspace most tests put their modules in.
 pub const WORKSPACE: &str =
@@ -345,6 +348,18 @@ impl Harness {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `DELETE path` on the control API: status and body.
+    pub async fn api_delete(&self, path: &str) -> (reqwest::StatusCode, Value) {
+        let response = self
+            .api
+            .delete(format!("http://forkletd{path}"))
+            .send()
+            .await
+            .expect("the API answers");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// Every response body of the read endpoints, concatenated: for checking
     /// that nothing secret is ever answered.
     pub async fn everything_the_api_says(&self) -> String {
@@ -379,10 +394,18 @@ impl Harness {
 
     /// Waits until module `name` is in `phase`, and returns it.
     pub async fn wait_phase(&self, name: &str, phase: &str) -> ModuleView {
-        self.wait_until(&format!("module {name} in phase {phase}"), || async {
-            self.module(name).await.filter(|m| m.phase == phase)
-        })
-        .await
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let seen = self.module(name).await;
+            match seen {
+                Some(module) if module.phase == phase => return module,
+                seen if Instant::now() >= deadline => panic!(
+                    "timed out waiting for module {name} in phase {phase}; last seen: {}",
+                    seen.map_or("none".to_owned(), |m| format!("{}: {}", m.phase, m.message))
+                ),
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
     }
 
     pub async fn wait_gone(&self, name: &str) {
@@ -628,6 +651,14 @@ pub fn build_python_image() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         run_build_script("examples/modules/python/build-image.sh", &[PYTHON_IMAGE]);
+    });
+}
+
+/// Builds [`KUBECTL_IMAGE`] (once per test binary), as [`build_python_image`].
+pub fn build_kubectl_image() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        run_build_script("examples/modules/kubectl/build-image.sh", &[KUBECTL_IMAGE]);
     });
 }
 

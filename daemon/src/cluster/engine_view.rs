@@ -1,18 +1,18 @@
 //! What the engine shows that decides how runners reach a cluster: running
-//! containers with their published ports, networks and addresses. Kept
-//! fresh from the engine's events (a cluster created, stopped or moved to
-//! another network) and looked at again every [`REFRESH`] in case an event
-//! was missed; every change asks the catalog to look at the kubeconfigs.
+//! containers with their published ports, networks and addresses. Read
+//! afresh whenever kubeconfigs are looked at ([`Engine`]), and watched
+//! ([`run`]): a cluster created, stopped or moved to another network makes
+//! the catalog look at the kubeconfigs again.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::docker::LABEL_INSTANCE;
@@ -135,8 +135,7 @@ impl EngineView {
             )
             .await
             .ok()
-            .and_then(|n| n.ipam?.config?.into_iter().find_map(|c| c.gateway))
-            .and_then(|g| g.parse().ok());
+            .and_then(|n| n.ipam?.config?.into_iter().find_map(gateway));
         let desktop = docker
             .info()
             .await
@@ -151,14 +150,87 @@ impl EngineView {
     }
 }
 
-/// Keeps `published` current until `shutdown`, sending on `changed` after
-/// each change.
-pub async fn run(
-    docker: Docker,
-    published: watch::Sender<Arc<EngineView>>,
-    changed: mpsc::UnboundedSender<()>,
-    shutdown: CancellationToken,
-) {
+/// The host's address on a network: as configured, else the first address
+/// of the subnet, which is where Docker puts it.
+fn gateway(config: bollard::models::IpamConfig) -> Option<IpAddr> {
+    if let Some(gateway) = config.gateway.and_then(|g| g.parse().ok()) {
+        return Some(gateway);
+    }
+    let subnet = config.subnet?;
+    let (network, _) = subnet.split_once('/')?;
+    match network.parse().ok()? {
+        IpAddr::V4(v4) => Some(IpAddr::V4((u32::from(v4) + 1).into())),
+        IpAddr::V6(v6) => Some(IpAddr::V6((u128::from(v6) + 1).into())),
+    }
+}
+
+/// Where the resolver gets its view from.
+pub enum Engine {
+    /// Read from the engine, at most once per [`FRESH`]: a kubeconfig and
+    /// the cluster it names are often rewritten together (`kind create
+    /// cluster`), so the view must be as new as the kubeconfig read.
+    Docker {
+        docker: Docker,
+        runtime: tokio::runtime::Handle,
+        last: Mutex<Option<(Instant, Arc<EngineView>)>>,
+    },
+    /// A view that never changes (tests, or no engine).
+    Fixed(Arc<EngineView>),
+}
+
+/// How long one read of the engine serves: one pass over the kubeconfigs.
+const FRESH: Duration = Duration::from_secs(1);
+
+impl Engine {
+    pub fn docker(docker: Docker, runtime: tokio::runtime::Handle) -> Self {
+        Self::Docker {
+            docker,
+            runtime,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The view, read at most [`FRESH`] ago (`fresh`: read now). Blocks:
+    /// call it off the async runtime.
+    pub fn view(&self, fresh: bool) -> Arc<EngineView> {
+        let (docker, runtime, last) = match self {
+            Engine::Fixed(view) => return view.clone(),
+            Engine::Docker {
+                docker,
+                runtime,
+                last,
+            } => (docker, runtime, last),
+        };
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, view)) = last.as_ref()
+            && at.elapsed() < FRESH
+            && !fresh
+        {
+            return view.clone();
+        }
+        let fetched = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), EngineView::fetch(docker)).await
+        });
+        let view = match fetched {
+            Ok(Ok(view)) => Arc::new(view),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "cannot list containers to find clusters");
+                last.as_ref().map(|(_, v)| v.clone()).unwrap_or_default()
+            }
+            Err(_) => {
+                tracing::warn!("the engine did not list its containers within 10 s");
+                last.as_ref().map(|(_, v)| v.clone()).unwrap_or_default()
+            }
+        };
+        *last = Some((Instant::now(), view.clone()));
+        view
+    }
+}
+
+/// Watches the engine until `shutdown`, sending on `changed` whenever what
+/// it shows of clusters changed.
+pub async fn run(docker: Docker, changed: mpsc::UnboundedSender<()>, shutdown: CancellationToken) {
+    let mut seen: Option<EngineView> = None;
     let filters = HashMap::from([
         ("type", vec!["container".to_owned(), "network".to_owned()]),
         (
@@ -172,10 +244,10 @@ pub async fn run(
     loop {
         match EngineView::fetch(&docker).await {
             Ok(view) => {
-                if **published.borrow() != view {
-                    published.send_replace(Arc::new(view));
+                if seen.as_ref().is_some_and(|seen| *seen != view) {
                     let _ = changed.send(());
                 }
+                seen = Some(view);
             }
             Err(err) => tracing::warn!(error = %err, "cannot list containers to find clusters"),
         }

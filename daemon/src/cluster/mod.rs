@@ -20,7 +20,7 @@ use forklet_state::store::Store;
 use tokio::sync::watch;
 
 use crate::kubeconfig::{Origin, minify, point_at, server_of};
-use engine_view::EngineView;
+use engine_view::{Engine, EngineView};
 use relay::Relays;
 use route::{Route, Server, classify};
 
@@ -84,20 +84,16 @@ pub type Book = Arc<HashMap<ObjectKey, Arc<Reach>>>;
 /// runtime.
 pub struct Resolver {
     store: Arc<Store>,
-    view: watch::Receiver<Arc<EngineView>>,
+    engine: Engine,
     relays: Option<Relays>,
     book: watch::Sender<Book>,
 }
 
 impl Resolver {
-    pub fn new(
-        store: Arc<Store>,
-        view: watch::Receiver<Arc<EngineView>>,
-        relays: Option<Relays>,
-    ) -> Self {
+    pub fn new(store: Arc<Store>, engine: Engine, relays: Option<Relays>) -> Self {
         Self {
             store,
-            view,
+            engine,
             relays,
             book: watch::Sender::new(Book::default()),
         }
@@ -122,9 +118,16 @@ impl Resolver {
             })?
             .to_owned();
         let server = Server::parse(&written).map_err(|e| format!("workspace {workspace}: {e}"))?;
-        let view = self.view.borrow().clone();
-        let route = classify(&server, &view, relay::listening)
-            .map_err(|e| format!("workspace {workspace}: {e}"))?;
+        let mut view = self.engine.view(false);
+        let mut route = classify(&server, &view, relay::listening);
+        if !matches!(route, Ok(Route::Direct | Route::Network { .. })) {
+            // A loopback port that no container publishes, as of a view up
+            // to a second old: a cluster started since (whose proxy already
+            // listens) must not be taken for a server on the host.
+            view = self.engine.view(true);
+            route = classify(&server, &view, relay::listening);
+        }
+        let route = route.map_err(|e| format!("workspace {workspace}: {e}"))?;
         let (endpoint, network, relay) = match &route {
             Route::Direct => (written.clone(), None, None),
             Route::Network {
