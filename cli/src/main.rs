@@ -1,6 +1,7 @@
 //! forklet: the command line for forkletd.
 
 mod client;
+mod doctor;
 mod get;
 mod hibernate;
 mod secret;
@@ -70,6 +71,19 @@ enum Command {
         #[command(subcommand)]
         action: secret::Action,
     },
+    /// Ask each workspace's API server for /version the way its modules'
+    /// runners reach it, with their kubeconfig, and print every step.
+    ///
+    /// Exit status: 0 when every check passed, 1 when any failed.
+    Doctor {
+        /// One workspace (default: every workspace whose modules get a kubeconfig).
+        workspace: Option<String>,
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Check manifest files or directories offline, as the daemon would.
     ///
     /// Exit status: 0 when everything is valid, 1 when anything is not,
@@ -124,6 +138,21 @@ fn main() -> ExitCode {
             .and_then(|path| runtime.block_on(client().trigger(&path)))
             .map(|()| format!("module {namespace}/{name} forgotten; its runner is removed")),
         Command::Secret { action } => runtime.block_on(secret::run(&client(), action)),
+        Command::Doctor {
+            workspace,
+            namespace,
+            output,
+        } => match runtime.block_on(doctor::run(&client(), workspace, &namespace, output)) {
+            Ok((text, ok)) => {
+                print_out(&text);
+                return if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                };
+            }
+            Err(err) => Err(err),
+        },
         Command::Validate {
             paths,
             fetch,

@@ -14,8 +14,8 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use forklet_state::api::{
-    ClusterView, ErrorBody, EventView, ModuleView, OverrideRequest, OverrideView, ScheduleView,
-    SecretCreate, SecretView, TransitionView, WorkspaceView,
+    ClusterView, DoctorView, ErrorBody, EventView, ModuleView, OverrideRequest, OverrideView,
+    ScheduleView, SecretCreate, SecretView, TransitionView, WorkspaceView,
 };
 use forklet_state::bounded::KUBECONFIG_MAX;
 use forklet_state::desired::DesiredState;
@@ -184,6 +184,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/workspaces", get(list_workspaces))
         .route("/v1/workspaces/{namespace}/{name}", get(get_workspace))
         .route(
+            "/v1/workspaces/{namespace}/{name}/doctor",
+            get(doctor_workspace),
+        )
+        .route(
             "/v1/secrets",
             // A kubeconfig may be 4 MiB, a third more in base64.
             get(list_secrets)
@@ -324,6 +328,34 @@ async fn list_workspaces(State(state): State<ApiState>) -> Json<Vec<WorkspaceVie
             .map(|key| workspace_view(key, &desired, &hibernation, &state.clusters.borrow()))
             .collect(),
     )
+}
+
+/// Asks the workspace's API server for `/version` the way its runners
+/// reach it (see [`crate::cluster::doctor`]).
+async fn doctor_workspace(
+    State(state): State<ApiState>,
+    KeyPath(key): KeyPath,
+) -> Result<Json<DoctorView>, ApiError> {
+    let reach = state.clusters.borrow().get(&key).cloned();
+    let Some(reach) = reach else {
+        let defined = state.desired.borrow().workspaces.contains_key(&key);
+        return match defined {
+            true => Err(ApiError::BadRequest(format!(
+                "workspace {key} has no module with the workspace permission: none of its \
+                 modules reaches its cluster"
+            ))),
+            false => Err(ApiError::NotFound {
+                kind: Kind::Workspace,
+                key,
+            }),
+        };
+    };
+    let checks = crate::cluster::doctor::check(&reach).await;
+    Ok(Json(DoctorView {
+        workspace: key.to_string(),
+        ok: checks.iter().all(|c| c.ok),
+        checks,
+    }))
 }
 
 async fn get_workspace(

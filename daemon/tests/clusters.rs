@@ -347,6 +347,14 @@ impl KubeconfigFile for Harness {
     }
 }
 
+/// What `forklet doctor` reports of workspace `dev`.
+async fn doctor(harness: &Harness) -> Value {
+    harness
+        .api("/v1/workspaces/default/dev/doctor")
+        .await
+        .expect("the workspace exists")
+}
+
 async fn cluster_view(harness: &Harness) -> Value {
     let workspaces = harness.workspaces().await;
     serde_json::to_value(&workspaces[0].cluster).unwrap()
@@ -364,11 +372,12 @@ async fn answered(harness: &Harness, runner: &str, endpoint: &str) -> Vec<Value>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kind_cluster_is_reached_on_its_network_and_again_after_it_is_recreated() {
+    // Made first, so dropped last: the runners on its networks go first.
+    let mut made = Made::default();
     let Some(harness) = Harness::start().await else {
         return;
     };
     build_kubectl_image();
-    let mut made = Made::default();
     let cluster = unique("kind");
     let (network, node) = (cluster.clone(), format!("{cluster}-control-plane"));
     made.network(&network);
@@ -441,6 +450,12 @@ async fn a_kind_cluster_is_reached_on_its_network_and_again_after_it_is_recreate
     let view = cluster_view(&harness).await;
     assert_eq!(view["via"], format!("network {network}"));
     assert_eq!(view["endpoint"], format!("https://{node}:6443"));
+    let doctor = doctor(&harness).await;
+    assert_eq!(doctor["ok"], true, "{doctor}");
+    assert_eq!(
+        doctor["checks"][3]["detail"],
+        "GET /version: 200, v1.31.0-kind-1 (client certificate)"
+    );
 
     // `kind delete cluster && kind create cluster`: a new CA, a new port.
     made.remove_container(&node);
@@ -492,11 +507,12 @@ async fn a_kind_cluster_is_reached_on_its_network_and_again_after_it_is_recreate
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_k3d_cluster_is_reached_from_an_operator_workspace_with_a_secret_reference() {
+    // Made first, so dropped last: the runners on its networks go first.
+    let mut made = Made::default();
     let Some(harness) = Harness::start().await else {
         return;
     };
     build_kubectl_image();
-    let mut made = Made::default();
     let cluster = unique("k3d");
     let (network, lb) = (format!("k3d-{cluster}"), format!("k3d-{cluster}-serverlb"));
     made.network(&network);
@@ -574,11 +590,12 @@ async fn a_k3d_cluster_is_reached_from_an_operator_workspace_with_a_secret_refer
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minikube_cluster_is_reached_at_its_address_on_its_own_network() {
+    // Made first, so dropped last: the runners on its networks go first.
+    let mut made = Made::default();
     let Some(harness) = Harness::start().await else {
         return;
     };
     build_kubectl_image();
-    let mut made = Made::default();
     let profile = unique("minikube");
     made.network(&profile);
     let pki = Pki::new();
@@ -655,6 +672,15 @@ async fn a_server_on_host_loopback_is_relayed_to_runners_and_to_no_one_else() {
         harness.runner_kubeconfig()["clusters"][0]["cluster"]["tls-server-name"],
         "127.0.0.1"
     );
+    let doctor = doctor(&harness).await;
+    let names: Vec<&str> = doctor["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["route", "connect", "tls", "version"], "{doctor}");
+    assert_eq!(doctor["ok"], true, "through the relay: {doctor}");
 
     // A container that is not a runner gets nothing from the relay, even
     // with the runner's own kubeconfig.
@@ -753,5 +779,15 @@ async fn a_server_nothing_serves_is_named_and_no_runner_is_started() {
     assert!(
         view["reason"].as_str().unwrap().contains(&expected),
         "{view}"
+    );
+    let doctor = doctor(&harness).await;
+    assert_eq!(doctor["ok"], false);
+    assert_eq!(doctor["checks"][0]["name"], "route");
+    assert!(
+        doctor["checks"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&expected),
+        "{doctor}"
     );
 }

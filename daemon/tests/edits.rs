@@ -4,7 +4,7 @@ use bollard::query_parameters::{RemoveImageOptionsBuilder, TagImageOptionsBuilde
 use forkletd::testing::{HELLO_IMAGE, Harness, ModuleYaml};
 use serde_json::{Value, json};
 
-const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\ncurrent-context: dev\nclusters:\n- name: dev\n  cluster: {server: 'https://192.0.2.1:6443'}\n- name: prod\n  cluster: {server: 'https://192.0.2.1:7443'}\ncontexts:\n- name: dev\n  context: {cluster: dev}\n- name: prod\n  context: {cluster: prod}\nusers: []\n";
+const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\ncurrent-context: dev\nclusters:\n- name: dev\n  cluster: {server: 'https://cluster.example.invalid:6443'}\n- name: prod\n  cluster: {server: 'https://cluster.example.invalid:7443'}\ncontexts:\n- name: dev\n  context: {cluster: dev}\n- name: prod\n  context: {cluster: prod}\nusers: []\n";
 
 fn workspaces(harness: &Harness) {
     std::fs::write(harness.manifests.path().join("kubeconfig"), KUBECONFIG).unwrap();
@@ -190,20 +190,23 @@ async fn a_rotated_kubeconfig_reaches_the_running_module_without_an_install() {
     assert!(
         std::fs::read_to_string(&mounted)
             .unwrap()
-            .contains("192.0.2.1:6443")
+            .contains("cluster.example.invalid:6443")
     );
 
     // New credentials, a recreated cluster: the same file, rewritten.
     std::fs::write(
         harness.manifests.path().join("kubeconfig"),
-        KUBECONFIG.replace("192.0.2.1:6443", "192.0.2.1:16443"),
+        KUBECONFIG.replace(
+            "cluster.example.invalid:6443",
+            "cluster.example.invalid:16443",
+        ),
     )
     .unwrap();
     harness
         .wait_until("the runner's kubeconfig rewritten", || async {
             std::fs::read_to_string(&mounted)
                 .ok()
-                .filter(|text| text.contains("192.0.2.1:16443"))
+                .filter(|text| text.contains("cluster.example.invalid:16443"))
         })
         .await;
     let after = harness.module("app").await.unwrap();
@@ -234,7 +237,10 @@ async fn the_periodic_rescan_sees_a_kubeconfig_outside_the_directory_change() {
     ready_with(&harness, json!({"size": 1})).await;
     std::fs::write(
         &kubeconfig,
-        KUBECONFIG.replace("192.0.2.1:6443", "192.0.2.1:26443"),
+        KUBECONFIG.replace(
+            "cluster.example.invalid:6443",
+            "cluster.example.invalid:26443",
+        ),
     )
     .unwrap();
     let mounted = harness.runner_dir("app").join("workspace_kubeconfig");
@@ -242,7 +248,7 @@ async fn the_periodic_rescan_sees_a_kubeconfig_outside_the_directory_change() {
         .wait_until("the change seen by a periodic rescan", || async {
             std::fs::read_to_string(&mounted)
                 .ok()
-                .filter(|text| text.contains("192.0.2.1:26443"))
+                .filter(|text| text.contains("cluster.example.invalid:26443"))
         })
         .await;
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 /// A workspace whose kubeconfig is a file beside it, with two contexts.
 fn workspace(harness: &Harness) {
-    let kubeconfig = "apiVersion: v1\nkind: Config\ncurrent-context: other\nclusters:\n- name: c\n  cluster: {server: 'https://192.0.2.1:6443'}\ncontexts:\n- name: other\n  context: {cluster: c}\n- name: kind-dev\n  context: {cluster: c}\nusers: []\n";
+    let kubeconfig = "apiVersion: v1\nkind: Config\ncurrent-context: other\nclusters:\n- name: c\n  cluster: {server: 'https://cluster.example.invalid:6443'}\ncontexts:\n- name: other\n  context: {cluster: c}\n- name: kind-dev\n  context: {cluster: c}\nusers: []\n";
     std::fs::write(harness.manifests.path().join("kubeconfig"), kubeconfig).unwrap();
     harness.write(
         "workspace.yaml",

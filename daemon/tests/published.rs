@@ -26,7 +26,7 @@ async fn a_python_module_running_as_a_user_sleeps_and_wakes_like_any_other() {
     let kubeconfig = harness.manifests.path().join("kubeconfig");
     std::fs::write(
         &kubeconfig,
-        "apiVersion: v1\nkind: Config\ncurrent-context: dev\nclusters:\n- name: dev\n  cluster: {server: 'https://192.0.2.1:6443'}\ncontexts:\n- name: dev\n  context: {cluster: dev}\nusers: []\n",
+        "apiVersion: v1\nkind: Config\ncurrent-context: dev\nclusters:\n- name: dev\n  cluster: {server: 'https://cluster.example.invalid:6443'}\ncontexts:\n- name: dev\n  context: {cluster: dev}\nusers: []\n",
     )
     .unwrap();
     harness.write(

@@ -85,6 +85,24 @@ pub struct WorkspaceView {
     pub cluster: Option<ClusterView>,
 }
 
+/// `GET /v1/workspaces/{namespace}/{name}/doctor`: the API server asked
+/// for `/version` the way runners reach it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DoctorView {
+    pub workspace: String,
+    /// Every check passed.
+    pub ok: bool,
+    pub checks: Vec<CheckView>,
+}
+
+/// One step: `route`, `connect`, `tls`, `version`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckView {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
 /// The way from runners to a workspace's API server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterView {

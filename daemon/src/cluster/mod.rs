@@ -3,6 +3,7 @@
 //! embedded, its server pointed where a runner can get to) and the Docker
 //! network their runners join.
 
+pub mod doctor;
 pub mod engine_view;
 pub mod relay;
 pub mod route;

@@ -75,6 +75,8 @@ pub enum Route {
         container: String,
         host: String,
         port: u16,
+        /// The container's address on that network, as last seen.
+        address: Option<IpAddr>,
     },
     /// A server on this machine's loopback that no container publishes:
     /// forkletd relays to it from an address only runners can reach.
@@ -235,6 +237,7 @@ fn network_route(
         container: container.name.clone(),
         host,
         port,
+        address: network.ip,
     })
 }
 
@@ -297,7 +300,8 @@ mod tests {
                 network: "kind".into(),
                 container: "dev-control-plane".into(),
                 host: "dev-control-plane".into(),
-                port: 6443
+                port: 6443,
+                address: Some("172.18.0.2".parse().unwrap()),
             })
         );
     }
@@ -338,7 +342,8 @@ mod tests {
                 network: "minikube".into(),
                 container: "minikube".into(),
                 host: "minikube".into(),
-                port: 8443
+                port: 8443,
+                address: Some("192.168.49.2".parse().unwrap()),
             })
         );
     }
