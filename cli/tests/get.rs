@@ -101,6 +101,30 @@ async fn get_shows_the_bundled_examples_for_people_and_programs() {
     assert_eq!(workspaces[0]["name"], "dev");
     assert_eq!(workspaces[0]["phase"], "ready");
     assert_eq!(workspaces[0]["modules"], 2);
+    // The examples' placeholder cluster is a remote name: left as written.
+    assert_eq!(
+        workspaces[0]["cluster"],
+        serde_json::json!({"endpoint": "https://cluster.example.invalid:6443", "via": "direct", "network": null, "reason": null})
+    );
+    let (_, table, _) = forklet(&socket, &["get", "workspaces"]);
+    assert!(
+        table.contains(" https://cluster.example.invalid:6443 (direct) "),
+        "{table}"
+    );
+    // ...which `forklet doctor` cannot reach: it says where it stopped, and fails.
+    let (ok, report, _) = forklet(&socket, &["doctor"]);
+    assert!(!ok, "{report}");
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines[0], "workspace default/dev");
+    assert_eq!(
+        lines[1],
+        "  route    ok     direct: https://cluster.example.invalid:6443"
+    );
+    assert!(
+        lines[2].starts_with("  connect  FAILED cluster.example.invalid"),
+        "{report}"
+    );
+    assert_eq!(lines.len(), 3, "{report}");
     let (ok, yaml, _) = forklet(&socket, &["get", "workspace", "dev", "-o", "yaml"]);
     assert!(ok && yaml.contains("name: dev"), "{yaml}");
 

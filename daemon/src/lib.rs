@@ -241,6 +241,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         removal_grace: config.removal_grace,
         stop_runners_while_asleep: !config.keep_runners_while_asleep,
         clusters,
+        look_again: Some(look_again_tx.clone()),
     });
     let mut core = CoreTasks::default();
     let stop = &shutdown;

@@ -226,8 +226,9 @@ async fn connect_to(access: &Access, server: &Server) -> Result<SocketAddr, Stri
         Route::DesktopHost { port } => Ok(SocketAddr::from(([127, 0, 0, 1], *port))),
         Route::Direct => {
             let host = (server.host.as_str(), server.port);
-            tokio::net::lookup_host(host)
+            tokio::time::timeout(TIMEOUT, tokio::net::lookup_host(host))
                 .await
+                .map_err(|_| format!("{}: no address within {TIMEOUT:?}", server.host))?
                 .map_err(|e| format!("{}: {e}", server.host))?
                 .next()
                 .ok_or_else(|| format!("{} has no address", server.host))

@@ -266,3 +266,150 @@ fn default_kubeconfig() -> Option<PathBuf> {
     }
     std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".kube").join("config"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use forklet_state::manifest::SecretReference;
+    use forklet_state::store::GenericSecret;
+    use serde_yaml::Value;
+
+    use super::engine_view::{ContainerSeen, NetworkSeen, Published};
+    use super::*;
+
+    const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\ncurrent-context: kind-dev\nclusters:\n- name: kind-dev\n  cluster: {server: 'https://127.0.0.1:41234', certificate-authority-data: Q0E=}\ncontexts:\n- name: kind-dev\n  context: {cluster: kind-dev, user: kind-dev}\nusers:\n- name: kind-dev\n  user: {token: s3cret-token}\n";
+
+    fn kind_view() -> EngineView {
+        EngineView {
+            containers: vec![ContainerSeen {
+                name: "dev-control-plane".into(),
+                labels: Default::default(),
+                networks: vec![NetworkSeen {
+                    name: "kind".into(),
+                    ip: Some("172.18.0.2".parse().unwrap()),
+                }],
+                ports: vec![Published {
+                    host_ip: Some("127.0.0.1".parse().unwrap()),
+                    host_port: 41234,
+                    container_port: 6443,
+                }],
+            }],
+            ..EngineView::default()
+        }
+    }
+
+    fn resolver(dir: &tempfile::TempDir) -> Resolver {
+        let store = Arc::new(Store::open(&dir.path().join("state.db")).unwrap());
+        Resolver::new(store, Engine::Fixed(Arc::new(kind_view())), None)
+    }
+
+    fn from_secret(name: &str, namespace: Option<&str>, key: &str) -> KubeconfigSource {
+        KubeconfigSource {
+            path: None,
+            secret: Some(SecretReference {
+                name: name.into(),
+                namespace: namespace.map(str::to_owned),
+                key: key.into(),
+            }),
+            context: None,
+        }
+    }
+
+    fn ws() -> ObjectKey {
+        ObjectKey::new("default", "dev").unwrap()
+    }
+
+    #[test]
+    fn a_kind_kubeconfig_from_a_secret_points_into_the_clusters_network_and_keeps_verifying() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolver = resolver(&dir);
+        resolver
+            .store
+            .create_generic_secret(&GenericSecret {
+                name: "kind-dev".into(),
+                namespace: "default".into(),
+                data: BTreeMap::from([("kubeconfig".to_owned(), KUBECONFIG.as_bytes().to_vec())]),
+            })
+            .unwrap();
+        let access = resolver
+            .resolve(
+                &ws(),
+                &from_secret("kind-dev", Some("default"), "kubeconfig"),
+            )
+            .unwrap();
+        assert_eq!(access.endpoint, "https://dev-control-plane:6443");
+        assert_eq!(access.network.as_deref(), Some("kind"));
+        assert_eq!(access.via(), "network kind");
+        let written: Value = serde_yaml::from_str(&access.kubeconfig).unwrap();
+        let cluster = &written["clusters"][0]["cluster"];
+        assert_eq!(
+            cluster["server"].as_str(),
+            Some("https://dev-control-plane:6443")
+        );
+        assert_eq!(cluster["tls-server-name"].as_str(), Some("127.0.0.1"));
+        assert_eq!(cluster["certificate-authority-data"].as_str(), Some("Q0E="));
+        assert!(
+            !format!("{access:?}").contains("s3cret-token"),
+            "never in Debug"
+        );
+
+        // A name the kubeconfig already checks against is kept.
+        let named = KUBECONFIG.replace(
+            "certificate-authority-data: Q0E=}",
+            "certificate-authority-data: Q0E=, tls-server-name: kubernetes}",
+        );
+        let path = dir.path().join("kc");
+        std::fs::write(&path, named).unwrap();
+        let file = KubeconfigSource {
+            path: Some(path),
+            secret: None,
+            context: None,
+        };
+        let access = resolver.resolve(&ws(), &file).unwrap();
+        let written: Value = serde_yaml::from_str(&access.kubeconfig).unwrap();
+        assert_eq!(
+            written["clusters"][0]["cluster"]["tls-server-name"].as_str(),
+            Some("kubernetes")
+        );
+    }
+
+    #[test]
+    fn a_secret_that_cannot_serve_says_why_and_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolver = resolver(&dir);
+        let err = |source| resolver.resolve(&ws(), &source).unwrap_err();
+        assert_eq!(
+            err(from_secret("nope", None, "kubeconfig")),
+            "workspace default/dev: kubeconfig secret nope, key kubeconfig: no such secret (create it: forklet secret create generic nope --from-file=kubeconfig=PATH)"
+        );
+        resolver
+            .store
+            .create_generic_secret(&GenericSecret {
+                name: "kc".into(),
+                namespace: "team".into(),
+                data: BTreeMap::from([
+                    ("config".to_owned(), KUBECONFIG.as_bytes().to_vec()),
+                    ("binary".to_owned(), vec![0xff, 0xfe]),
+                ]),
+            })
+            .unwrap();
+        assert_eq!(
+            err(from_secret("kc", Some("default"), "config")),
+            "workspace default/dev: kubeconfig secret kc, key config: the secret is in namespace team, not default"
+        );
+        assert_eq!(
+            err(from_secret("kc", None, "kubeconfig")),
+            "workspace default/dev: kubeconfig secret kc, key kubeconfig: the secret has no such key (it has: binary, config)"
+        );
+        assert_eq!(
+            err(from_secret("kc", None, "binary")),
+            "workspace default/dev: kubeconfig secret kc, key binary: not UTF-8 text"
+        );
+        assert!(
+            resolver
+                .resolve(&ws(), &from_secret("kc", Some("team"), "config"))
+                .is_ok()
+        );
+    }
+}

@@ -253,7 +253,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_relay_carries_bytes_both_ways_and_survives_its_target_going_away() {
+    async fn a_relay_carries_bytes_both_ways_and_stops_when_no_longer_used() {
         let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let target_addr = target.local_addr().unwrap();
         assert!(listening(target_addr), "seen in the kernel's table");

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use forklet_state::ObjectKey;
 use forklet_state::store::Store;
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
@@ -64,6 +64,8 @@ pub struct Context<R, M = ModuleClient> {
     pub stop_runners_while_asleep: bool,
     /// How each workspace's modules reach its cluster, as of the last look.
     pub clusters: watch::Receiver<crate::cluster::Book>,
+    /// Asks for another look at the clusters (after one could not be found).
+    pub look_again: Option<mpsc::UnboundedSender<()>>,
 }
 
 /// What the control API and the engine watcher ask of the reconciler.

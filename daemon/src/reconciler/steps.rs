@@ -75,6 +75,11 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         if desired.kubeconfig.is_some()
             && let Some(reason) = self.unreachable(desired)
         {
+            // Looked for again before the retry: a server that started
+            // since (a host k3s) announces itself by no engine event.
+            if let Some(look_again) = &self.ctx.look_again {
+                let _ = look_again.send(());
+            }
             return Err(StepError::Unreachable(reason));
         }
         self.write_files(desired).await?;

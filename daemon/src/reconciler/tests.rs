@@ -213,6 +213,7 @@ impl Rig {
             removal_grace: Duration::from_secs(5),
             stop_runners_while_asleep: true,
             clusters: watch::channel(Default::default()).1,
+            look_again: None,
         });
         let (desired, desired_rx) = watch::channel(first);
         let (hibernation, hibernation_rx) = watch::channel(Arc::new(Hibernation::default()));
