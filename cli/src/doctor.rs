@@ -1,7 +1,7 @@
 //! `forklet doctor [WORKSPACE]`: asks each workspace's API server for
 //! `/version` the way its modules' runners reach it, and prints every step.
 
-use forklet_state::api::{DoctorView, WorkspaceView};
+use forklet_state::api::{CheckView, DoctorView, WorkspaceView};
 
 use crate::client::{Client, ClientError, object_path};
 use crate::table::{Format, structured};
@@ -30,10 +30,23 @@ pub async fn run(
         ));
     }
     let mut reports = Vec::with_capacity(targets.len());
+    let all = targets.len() > 1;
     for (namespace, name) in targets {
         let path = object_path("workspaces", &namespace, &name, "/doctor")?;
-        let report: DoctorView = client.get(&path).await?;
-        reports.push(report);
+        match client.get::<DoctorView>(&path).await {
+            Ok(report) => reports.push(report),
+            // One workspace that cannot be checked does not hide the others.
+            Err(ClientError::Api(message)) if all => reports.push(DoctorView {
+                workspace: format!("{namespace}/{name}"),
+                ok: false,
+                checks: vec![CheckView {
+                    name: "doctor".into(),
+                    ok: false,
+                    detail: message,
+                }],
+            }),
+            Err(err) => return Err(err),
+        }
     }
     let ok = reports.iter().all(|r| r.ok);
     let text = structured(format, &reports).unwrap_or_else(|| render(&reports));

@@ -134,10 +134,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let docker = runtime.docker().clone();
     let relays = Relays::new(
         tokio::runtime::Handle::current(),
-        Peers::Runners {
-            docker: docker.clone(),
-            instance,
-        },
+        Peers::runners(docker.clone(), instance),
     );
     let engine = Engine::docker(docker.clone(), tokio::runtime::Handle::current());
     let resolver = Resolver::new(store.clone(), engine, Some(relays.clone()));

@@ -509,7 +509,7 @@ async fn a_kind_cluster_is_reached_on_its_network_and_again_after_it_is_recreate
 async fn a_k3d_cluster_is_reached_from_an_operator_workspace_with_a_secret_reference() {
     // Made first, so dropped last: the runners on its networks go first.
     let mut made = Made::default();
-    let Some(harness) = Harness::start().await else {
+    let Some(mut harness) = Harness::start().await else {
         return;
     };
     build_kubectl_image();
@@ -566,6 +566,19 @@ async fn a_k3d_cluster_is_reached_from_an_operator_workspace_with_a_secret_refer
         written["clusters"][0]["cluster"]["tls-server-name"],
         "0.0.0.0"
     );
+
+    // A restarted daemon adopts the runner where it is: same container,
+    // same network, no second install.
+    harness.restart().await;
+    let runner = ready.container_id.clone().unwrap();
+    harness
+        .wait_until("the module adopted", || async {
+            harness.module("app").await.filter(|m| {
+                m.phase == "ready" && m.container_id.as_deref() == Some(runner.as_str())
+            })
+        })
+        .await;
+    assert_eq!(answered(&harness, &runner, "install").await.len(), 1);
 
     let (status, body) = harness.api_delete("/v1/secrets/k3d-dev").await;
     assert_eq!(status, 409, "{body}");
@@ -701,13 +714,110 @@ async fn a_server_on_host_loopback_is_relayed_to_runners_and_to_no_one_else() {
             "--raw",
             "/version",
         ])
-        .env("HOME", "/tmp")
         .output()
         .unwrap();
     assert!(
         !out.status.success(),
         "a stranger was relayed: {}",
         String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        forkletd::testing::logs().contains("relay refused a connection that is not from a runner"),
+        "refused by the relay, not lost on the way"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_follows_its_cluster_to_another_network_without_a_second_install() {
+    let mut made = Made::default();
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    build_kubectl_image();
+    // First a cluster on the host (k3s), reached through the relay...
+    let host_pki = Pki::new();
+    host_pki.issue("server", "/CN=k3s", "IP:127.0.0.1");
+    let host = HostServer::start("127.0.0.1", &host_pki, "host-token");
+    workspace_with_file(
+        &harness,
+        &kubeconfig(
+            &format!("https://127.0.0.1:{}", host.port),
+            &host_pki,
+            User::Token("host-token"),
+        ),
+    );
+    harness.write("app.yaml", &kubectl_module());
+    let ready = harness.wait_phase("app", "ready").await;
+    assert_eq!(ready.metadata["serverVersion"], "v1.31.0-host");
+    let first = ready.container_id.clone().unwrap();
+    let first_output = harness.follow_output(&first);
+
+    // ...then the developer switches to a kind cluster on its own network.
+    let cluster = unique("kind");
+    let node = format!("{cluster}-control-plane");
+    made.network(&cluster);
+    let pki = Pki::new();
+    pki.issue(
+        "server",
+        "/CN=kube-apiserver",
+        &format!("DNS:{node},IP:127.0.0.1"),
+    );
+    pki.issue("client", "/O=system:masters/CN=kubernetes-admin", "");
+    let label = format!("io.x-k8s.kind.cluster={cluster}");
+    made.api_server(
+        &node,
+        &cluster,
+        &pki,
+        &[
+            "--label",
+            &label,
+            "-p",
+            "127.0.0.1::6443",
+            "-e",
+            "GIT_VERSION=v1.31.0-kind",
+        ],
+    );
+    let port = published_port(&node, "6443/tcp");
+    harness.write_kubeconfig(&kubeconfig(
+        &format!("https://127.0.0.1:{port}"),
+        &pki,
+        User::Certificate(&pki),
+    ));
+    let moved = harness
+        .wait_until("a runner on the cluster's network", || async {
+            let module = harness.module("app").await?;
+            let id = module.container_id.clone()?;
+            // The id shown may be of a runner just replaced: ask, don't insist.
+            let on = Command::new("docker")
+                .args([
+                    "inspect",
+                    "-f",
+                    "{{range $n, $_ := .NetworkSettings.Networks}}{{$n}}{{end}}",
+                    &id,
+                ])
+                .output()
+                .ok()?;
+            let on = String::from_utf8_lossy(&on.stdout).trim().to_owned();
+            (id != first && on == cluster && module.phase == "ready").then_some(id)
+        })
+        .await;
+    let (status, _) = harness
+        .api_post("/v1/modules/default/app/sleep", &json!({}))
+        .await;
+    assert!(status.is_success(), "{status}");
+    let asleep = harness.wait_phase("app", "sleeped").await;
+    assert_eq!(asleep.metadata["serverVersion"], "v1.31.0-kind");
+    let installs = |lines: &[Value]| {
+        lines
+            .iter()
+            .filter(|l| l["endpoint"] == "install" && l["error"].is_null())
+            .count()
+    };
+    assert_eq!(installs(&first_output.finish().await), 1);
+    assert_eq!(
+        answered(&harness, &moved, "install").await.len(),
+        0,
+        "no install on the new runner"
     );
 }
 

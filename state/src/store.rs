@@ -438,6 +438,25 @@ impl Store {
         rows.map(|row| row?.decode()).collect()
     }
 
+    /// The workspaces that recorded modules are in (names that are not
+    /// Kubernetes names are left out).
+    pub fn workspaces_with_modules(&self) -> Result<Vec<ObjectKey>, StoreError> {
+        let conn = self.read();
+        let mut stmt =
+            conn.prepare("SELECT DISTINCT workspace_namespace, workspace_name FROM modules")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
+        let mut keys = Vec::new();
+        for row in rows {
+            let (namespace, name) = row?;
+            if let Ok(key) = ObjectKey::new(namespace, name) {
+                keys.push(key);
+            }
+        }
+        Ok(keys)
+    }
+
     pub fn module(&self, key: &ObjectKey) -> Result<Option<ModuleRecord>, StoreError> {
         let conn = self.read();
         let raw = conn

@@ -94,7 +94,10 @@ async fn run(access: &Access, checks: &mut Vec<CheckView>) -> Result<(), ()> {
     };
     checks.push(passed("connect", target.to_string()));
 
-    let (tls, trusted) = match tls_config(cluster, user) {
+    // The machine's CAs are files: read off the async runtime.
+    let (cluster_entry, user_entry) = (cluster.clone(), user.clone());
+    let made = tokio::task::spawn_blocking(move || tls_config(&cluster_entry, &user_entry)).await;
+    let (tls, trusted) = match made.unwrap_or_else(|e| Err(format!("TLS set-up failed: {e}"))) {
         Ok(config) => config,
         Err(e) => {
             checks.push(failed("tls", e));

@@ -15,13 +15,15 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::route::TOOL_LABELS;
 use crate::docker::LABEL_INSTANCE;
 
 /// How often the engine is looked at without an event.
 const REFRESH: Duration = Duration::from_secs(30);
 /// Gathers a burst of events (a cluster of several containers starting).
 const QUIET: Duration = Duration::from_millis(200);
-/// The most containers looked at: a bound on memory, far above a laptop's.
+/// The most containers kept in a view (the engine's answer is read whole
+/// before this applies).
 const MAX_CONTAINERS: usize = 10_000;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,13 +69,6 @@ pub struct Published {
     pub container_port: u16,
 }
 
-const KEPT_LABELS: [&str; 4] = [
-    "io.x-k8s.kind.cluster",
-    "k3d.cluster",
-    "name.minikube.sigs.k8s.io",
-    "k3d.role",
-];
-
 impl EngineView {
     pub async fn fetch(docker: &Docker) -> Result<Self, bollard::errors::Error> {
         let options = ListContainersOptionsBuilder::default().all(false).build();
@@ -89,7 +84,7 @@ impl EngineView {
                 }
                 let labels = labels
                     .into_iter()
-                    .filter(|(k, _)| KEPT_LABELS.contains(&k.as_str()))
+                    .filter(|(k, _)| TOOL_LABELS.contains(&k.as_str()))
                     .collect();
                 let mut networks: Vec<NetworkSeen> = c
                     .network_settings
@@ -191,10 +186,11 @@ impl Engine {
     }
 
     /// The view, read at most [`FRESH`] ago (`fresh`: read now). Blocks:
-    /// call it off the async runtime.
-    pub fn view(&self, fresh: bool) -> Arc<EngineView> {
+    /// call it off the async runtime. An engine that cannot be read is an
+    /// error, never "no containers": that would send runners elsewhere.
+    pub fn view(&self, fresh: bool) -> Result<Arc<EngineView>, String> {
         let (docker, runtime, last) = match self {
-            Engine::Fixed(view) => return view.clone(),
+            Engine::Fixed(view) => return Ok(view.clone()),
             Engine::Docker {
                 docker,
                 runtime,
@@ -206,24 +202,18 @@ impl Engine {
             && at.elapsed() < FRESH
             && !fresh
         {
-            return view.clone();
+            return Ok(view.clone());
         }
         let fetched = runtime.block_on(async {
             tokio::time::timeout(Duration::from_secs(10), EngineView::fetch(docker)).await
         });
         let view = match fetched {
             Ok(Ok(view)) => Arc::new(view),
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err, "cannot list containers to find clusters");
-                last.as_ref().map(|(_, v)| v.clone()).unwrap_or_default()
-            }
-            Err(_) => {
-                tracing::warn!("the engine did not list its containers within 10 s");
-                last.as_ref().map(|(_, v)| v.clone()).unwrap_or_default()
-            }
+            Ok(Err(err)) => return Err(format!("cannot list the engine's containers: {err}")),
+            Err(_) => return Err("the engine did not list its containers within 10 s".into()),
         };
         *last = Some((Instant::now(), view.clone()));
-        view
+        Ok(view)
     }
 }
 

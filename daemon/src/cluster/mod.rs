@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use forklet_state::ObjectKey;
 use forklet_state::bounded::{KUBECONFIG_MAX, read_text};
@@ -72,7 +72,7 @@ impl Access {
 pub fn stamp(reach: &Reach) -> u64 {
     let mut hasher = DefaultHasher::new();
     match reach {
-        Ok(access) => (&access.kubeconfig, &access.network).hash(&mut hasher),
+        Ok(access) => (&access.kubeconfig, &access.network, &access.route).hash(&mut hasher),
         Err(reason) => reason.hash(&mut hasher),
     }
     hasher.finish()
@@ -87,6 +87,10 @@ pub struct Resolver {
     store: Arc<Store>,
     engine: Engine,
     relays: Option<Relays>,
+    /// The relay each workspace's runners were last given: kept while
+    /// modules of the workspace are recorded, so that a cluster briefly
+    /// not found, or a module removed but not yet uninstalled, keeps its way.
+    last_relays: Mutex<HashMap<ObjectKey, SocketAddr>>,
     book: watch::Sender<Book>,
 }
 
@@ -96,6 +100,7 @@ impl Resolver {
             store,
             engine,
             relays,
+            last_relays: Mutex::default(),
             book: watch::Sender::new(Book::default()),
         }
     }
@@ -119,16 +124,22 @@ impl Resolver {
             })?
             .to_owned();
         let server = Server::parse(&written).map_err(|e| format!("workspace {workspace}: {e}"))?;
-        let mut view = self.engine.view(false);
+        let engine = |fresh| {
+            self.engine
+                .view(fresh)
+                .map_err(|e| format!("workspace {workspace}: {e}"))
+        };
+        let mut view = engine(false)?;
         let mut route = classify(&server, &view, relay::listening);
         if !matches!(route, Ok(Route::Direct | Route::Network { .. })) {
             // A loopback port that no container publishes, as of a view up
             // to a second old: a cluster started since (whose proxy already
             // listens) must not be taken for a server on the host.
-            view = self.engine.view(true);
+            view = engine(true)?;
             route = classify(&server, &view, relay::listening);
         }
         let route = route.map_err(|e| format!("workspace {workspace}: {e}"))?;
+        let path = &server.path;
         let (endpoint, network, relay) = match &route {
             Route::Direct => (written.clone(), None, None),
             Route::Network {
@@ -136,14 +147,20 @@ impl Resolver {
                 host,
                 port,
                 ..
-            } => (https(host, *port), Some(network.clone()), None),
+            } => (
+                https(host, *port, path),
+                // Docker's default bridge is where runners are anyway.
+                (network != "bridge").then(|| network.clone()),
+                None,
+            ),
             Route::Relay { target } => {
                 let addr = self
                     .relay(*target, &view)
                     .map_err(|e| format!("workspace {workspace}: {e}"))?;
-                (https(&addr.ip().to_string(), addr.port()), None, Some(addr))
+                let host = addr.ip().to_string();
+                (https(&host, addr.port(), path), None, Some(addr))
             }
-            Route::DesktopHost { port } => (https("host.docker.internal", *port), None, None),
+            Route::DesktopHost { port } => (https("host.docker.internal", *port, path), None, None),
         };
         if endpoint != written {
             point_at(&mut config, &endpoint, &server.host);
@@ -163,11 +180,32 @@ impl Resolver {
     /// workspace uses any more.
     pub fn publish(&self, book: HashMap<ObjectKey, Arc<Reach>>) {
         if let Some(relays) = &self.relays {
-            let used: HashSet<SocketAddr> = book
-                .values()
-                .filter_map(|reach| reach.as_ref().as_ref().ok()?.relay)
-                .collect();
-            relays.retain(&used);
+            let mut last = self.last_relays.lock().unwrap_or_else(|e| e.into_inner());
+            for (workspace, reach) in &book {
+                match reach.as_ref() {
+                    Ok(Access {
+                        relay: Some(relay), ..
+                    }) => {
+                        last.insert(workspace.clone(), *relay);
+                    }
+                    // Another way now: the runners' kubeconfig is rewritten.
+                    Ok(_) => {
+                        last.remove(workspace);
+                    }
+                    Err(_) => {}
+                }
+            }
+            match self.store.workspaces_with_modules() {
+                Ok(recorded) => {
+                    let recorded: HashSet<ObjectKey> = recorded.into_iter().collect();
+                    last.retain(|w, _| book.contains_key(w) || recorded.contains(w));
+                }
+                // Unsure who still needs one: keep them all.
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read which workspaces have modules")
+                }
+            }
+            relays.retain(&last.values().copied().collect());
         }
         self.book.send_replace(Arc::new(book));
     }
@@ -250,10 +288,10 @@ enum Read {
     Secret(String),
 }
 
-fn https(host: &str, port: u16) -> String {
+fn https(host: &str, port: u16, path: &str) -> String {
     match host.contains(':') {
-        true => format!("https://[{host}]:{port}"),
-        false => format!("https://{host}:{port}"),
+        true => format!("https://[{host}]:{port}{path}"),
+        false => format!("https://{host}:{port}{path}"),
     }
 }
 

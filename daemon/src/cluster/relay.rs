@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use tokio::net::{TcpListener, TcpStream};
@@ -24,34 +24,66 @@ use crate::docker::{LABEL_INSTANCE, labelled};
 /// Connections one relay carries at once.
 const MAX_CONNECTIONS: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the runners' addresses serve before they are listed again.
+const PEERS_FRESH: Duration = Duration::from_secs(2);
 
 /// Who may use a relay.
 #[derive(Clone)]
 pub enum Peers {
-    /// Containers labelled as this instance's runners.
-    Runners { docker: Docker, instance: String },
+    /// Containers labelled as this instance's runners (their addresses
+    /// looked up at most every [`PEERS_FRESH`]).
+    Runners {
+        docker: Docker,
+        instance: String,
+        seen: Arc<tokio::sync::Mutex<Option<(Instant, HashSet<IpAddr>)>>>,
+    },
     /// Any (unit tests).
     #[cfg(test)]
     Any,
 }
 
 impl Peers {
+    pub fn runners(docker: Docker, instance: String) -> Self {
+        Peers::Runners {
+            docker,
+            instance,
+            seen: Arc::default(),
+        }
+    }
+
     async fn allows(&self, peer: IpAddr) -> bool {
         match self {
-            Peers::Runners { docker, instance } => {
+            Peers::Runners {
+                docker,
+                instance,
+                seen,
+            } => {
+                let mut seen = seen.lock().await;
+                // Fresh only briefly: a runner's address may be another
+                // container's once the runner is gone.
+                if let Some((at, addresses)) = seen.as_ref()
+                    && at.elapsed() < PEERS_FRESH
+                    && addresses.contains(&peer)
+                {
+                    return true;
+                }
                 let labels = [format!("{LABEL_INSTANCE}={instance}")];
                 let Ok(runners) = labelled(docker, &labels).await else {
                     return false;
                 };
-                runners.into_iter().any(|c| {
-                    c.network_settings
-                        .and_then(|n| n.networks)
-                        .unwrap_or_default()
-                        .values()
-                        .any(|e| {
-                            e.ip_address.as_deref().and_then(|ip| ip.parse().ok()) == Some(peer)
-                        })
-                })
+                let addresses: HashSet<IpAddr> = runners
+                    .into_iter()
+                    .flat_map(|c| {
+                        c.network_settings
+                            .and_then(|n| n.networks)
+                            .unwrap_or_default()
+                            .into_values()
+                            .filter_map(|e| e.ip_address?.parse().ok())
+                    })
+                    .collect();
+                let allowed = addresses.contains(&peer);
+                *seen = Some((Instant::now(), addresses));
+                allowed
             }
             #[cfg(test)]
             Peers::Any => true,
@@ -180,15 +212,19 @@ pub fn listening(addr: SocketAddr) -> bool {
         SocketAddr::V6(_) => &["/proc/net/tcp6"],
     };
     tables.iter().any(|table| {
-        forklet_state::bounded::read_text(std::path::Path::new(table), 64 << 20)
-            .is_ok_and(|text| listens_in(&text, addr))
+        // Read a line at a time: a busy machine's table is long.
+        std::fs::File::open(table).is_ok_and(|file| {
+            let lines = std::io::BufRead::lines(std::io::BufReader::new(file));
+            listens_in(lines.map_while(Result::ok), addr)
+        })
     })
 }
 
-/// `text` is a `/proc/net/tcp{,6}` table: is there a socket in LISTEN
+/// `lines` are a `/proc/net/tcp{,6}` table: is there a socket in LISTEN
 /// (`0A`) on `addr`'s port, bound to its address or to every address?
-fn listens_in(text: &str, addr: SocketAddr) -> bool {
-    text.lines().skip(1).any(|line| {
+fn listens_in(lines: impl Iterator<Item = impl AsRef<str>>, addr: SocketAddr) -> bool {
+    lines.skip(1).any(|line| {
+        let line = line.as_ref();
         let mut fields = line.split_whitespace();
         let (Some(local), Some(_remote), Some(state)) =
             (fields.nth(1), fields.next(), fields.next())
@@ -244,12 +280,18 @@ mod tests {
            1: 00000000:20FB 00000000:0000 0A 0\n\
            2: 0100007F:2328 0100007F:A000 01 0\n";
         let at = |s: &str| s.parse::<SocketAddr>().unwrap();
-        assert!(listens_in(table, at("127.0.0.1:6443")));
-        assert!(listens_in(table, at("127.0.0.1:8443")), "wildcard");
-        assert!(!listens_in(table, at("127.0.0.1:9000")), "not a listener");
-        assert!(!listens_in(table, at("127.0.0.2:6443")), "another address");
+        assert!(listens_in(table.lines(), at("127.0.0.1:6443")));
+        assert!(listens_in(table.lines(), at("127.0.0.1:8443")), "wildcard");
+        assert!(
+            !listens_in(table.lines(), at("127.0.0.1:9000")),
+            "not a listener"
+        );
+        assert!(
+            !listens_in(table.lines(), at("127.0.0.2:6443")),
+            "another address"
+        );
         let v6 = "sl local rem st\n 0: 00000000000000000000000001000000:192B 00000000000000000000000000000000:0000 0A\n";
-        assert!(listens_in(v6, at("[::1]:6443")));
+        assert!(listens_in(v6.lines(), at("[::1]:6443")));
     }
 
     #[tokio::test]

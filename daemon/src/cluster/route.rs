@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use super::engine_view::{ContainerSeen, EngineView};
 
 /// Tie-breakers when more than one container could be the cluster.
-const TOOL_LABELS: [&str; 3] = [
+pub const TOOL_LABELS: [&str; 3] = [
     "io.x-k8s.kind.cluster",
     "k3d.cluster",
     "name.minikube.sigs.k8s.io",
@@ -25,6 +25,8 @@ pub struct Server {
     /// As written, without IPv6 brackets.
     pub host: String,
     pub port: u16,
+    /// A path prefix (a proxy's `/k8s/clusters/x`), or empty.
+    pub path: String,
 }
 
 impl Server {
@@ -51,6 +53,7 @@ impl Server {
         Ok(Self {
             host: host.to_owned(),
             port: uri.port_u16().unwrap_or(443),
+            path: uri.path().trim_end_matches('/').to_owned(),
         })
     }
 
@@ -63,7 +66,7 @@ impl Server {
 }
 
 /// How a runner reaches the API server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Route {
     /// As written: a remote address, or a name the runner resolves itself.
     Direct,
@@ -441,7 +444,8 @@ mod tests {
             server("https://[::1]:6443/prefix"),
             Server {
                 host: "::1".into(),
-                port: 6443
+                port: 6443,
+                path: "/prefix".into()
             }
         );
         assert_eq!(server("https://example.com").port, 443);

@@ -277,7 +277,11 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         };
         let runner = self.ctx.runtime.ensure_runner(&spec, &progress).await?;
         let record = self.recorded()?;
-        if record.container_id.as_deref() != Some(runner.container_id.as_str()) {
+        // What the runner is made from now, so that a later look (a restart,
+        // a held manifest) wants this runner and not the one before.
+        let remade = record.runner != *settings;
+        record.runner = settings.clone();
+        if remade || record.container_id.as_deref() != Some(runner.container_id.as_str()) {
             record.container_id = Some(runner.container_id.clone());
             let message = format!("runner container {}", short_id(&runner.container_id));
             self.save("RunnerStarted", &message).await?;

@@ -88,6 +88,20 @@ impl RunnerState {
         }
     }
 
+    /// As [`Self::seen`], but a runner made from other settings than the
+    /// intent wants (its cluster moved to another network) is one to look
+    /// at again: the adopt that follows replaces it, without `/install`.
+    fn seen_for(&self, intent: &Intent) -> RunnerSeen {
+        match (self, intent) {
+            (RunnerState::Up { settings, .. }, Intent::Run(desired))
+                if *settings != desired.runner =>
+            {
+                RunnerSeen::Unknown
+            }
+            _ => self.seen(),
+        }
+    }
+
     /// The engine reported a change of container `id` (`None`: of any).
     /// Only the runner in use matters: events about containers forklet
     /// replaced or stopped itself are no news.
@@ -158,7 +172,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
             if let Intent::Run(desired) = &intent {
                 self.sync_kubeconfig(desired).await;
             }
-            let action = plan(&intent, self.record.as_ref(), self.runner.seen());
+            let action = plan(&intent, self.record.as_ref(), self.runner.seen_for(&intent));
             let backing_off = retry_at.is_some_and(|at| Instant::now() < at);
             match action {
                 Action::Forget => return,
@@ -307,7 +321,10 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
             return;
         }
         match self.write_files(desired).await {
-            Ok(()) => tracing::info!(module = %self.key, "kubeconfig written for the runner"),
+            Ok(()) if self.unreachable(desired).is_none() => {
+                tracing::info!(module = %self.key, "kubeconfig written for the runner")
+            }
+            Ok(()) => {}
             Err(err) => {
                 tracing::warn!(module = %self.key, error = %err, "cannot write the runner's kubeconfig")
             }
