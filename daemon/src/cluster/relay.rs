@@ -35,12 +35,15 @@ pub enum Peers {
     Runners {
         docker: Docker,
         instance: String,
-        seen: Arc<tokio::sync::Mutex<Option<(Instant, HashSet<IpAddr>)>>>,
+        seen: Arc<tokio::sync::Mutex<Option<Seen>>>,
     },
     /// Any (unit tests).
     #[cfg(test)]
     Any,
 }
+
+/// The runners' addresses, and when they were listed.
+type Seen = (Instant, HashSet<IpAddr>);
 
 impl Peers {
     pub fn runners(docker: Docker, instance: String) -> Self {
