@@ -109,8 +109,16 @@ pub async fn run(client: &Client, action: Action) -> Result<String, ClientError>
                 },
         } => {
             let mut data = BTreeMap::new();
+            let mut total = 0;
             for spec in &from_file {
                 let (key, bytes) = read_from_file(spec)?;
+                total += bytes.len();
+                if total > KUBECONFIG_MAX as usize {
+                    return Err(ClientError::Api(format!(
+                        "--from-file: more than {} MiB in all",
+                        KUBECONFIG_MAX >> 20
+                    )));
+                }
                 if data.insert(key.clone(), STANDARD.encode(bytes)).is_some() {
                     return Err(ClientError::Api(format!(
                         "--from-file: key {key} given twice"

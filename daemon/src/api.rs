@@ -338,8 +338,13 @@ async fn doctor_workspace(
 ) -> Result<Json<DoctorView>, ApiError> {
     let reach = state.clusters.borrow().get(&key).cloned();
     let Some(reach) = reach else {
-        let defined = state.desired.borrow().workspaces.contains_key(&key);
-        return match defined {
+        let desired = state.desired.borrow().clone();
+        if let Some(problems) = joined(desired.problems_of(Kind::Workspace, &key)) {
+            return Err(ApiError::BadRequest(format!(
+                "workspace {key} cannot be checked: {problems}"
+            )));
+        }
+        return match desired.workspaces.contains_key(&key) {
             true => Err(ApiError::BadRequest(format!(
                 "workspace {key} has no module with the workspace permission: none of its \
                  modules reaches its cluster"

@@ -8,7 +8,7 @@
 //! daemon restart too.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -331,11 +331,19 @@ impl Catalog {
             .iter()
             .map(|(key, reach)| (key.clone(), stamp(reach)))
             .collect();
+        let mut users: HashMap<ObjectKey, HashSet<ObjectKey>> = HashMap::new();
+        for module in state.modules.values() {
+            if module.kubeconfig.is_some() {
+                let modules = users.entry(module.workspace.clone()).or_default();
+                modules.insert(module.key.clone());
+            }
+        }
         self.resolver.publish(
             reached
                 .into_iter()
                 .map(|((workspace, _), reach)| (workspace, reach))
                 .collect(),
+            users,
         );
         state
     }

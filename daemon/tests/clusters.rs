@@ -725,6 +725,37 @@ async fn a_server_on_host_loopback_is_relayed_to_runners_and_to_no_one_else() {
         forkletd::testing::logs().contains("relay refused a connection that is not from a runner"),
         "refused by the relay, not lost on the way"
     );
+
+    // Nor does the runner of a module without the `workspace` permission.
+    let plain = ModuleYaml {
+        name: "plain",
+        image: KUBECTL_IMAGE,
+        ..ModuleYaml::default()
+    };
+    harness.write("plain.yaml", &plain.to_string());
+    let plain = harness.wait_phase("plain", "ready").await;
+    let kubeconfig = std::fs::read(harness.runner_dir("app").join("workspace_kubeconfig")).unwrap();
+    let mut exec = Command::new("docker")
+        .args([
+            "exec", "-i", plain.container_id.as_deref().unwrap(), "sh", "-c",
+            "cat > /tmp/kc && HOME=/tmp kubectl --kubeconfig /tmp/kc --request-timeout=5s get --raw /version",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut exec.stdin.take().unwrap(), &kubeconfig).unwrap();
+    let out = exec.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a runner without the permission was relayed"
+    );
+    assert!(
+        !stderr.contains("certificate"),
+        "refused before TLS: {stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

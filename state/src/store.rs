@@ -438,20 +438,30 @@ impl Store {
         rows.map(|row| row?.decode()).collect()
     }
 
-    /// The workspaces that recorded modules are in (names that are not
-    /// Kubernetes names are left out).
-    pub fn workspaces_with_modules(&self) -> Result<Vec<ObjectKey>, StoreError> {
+    /// Recorded modules whose runners get the workspace kubeconfig, each
+    /// with its workspace (names that are not Kubernetes names are left out).
+    pub fn kubeconfig_modules(&self) -> Result<Vec<(ObjectKey, ObjectKey)>, StoreError> {
         let conn = self.read();
-        let mut stmt =
-            conn.prepare("SELECT DISTINCT workspace_namespace, workspace_name FROM modules")?;
+        let mut stmt = conn.prepare(
+            "SELECT workspace_namespace, workspace_name, namespace, name FROM modules
+             WHERE json_extract(runner, '$.kubeconfig')",
+        )?;
         let rows = stmt.query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            Ok([
+                row.get::<_, String>(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+            ])
         })?;
         let mut keys = Vec::new();
         for row in rows {
-            let (namespace, name) = row?;
-            if let Ok(key) = ObjectKey::new(namespace, name) {
-                keys.push(key);
+            let [ws_namespace, ws_name, namespace, name] = row?;
+            if let (Ok(workspace), Ok(module)) = (
+                ObjectKey::new(ws_namespace, ws_name),
+                ObjectKey::new(namespace, name),
+            ) {
+                keys.push((workspace, module));
             }
         }
         Ok(keys)

@@ -120,7 +120,10 @@ async fn run(access: &Access, checks: &mut Vec<CheckView>) -> Result<(), ()> {
     };
     checks.push(passed(
         "tls",
-        format!("certificate verified for {verify_as} by {trusted}"),
+        match trusted {
+            Some(trusted) => format!("certificate verified for {verify_as} by {trusted}"),
+            None => "NOT verified: the kubeconfig sets insecure-skip-tls-verify".to_owned(),
+        },
     ));
 
     let (header, credentials) = authorization(user);
@@ -239,8 +242,12 @@ async fn connect_to(access: &Access, server: &Server) -> Result<SocketAddr, Stri
     }
 }
 
-/// The TLS client the kubeconfig describes, and what its trust comes from.
-fn tls_config(cluster: &Value, user: &Value) -> Result<(rustls::ClientConfig, String), String> {
+/// The TLS client the kubeconfig describes, and what its trust comes from
+/// (`None`: nothing, the kubeconfig skips verification).
+fn tls_config(
+    cluster: &Value,
+    user: &Value,
+) -> Result<(rustls::ClientConfig, Option<String>), String> {
     let mut roots = rustls::RootCertStore::empty();
     let trusted = match cluster["certificate-authority-data"].as_str() {
         Some(data) => {
@@ -262,10 +269,21 @@ fn tls_config(cluster: &Value, user: &Value) -> Result<(rustls::ClientConfig, St
         }
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots);
+        .map_err(|e| e.to_string())?;
+    // What the module's client does, the check does: a kubeconfig that
+    // turns verification off gets an answer, and the report says so.
+    let skip = cluster["insecure-skip-tls-verify"].as_bool() == Some(true);
+    let (builder, trusted) = match skip {
+        true => (
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NotVerified(provider))),
+            None,
+        ),
+        false => (builder.with_root_certificates(roots), Some(trusted)),
+    };
     let config = match (
         user["client-certificate-data"].as_str(),
         user["client-key-data"].as_str(),
@@ -284,7 +302,49 @@ fn tls_config(cluster: &Value, user: &Value) -> Result<(rustls::ClientConfig, St
         }
         _ => builder.with_no_client_auth(),
     };
-    Ok((config, trusted.to_owned()))
+    Ok((config, trusted.map(str::to_owned)))
+}
+
+/// Accepts any certificate, as a kubeconfig with `insecure-skip-tls-verify`
+/// asks; the handshake's signatures are still checked.
+#[derive(Debug)]
+struct NotVerified(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NotVerified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// The `Authorization` header line, and what the credentials are, in words.

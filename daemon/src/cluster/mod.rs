@@ -129,14 +129,18 @@ impl Resolver {
                 .view(fresh)
                 .map_err(|e| format!("workspace {workspace}: {e}"))
         };
+        // Something listening that is not Docker's proxy for a container
+        // just starting.
+        let on_host =
+            |addr: SocketAddr| relay::listening(addr) && !relay::docker_proxy_holds(addr.port());
         let mut view = engine(false)?;
-        let mut route = classify(&server, &view, relay::listening);
+        let mut route = classify(&server, &view, on_host);
         if !matches!(route, Ok(Route::Direct | Route::Network { .. })) {
             // A loopback port that no container publishes, as of a view up
             // to a second old: a cluster started since (whose proxy already
             // listens) must not be taken for a server on the host.
             view = engine(true)?;
-            route = classify(&server, &view, relay::listening);
+            route = classify(&server, &view, on_host);
         }
         let route = route.map_err(|e| format!("workspace {workspace}: {e}"))?;
         let path = &server.path;
@@ -178,7 +182,12 @@ impl Resolver {
 
     /// Publishes the look at every workspace, and stops relays no
     /// workspace uses any more.
-    pub fn publish(&self, book: HashMap<ObjectKey, Arc<Reach>>) {
+    /// `users`: the modules that want each workspace's kubeconfig.
+    pub fn publish(
+        &self,
+        book: HashMap<ObjectKey, Arc<Reach>>,
+        mut users: HashMap<ObjectKey, HashSet<ObjectKey>>,
+    ) {
         if let Some(relays) = &self.relays {
             let mut last = self.last_relays.lock().unwrap_or_else(|e| e.into_inner());
             for (workspace, reach) in &book {
@@ -195,17 +204,24 @@ impl Resolver {
                     Err(_) => {}
                 }
             }
-            match self.store.workspaces_with_modules() {
+            // Modules being uninstalled still need their way to the cluster.
+            match self.store.kubeconfig_modules() {
                 Ok(recorded) => {
-                    let recorded: HashSet<ObjectKey> = recorded.into_iter().collect();
-                    last.retain(|w, _| book.contains_key(w) || recorded.contains(w));
+                    for (workspace, module) in recorded {
+                        users.entry(workspace).or_default().insert(module);
+                    }
+                    last.retain(|w, _| book.contains_key(w) || users.contains_key(w));
                 }
                 // Unsure who still needs one: keep them all.
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot read which workspaces have modules")
-                }
+                Err(err) => tracing::warn!(error = %err, "cannot read which modules use a relay"),
             }
-            relays.retain(&last.values().copied().collect());
+            let mut keep: HashMap<SocketAddr, HashSet<String>> = HashMap::new();
+            for (workspace, relay) in last.iter() {
+                let served = keep.entry(*relay).or_default();
+                let modules = users.get(workspace).into_iter().flatten();
+                served.extend(modules.map(ObjectKey::to_string));
+            }
+            relays.retain(&keep);
         }
         self.book.send_replace(Arc::new(book));
     }

@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::docker::{LABEL_INSTANCE, labelled};
+use crate::docker::{LABEL_INSTANCE, LABEL_MODULE, labelled};
 
 /// Connections one relay carries at once.
 const MAX_CONNECTIONS: usize = 256;
@@ -27,11 +27,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the runners' addresses serve before they are listed again.
 const PEERS_FRESH: Duration = Duration::from_secs(2);
 
-/// Who may use a relay.
+/// Who may use a relay: besides this machine's loopback, the runners of
+/// the modules a relay is for (each relay keeps its own list).
 #[derive(Clone)]
 pub enum Peers {
-    /// Containers labelled as this instance's runners (their addresses
-    /// looked up at most every [`PEERS_FRESH`]).
+    /// Containers labelled as this instance's runners, by address (listed
+    /// again at most every [`PEERS_FRESH`]).
     Runners {
         docker: Docker,
         instance: String,
@@ -42,8 +43,12 @@ pub enum Peers {
     Any,
 }
 
-/// The runners' addresses, and when they were listed.
-type Seen = (Instant, HashSet<IpAddr>);
+/// Each runner's address with its module (`namespace/name`), and when
+/// they were listed.
+type Seen = (Instant, HashMap<IpAddr, String>);
+
+/// The modules (`namespace/name`) whose runners a relay serves.
+pub type Allowed = Arc<RwLock<HashSet<String>>>;
 
 impl Peers {
     pub fn runners(docker: Docker, instance: String) -> Self {
@@ -54,7 +59,13 @@ impl Peers {
         }
     }
 
-    async fn allows(&self, peer: IpAddr) -> bool {
+    async fn allows(&self, peer: IpAddr, allowed: &Allowed) -> bool {
+        let allowed = |module: &String| {
+            allowed
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(module)
+        };
         match self {
             Peers::Runners {
                 docker,
@@ -64,29 +75,35 @@ impl Peers {
                 let mut seen = seen.lock().await;
                 // Fresh only briefly: a runner's address may be another
                 // container's once the runner is gone.
-                if let Some((at, addresses)) = seen.as_ref()
+                if let Some((at, runners)) = seen.as_ref()
                     && at.elapsed() < PEERS_FRESH
-                    && addresses.contains(&peer)
+                    && let Some(module) = runners.get(&peer)
                 {
-                    return true;
+                    return allowed(module);
                 }
                 let labels = [format!("{LABEL_INSTANCE}={instance}")];
-                let Ok(runners) = labelled(docker, &labels).await else {
+                let Ok(containers) = labelled(docker, &labels).await else {
                     return false;
                 };
-                let addresses: HashSet<IpAddr> = runners
-                    .into_iter()
-                    .flat_map(|c| {
-                        c.network_settings
-                            .and_then(|n| n.networks)
-                            .unwrap_or_default()
-                            .into_values()
-                            .filter_map(|e| e.ip_address?.parse().ok())
-                    })
-                    .collect();
-                let allowed = addresses.contains(&peer);
-                *seen = Some((Instant::now(), addresses));
-                allowed
+                let mut runners = HashMap::new();
+                for container in containers {
+                    let Some(module) = container.labels.and_then(|mut l| l.remove(LABEL_MODULE))
+                    else {
+                        continue;
+                    };
+                    let networks = container
+                        .network_settings
+                        .and_then(|n| n.networks)
+                        .unwrap_or_default();
+                    for endpoint in networks.into_values() {
+                        if let Some(ip) = endpoint.ip_address.and_then(|ip| ip.parse().ok()) {
+                            runners.insert(ip, module.clone());
+                        }
+                    }
+                }
+                let verdict = runners.get(&peer).is_some_and(allowed);
+                *seen = Some((Instant::now(), runners));
+                verdict
             }
             #[cfg(test)]
             Peers::Any => true,
@@ -97,6 +114,7 @@ impl Peers {
 struct Running {
     addr: SocketAddr,
     stop: CancellationToken,
+    allowed: Allowed,
 }
 
 /// The relays in use, by the listening address and the target.
@@ -130,23 +148,40 @@ impl Relays {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
-        let (peers, token) = (self.peers.clone(), stop.clone());
+        let allowed = Allowed::default();
+        let relay = Relay {
+            target,
+            peers: self.peers.clone(),
+            allowed: allowed.clone(),
+            stop: stop.clone(),
+        };
         self.runtime.spawn(async move {
             match TcpListener::from_std(listener) {
-                Ok(listener) => serve(listener, target, peers, token).await,
+                Ok(listener) => relay.serve(listener).await,
                 Err(err) => tracing::warn!(%addr, error = %err, "cannot start a relay"),
             }
         });
         tracing::info!(%addr, %target, "relaying runners to an API server on loopback");
-        running.insert((listen, target), Running { addr, stop });
+        running.insert(
+            (listen, target),
+            Running {
+                addr,
+                stop,
+                allowed,
+            },
+        );
         Ok(addr)
     }
 
-    /// Stops every relay whose address is not in `keep`.
-    pub fn retain(&self, keep: &HashSet<SocketAddr>) {
+    /// Gives each relay in `keep` the modules it serves, and stops the rest.
+    pub fn retain(&self, keep: &HashMap<SocketAddr, HashSet<String>>) {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         running.retain(|(_, target), relay| {
-            let kept = keep.contains(&relay.addr);
+            let modules = keep.get(&relay.addr);
+            if let Some(modules) = modules {
+                *relay.allowed.write().unwrap_or_else(|e| e.into_inner()) = modules.clone();
+            }
+            let kept = modules.is_some();
             if !kept {
                 tracing::info!(addr = %relay.addr, %target, "relay no longer used");
                 relay.stop.cancel();
@@ -156,53 +191,74 @@ impl Relays {
     }
 
     pub fn stop_all(&self) {
-        self.retain(&HashSet::new());
+        self.retain(&HashMap::new());
     }
 }
 
-async fn serve(listener: TcpListener, target: SocketAddr, peers: Peers, stop: CancellationToken) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+/// One relay's task.
+struct Relay {
+    target: SocketAddr,
+    peers: Peers,
+    allowed: Allowed,
+    stop: CancellationToken,
+}
 
-    loop {
-        let (inbound, peer) = tokio::select! {
-            _ = stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of descriptors, say: wait rather than spin.
-                    tracing::warn!(%target, error = %err, "relay cannot accept");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+impl Relay {
+    async fn serve(self, listener: TcpListener) {
+        let this = Arc::new(self);
+        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        // Refusals are logged once per 10 s with a count: anyone on the
+        // bridge can knock, and must not flood the log.
+        let refusals: Arc<Mutex<(Option<Instant>, u64)>> = Arc::default();
+        loop {
+            let (inbound, peer) = tokio::select! {
+                _ = this.stop.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // Out of descriptors, say: wait rather than spin.
+                        tracing::warn!(target = %this.target, error = %err, "relay cannot accept");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                continue; // dropped: the client sees a closed connection
+            };
+            let (this, refusals) = (this.clone(), refusals.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                // Or `forklet doctor`, from this machine's loopback (which no
+                // other machine can send from, and which reaches the target anyway).
+                if !peer.ip().is_loopback() && !this.peers.allows(peer.ip(), &this.allowed).await {
+                    let mut refusals = refusals.lock().unwrap_or_else(|e| e.into_inner());
+                    refusals.1 += 1;
+                    let due = refusals
+                        .0
+                        .is_none_or(|at| at.elapsed() >= Duration::from_secs(10));
+                    if due {
+                        refusals.0 = Some(Instant::now());
+                        tracing::warn!(%peer, target = %this.target, refused = refusals.1, "relay refused a connection that is not from a runner of a module it serves");
+                    }
+                    return;
                 }
-            },
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            continue; // dropped: the client sees a closed connection
-        };
-        let (peers, stop) = (peers.clone(), stop.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            // Or `forklet doctor`, from this machine's loopback (which no
-            // other machine can send from, and which reaches the target anyway).
-            if !peer.ip().is_loopback() && !peers.allows(peer.ip()).await {
-                tracing::warn!(%peer, %target, "relay refused a connection that is not from a runner");
-                return;
-            }
-            let outbound =
-                match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
+                let connect = TcpStream::connect(this.target);
+                let outbound = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(err)) => {
-                        tracing::debug!(%target, error = %err, "relay target refused");
+                        tracing::debug!(target = %this.target, error = %err, "relay target refused");
                         return;
                     }
                     Err(_) => return,
                 };
-            let (mut a, mut b) = (inbound, outbound);
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
-            }
-        });
+                let (mut a, mut b) = (inbound, outbound);
+                tokio::select! {
+                    _ = this.stop.cancelled() => {}
+                    _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
+                }
+            });
+        }
     }
 }
 
@@ -221,6 +277,42 @@ pub fn listening(addr: SocketAddr) -> bool {
             listens_in(lines.map_while(Result::ok), addr)
         })
     })
+}
+
+/// Whether Docker's port proxy holds `port`: a container publishing it is
+/// starting (its proxy listens before the engine lists it as running), so
+/// what listens there is no server on the host.
+pub fn docker_proxy_holds(port: u16) -> bool {
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    let wanted = port.to_string();
+    processes.flatten().any(|entry| {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+        let Ok(cmdline) = forklet_state::bounded::read_bytes(&entry.path().join("cmdline"), 4096)
+        else {
+            return false;
+        };
+        proxies_port(&cmdline, &wanted)
+    })
+}
+
+/// `cmdline` (NUL-separated) is `docker-proxy ... -host-port PORT ...`.
+fn proxies_port(cmdline: &[u8], port: &str) -> bool {
+    let mut args = cmdline.split(|b| *b == 0).map(String::from_utf8_lossy);
+    let is_proxy = args
+        .next()
+        .is_some_and(|program| program.rsplit('/').next() == Some("docker-proxy"));
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        if arg == "-host-port" && args.peek().is_some_and(|p| p == port) {
+            return is_proxy;
+        }
+    }
+    false
 }
 
 /// `lines` are a `/proc/net/tcp{,6}` table: is there a socket in LISTEN
@@ -295,6 +387,20 @@ mod tests {
         );
         let v6 = "sl local rem st\n 0: 00000000000000000000000001000000:192B 00000000000000000000000000000000:0000 0A\n";
         assert!(listens_in(v6.lines(), at("[::1]:6443")));
+    }
+
+    #[test]
+    fn dockers_port_proxy_is_known_by_its_command_line() {
+        let proxy = b"/usr/sbin/docker-proxy\0-proto\0tcp\0-host-ip\x00127.0.0.1\0-host-port\x0032971\0-container-port\x006443\0";
+        assert!(proxies_port(proxy, "32971"));
+        assert!(
+            !proxies_port(proxy, "6443"),
+            "the container's port is not the host's"
+        );
+        assert!(!proxies_port(
+            b"k3s\0server\0-host-port\x0032971\0",
+            "32971"
+        ));
     }
 
     #[tokio::test]

@@ -33,9 +33,19 @@ impl Server {
     /// `https://host[:port][/path]`; plain `http` is refused, as is anything
     /// that is not an absolute URL.
     pub fn parse(url: &str) -> Result<Self, String> {
+        // Messages show the URL without any credentials written into it.
+        let shown = redacted(url);
+        let url_shown = &shown;
         let uri: axum::http::Uri = url
             .parse()
-            .map_err(|e| format!("server {url:?} is not a URL: {e}"))?;
+            .map_err(|e| format!("server {url_shown:?} is not a URL: {e}"))?;
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) || shown != url {
+            return Err(format!(
+                "server {url_shown:?} carries credentials in its URL: put them in the \
+                 kubeconfig's user instead"
+            ));
+        }
+        let url = url_shown;
         match uri.scheme_str() {
             Some("https") => {}
             Some(other) => {
@@ -57,11 +67,33 @@ impl Server {
         })
     }
 
+    /// The address, if the host is one (`::ffff:127.0.0.1` is 127.0.0.1).
     fn ip(&self) -> Option<IpAddr> {
         if self.host.eq_ignore_ascii_case("localhost") {
             return Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
         }
-        self.host.parse().ok()
+        self.host.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+    }
+
+    /// `host:port`, with brackets around an IPv6 address.
+    pub fn authority(&self) -> String {
+        match self.host.contains(':') {
+            true => format!("[{}]:{}", self.host, self.port),
+            false => format!("{}:{}", self.host, self.port),
+        }
+    }
+}
+
+/// `url` with anything between `//` and the last `@` before the path
+/// (a `user:password@`) replaced by `***`.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("//") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}//***{}", &rest[at..]),
+        None => url.to_owned(),
     }
 }
 
@@ -132,10 +164,11 @@ pub fn classify(
             return Ok(Route::Relay { target });
         }
         return Err(format!(
-            "nothing serves {}:{}: no running container publishes port {} and nothing on this \
+            "nothing serves {}: no running container publishes port {} and nothing on this \
              machine listens there. Is the cluster running? (kind get clusters, k3d cluster list, \
              minikube status); if it was recreated, its kubeconfig may be out of date",
-            server.host, server.port, server.port
+            server.authority(),
+            server.port
         ));
     }
     let owners: Vec<&ContainerSeen> = view
@@ -165,10 +198,15 @@ fn publishers(view: &EngineView, ip: IpAddr, port: u16) -> Vec<&ContainerSeen> {
 /// Whether a port published on `bound` answers a connection to `wanted`
 /// (a loopback or unspecified address).
 fn binds_loopback(bound: Option<IpAddr>, wanted: IpAddr) -> bool {
-    match bound {
+    // A connection to 0.0.0.0 (or ::) goes to the loopback address.
+    let wanted = match wanted {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    match bound.map(|b| b.to_canonical()) {
         None => true,
-        Some(bound) if bound.is_unspecified() => true,
-        Some(bound) => bound == wanted || (bound.is_loopback() && wanted.is_unspecified()),
+        Some(bound) => bound.is_unspecified() || bound == wanted,
     }
 }
 
@@ -189,10 +227,9 @@ fn pick<'a>(
             match labelled.as_slice() {
                 [one] => Ok(Some(one)),
                 _ => Err(format!(
-                    "{}:{} could be any of the containers {}: forklet cannot tell which is the \
+                    "{} could be any of the containers {}: forklet cannot tell which is the \
                      cluster (stop the others, or name the container in the kubeconfig's server)",
-                    server.host,
-                    server.port,
+                    server.authority(),
                     many.iter()
                         .map(|c| c.name.as_str())
                         .collect::<Vec<_>>()
@@ -455,5 +492,13 @@ mod tests {
                 .contains("only https")
         );
         assert!(Server::parse("127.0.0.1:6443").is_err());
+        for url in [
+            "https://admin:hunter2@127.0.0.1:6443",
+            "http://admin:hunter2@x",
+        ] {
+            let err = Server::parse(url).unwrap_err();
+            assert!(!err.contains("hunter2"), "{err}");
+            assert!(err.contains("***@"), "{err}");
+        }
     }
 }

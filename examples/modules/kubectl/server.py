@@ -15,6 +15,7 @@ Contract, on $PORT (8080):
   POST /resume     200 the same
   POST /uninstall  204, no body
   a call the cluster did not answer: 500 {"error": "<kubectl's message>"}
+  without a kubeconfig (no `workspace` permission): "serverVersion": null
 
 Every call is logged as one JSON line on stdout, keys sorted:
 {"body":...,"endpoint":"install","error":null,"serverVersion":"v1.31.0"}
@@ -37,7 +38,10 @@ def log(event):
 
 
 def server_version():
-    """(gitVersion, None) from the cluster, or (None, why not)."""
+    """(gitVersion, None) from the cluster, or (None, why not); (None, None)
+    without a kubeconfig (no `workspace` permission: no cluster to ask)."""
+    if not os.path.exists(KUBECONFIG):
+        return None, None
     # kubectl keeps a cache under $HOME; the module's user has no home.
     env = dict(os.environ, HOME="/tmp")
     command = ["kubectl", "--kubeconfig", KUBECONFIG, "--request-timeout=10s", "get", "--raw", "/version"]
