@@ -147,7 +147,10 @@ async fn private_images_are_pulled_with_their_secret_and_never_leak_it() {
         let body = json!({"name": name, "type": "docker-registry", "server": registry.address, "username": USER, "password": password});
         let (status, answer) = harness.api_post("/v1/secrets", &body).await;
         assert_eq!(status, 201, "{answer}");
-        assert_eq!(answer, json!({"name": name, "type": "docker-registry"}));
+        assert_eq!(
+            answer,
+            json!({"name": name, "namespace": "default", "type": "docker-registry"})
+        );
     }
     let again = json!({"name": "good", "type": "docker-registry", "server": "x", "username": "u", "password": "p"});
     assert_eq!(
