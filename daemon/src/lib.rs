@@ -22,6 +22,7 @@ pub mod reconciler;
 pub mod runner_events;
 pub mod runner_files;
 pub mod runtime;
+pub mod service;
 pub mod store_thread;
 #[cfg(test)]
 mod test_support;
@@ -225,6 +226,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     }
     let sockets = controllers.clone();
 
+    let service = service::ServiceManager::from_env();
     let ctx = Arc::new(Context {
         store: store.clone(),
         writes: writes.clone(),
@@ -239,6 +241,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         stop_runners_while_asleep: !config.keep_runners_while_asleep,
         clusters,
         look_again: Some(look_again_tx.clone()),
+        service: service.clone(),
     });
     let mut core = CoreTasks::default();
     let stop = &shutdown;
@@ -274,7 +277,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     // Every core task runs until shutdown: one that ends before is a
     // daemon that no longer does its job, and it says so by failing (a
     // service manager then restarts it).
+    // The socket is bound and served, the first scan applied.
+    service.ready();
     let failed = core.first_end(&shutdown).await;
+    service.stopping();
     shutdown.cancel();
     core.drain().await;
     relays.stop_all();

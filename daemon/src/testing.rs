@@ -220,6 +220,16 @@ impl Harness {
     /// the same directories instead, crashing at `crash_at` if given (see
     /// [`crate::fault`]). Does not wait for it: it may crash at once.
     pub async fn spawn_binary(&mut self, bin: &str, crash_at: Option<&str>) {
+        self.spawn_binary_with(bin, crash_at, &[]).await;
+    }
+
+    /// [`Harness::spawn_binary`] with more environment for the daemon.
+    pub async fn spawn_binary_with(
+        &mut self,
+        bin: &str,
+        crash_at: Option<&str>,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) {
         if let Some(Daemon::InProcess(..)) = self.daemon {
             self.stop().await;
         }
@@ -255,6 +265,7 @@ impl Harness {
         if let Some(point) = crash_at {
             command.env("FORKLET_CRASH_AT", point);
         }
+        command.envs(env.iter().copied());
         self.daemon = Some(Daemon::Process(command.spawn().expect("start forkletd")));
     }
 
@@ -274,6 +285,14 @@ impl Harness {
                 self.daemon_log()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The daemon process's id, when it runs as one.
+    pub fn pid(&self) -> Option<u32> {
+        match &self.daemon {
+            Some(Daemon::Process(child)) => Some(child.id()),
+            _ => None,
         }
     }
 

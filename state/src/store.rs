@@ -438,6 +438,16 @@ impl Store {
         rows.map(|row| row?.decode()).collect()
     }
 
+    /// How many modules are in each phase.
+    pub fn phase_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let conn = self.read();
+        let mut stmt = conn.prepare("SELECT phase, COUNT(*) FROM modules GROUP BY phase")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((row.get(0)?, row.get::<_, i64>(1)?.unsigned_abs()))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Recorded modules whose runners get the workspace kubeconfig, each
     /// with its workspace (names that are not Kubernetes names are left out).
     pub fn kubeconfig_modules(&self) -> Result<Vec<(ObjectKey, ObjectKey)>, StoreError> {

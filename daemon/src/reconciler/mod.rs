@@ -66,6 +66,8 @@ pub struct Context<R, M = ModuleClient> {
     pub clusters: watch::Receiver<crate::cluster::Book>,
     /// Asks for another look at the clusters (after one could not be found).
     pub look_again: Option<mpsc::UnboundedSender<()>>,
+    /// The service manager: beaten and told the status from the reconciler's loop.
+    pub service: crate::service::ServiceManager,
 }
 
 /// What the control API and the engine watcher ask of the reconciler.

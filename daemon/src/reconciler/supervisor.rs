@@ -57,6 +57,16 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
     }
 
     /// Runs until shutdown, then waits for every worker to stop.
+    /// Tells the service manager the reconciler is alive, and how modules stand.
+    fn beat(&self) {
+        let service = &self.ctx.service;
+        service.watchdog();
+        match self.ctx.store.phase_counts() {
+            Ok(counts) => service.status(&crate::service::summary(&counts)),
+            Err(err) => tracing::warn!(error = %err, "cannot count modules for the status line"),
+        }
+    }
+
     pub async fn run(
         mut self,
         mut desired: watch::Receiver<Arc<DesiredState>>,
@@ -75,7 +85,16 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
         let state = desired.borrow_and_update().clone();
         let asleep = hibernation.borrow_and_update().clone();
         self.apply(&state, &asleep, recorded);
+        // Beaten here, in the loop that does the work: if it wedges, the
+        // watchdog stops hearing from it.
+        let mut beat = self.ctx.service.beat_every().map(tokio::time::interval);
         loop {
+            let beat_due = async {
+                match beat.as_mut() {
+                    Some(beat) => beat.tick().await,
+                    None => std::future::pending().await,
+                }
+            };
             let grace_over = self
                 .absent
                 .values()
@@ -113,6 +132,7 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
                 }
                 Some(joined) = self.tasks.join_next_with_id() => self.on_exit(joined),
                 Some(command) = commands.recv() => self.command(command),
+                _ = beat_due => self.beat(),
             }
         }
         while self.tasks.join_next().await.is_some() {}

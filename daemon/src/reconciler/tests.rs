@@ -214,6 +214,7 @@ impl Rig {
             stop_runners_while_asleep: true,
             clusters: watch::channel(Default::default()).1,
             look_again: None,
+            service: Default::default(),
         });
         let (desired, desired_rx) = watch::channel(first);
         let (hibernation, hibernation_rx) = watch::channel(Arc::new(Hibernation::default()));
