@@ -78,6 +78,48 @@ impl Client {
         self.send(self.http.delete(url(path))).await.map(drop)
     }
 
+    /// `GET path`, handing each chunk of the answer to `chunk` as it comes.
+    pub async fn stream(
+        &self,
+        path: &str,
+        mut chunk: impl FnMut(&[u8]),
+    ) -> Result<(), ClientError> {
+        let mut response = self.response(self.http.get(url(path))).await?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let bytes = response.bytes().await.unwrap_or_default();
+            return Err(error_of(status, &bytes));
+        }
+        loop {
+            match response.chunk().await {
+                Ok(Some(bytes)) => chunk(&bytes),
+                Ok(None) => return Ok(()),
+                Err(err) => {
+                    return Err(ClientError::Dropped {
+                        detail: root_cause(&err),
+                    });
+                }
+            }
+        }
+    }
+
+    async fn response(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        request.send().await.map_err(|err| {
+            let detail = root_cause(&err);
+            if err.is_connect() {
+                ClientError::Unreachable {
+                    socket: self.socket.clone(),
+                    detail,
+                }
+            } else {
+                ClientError::Dropped { detail }
+            }
+        })
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, ClientError> {
         let response = request.send().await.map_err(|err| {
             let detail = root_cause(&err);
@@ -96,13 +138,18 @@ impl Client {
             .await
             .map_err(|err| ClientError::Api(format!("reading the answer: {err}")))?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|body| body.error)
-                .unwrap_or_else(|_| format!("forkletd answered {status}"));
-            return Err(ClientError::Api(message));
+            return Err(error_of(status, &bytes));
         }
         Ok(bytes.to_vec())
     }
+}
+
+/// The daemon's error answer, in its words.
+fn error_of(status: reqwest::StatusCode, bytes: &[u8]) -> ClientError {
+    let message = serde_json::from_slice::<ErrorBody>(bytes)
+        .map(|body| body.error)
+        .unwrap_or_else(|_| format!("forkletd answered {status}"));
+    ClientError::Api(message)
 }
 
 /// `/v1/{kind}/{namespace}/{name}{rest}`, with the names checked as

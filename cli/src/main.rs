@@ -4,6 +4,7 @@ mod client;
 mod doctor;
 mod get;
 mod hibernate;
+mod logs;
 mod secret;
 mod table;
 mod validate;
@@ -84,6 +85,8 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Print a module runner's output (stdout and stderr, each to its own).
+    Logs(logs::Args),
     /// Check manifest files or directories offline, as the daemon would.
     ///
     /// Exit status: 0 when everything is valid, 1 when anything is not,
@@ -138,6 +141,10 @@ fn main() -> ExitCode {
             .and_then(|path| runtime.block_on(client().trigger(&path)))
             .map(|()| format!("module {namespace}/{name} forgotten; its runner is removed")),
         Command::Secret { action } => runtime.block_on(secret::run(&client(), action)),
+        Command::Logs(args) => match runtime.block_on(logs::run(&client(), args)) {
+            Ok(()) => return ExitCode::SUCCESS,
+            Err(err) => Err(err),
+        },
         Command::Doctor {
             workspace,
             namespace,

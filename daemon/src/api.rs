@@ -56,6 +56,8 @@ pub struct ApiState {
     pub overrides_changed: Arc<Notify>,
     /// For a `controller` runner's socket: the one workspace it may read.
     pub scope: Option<ObjectKey>,
+    /// The engine, for runners' logs (`None`: not served).
+    pub docker: Option<bollard::Docker>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +189,7 @@ pub fn router(state: ApiState) -> Router {
             "/v1/workspaces/{namespace}/{name}/doctor",
             get(doctor_workspace),
         )
+        .route("/v1/modules/{namespace}/{name}/logs", get(module_logs))
         .route(
             "/v1/secrets",
             // A kubeconfig may be 4 MiB, a third more in base64.
@@ -328,6 +331,40 @@ async fn list_workspaces(State(state): State<ApiState>) -> Json<Vec<WorkspaceVie
             .map(|key| workspace_view(key, &desired, &hibernation, &state.clusters.borrow()))
             .collect(),
     )
+}
+
+/// The module's runner output, streamed (see [`crate::module_logs`]).
+async fn module_logs(
+    State(state): State<ApiState>,
+    KeyPath(key): KeyPath,
+    axum::extract::Query(query): axum::extract::Query<crate::module_logs::LogsQuery>,
+) -> Result<Response, ApiError> {
+    let Some(docker) = state.docker.clone() else {
+        return Err(ApiError::BadRequest("logs are not served here".into()));
+    };
+    if state.store.module(&key)?.is_none() {
+        return Err(ApiError::NotFound {
+            kind: Kind::Module,
+            key,
+        });
+    }
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(crate::module_logs::stream(
+        docker,
+        state.store.clone(),
+        key,
+        query,
+        tx,
+    ));
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        let chunk = rx.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(chunk), rx))
+    });
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
 }
 
 /// Asks the workspace's API server for `/version` the way its runners

@@ -15,6 +15,7 @@ pub mod fault;
 pub mod hibernation;
 pub mod image_ref;
 pub mod kubeconfig;
+pub mod module_logs;
 pub mod orphans;
 pub mod plan;
 pub mod protocol;
@@ -205,6 +206,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         hibernation: hibernation_rx.clone(),
         overrides_changed,
         scope: None,
+        docker: Some(docker.clone()),
     };
     // Sockets of their own, in directories of their own, for runners with
     // the `controller` permission: what is mounted into them is that and

@@ -1,0 +1,132 @@
+//! `GET /v1/modules/{namespace}/{name}/logs`: a module's runner output,
+//! streamed from the engine as JSON lines (`{"stream":"stdout"|"stderr",
+//! "data":...}`), so that the CLI can put each on its own descriptor.
+//! Following goes on across a runner that is replaced or stopped and
+//! started again, and ends when the module is gone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::query_parameters::LogsOptionsBuilder;
+use forklet_state::ObjectKey;
+use forklet_state::store::Store;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+/// How often a follower looks for the module's next runner.
+const LOOK_AGAIN: Duration = Duration::from_millis(250);
+/// The most lines `--tail` may ask for.
+pub const MAX_TAIL: u64 = 100_000;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LogsQuery {
+    #[serde(default)]
+    pub follow: bool,
+    pub tail: Option<u64>,
+    /// Seconds back from now.
+    pub since: Option<u64>,
+    #[serde(default)]
+    pub timestamps: bool,
+}
+
+/// Sends the module's output on `out` until it is all sent (or, following,
+/// until the module is gone or the receiver hangs up).
+pub async fn stream(
+    docker: Docker,
+    store: Arc<Store>,
+    key: ObjectKey,
+    query: LogsQuery,
+    out: mpsc::Sender<Vec<u8>>,
+) {
+    let mut since = query
+        .since
+        .map(|back| chrono::Utc::now().timestamp() - back.min(i64::MAX as u64) as i64);
+    let mut tail = query.tail.map(|t| t.min(MAX_TAIL));
+    let mut shown: Option<String> = None;
+    loop {
+        let record = match store.module(&key) {
+            Ok(Some(record)) => record,
+            _ => return,
+        };
+        let Some(id) = record.container_id else {
+            if !query.follow {
+                return;
+            }
+            if wait(&out).await {
+                return;
+            }
+            continue;
+        };
+        // A runner already shown and not running again: wait for news.
+        if shown.as_deref() == Some(id.as_str()) && !running(&docker, &id).await {
+            if !query.follow || wait(&out).await {
+                return;
+            }
+            continue;
+        }
+        let mut options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .follow(query.follow)
+            .timestamps(query.timestamps);
+        if let Some(since) = since {
+            options = options.since(since.try_into().unwrap_or(i32::MAX));
+        }
+        if let Some(tail) = tail {
+            options = options.tail(&tail.to_string());
+        }
+        let mut logs = docker.logs(&id, Some(options.build()));
+        loop {
+            tokio::select! {
+                _ = out.closed() => return,
+                frame = logs.next() => match frame {
+                    Some(Ok(frame)) => {
+                        let (stream, data) = match frame {
+                            LogOutput::StdErr { message } => ("stderr", message),
+                            LogOutput::StdOut { message } | LogOutput::Console { message } => ("stdout", message),
+                            LogOutput::StdIn { .. } => continue,
+                        };
+                        let line = serde_json::json!({
+                            "stream": stream,
+                            "data": String::from_utf8_lossy(&data),
+                        });
+                        let mut line = line.to_string().into_bytes();
+                        line.push(b'\n');
+                        if out.send(line).await.is_err() {
+                            return;
+                        }
+                    }
+                    // The runner stopped or went away (or never was).
+                    _ => break,
+                },
+            }
+        }
+        if !query.follow {
+            return;
+        }
+        // What comes next is new: from now on, whole.
+        shown = Some(id);
+        since = Some(chrono::Utc::now().timestamp());
+        tail = None;
+    }
+}
+
+async fn running(docker: &Docker, id: &str) -> bool {
+    docker
+        .inspect_container(id, None)
+        .await
+        .ok()
+        .and_then(|info| info.state?.running)
+        .unwrap_or(false)
+}
+
+/// Waits a moment before looking again; `true` when nobody listens any more.
+async fn wait(out: &mpsc::Sender<Vec<u8>>) -> bool {
+    tokio::select! {
+        _ = out.closed() => true,
+        _ = tokio::time::sleep(LOOK_AGAIN) => false,
+    }
+}
