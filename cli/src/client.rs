@@ -78,11 +78,12 @@ impl Client {
         self.send(self.http.delete(url(path))).await.map(drop)
     }
 
-    /// `GET path`, handing each chunk of the answer to `chunk` as it comes.
+    /// `GET path`, handing each chunk of the answer to `chunk` as it comes,
+    /// until it returns `false` or the answer ends.
     pub async fn stream(
         &self,
         path: &str,
-        mut chunk: impl FnMut(&[u8]),
+        mut chunk: impl FnMut(&[u8]) -> bool,
     ) -> Result<(), ClientError> {
         let mut response = self.response(self.http.get(url(path))).await?;
         if !response.status().is_success() {
@@ -92,7 +93,11 @@ impl Client {
         }
         loop {
             match response.chunk().await {
-                Ok(Some(bytes)) => chunk(&bytes),
+                Ok(Some(bytes)) => {
+                    if !chunk(&bytes) {
+                        return Ok(());
+                    }
+                }
                 Ok(None) => return Ok(()),
                 Err(err) => {
                     return Err(ClientError::Dropped {

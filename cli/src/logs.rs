@@ -52,6 +52,7 @@ pub async fn run(client: &Client, args: Args) -> Result<(), ClientError> {
                     broken = !print(&line);
                 }
             }
+            !broken
         })
         .await
 }

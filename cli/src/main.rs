@@ -2,12 +2,14 @@
 
 mod client;
 mod doctor;
+mod events;
 mod get;
 mod hibernate;
 mod logs;
 mod secret;
 mod table;
 mod validate;
+mod wait;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -87,6 +89,11 @@ enum Command {
     },
     /// Print a module runner's output (stdout and stderr, each to its own).
     Logs(logs::Args),
+    /// Print the modules' events (phase changes, calls, failures); -w follows.
+    Events(events::Args),
+    /// Wait until a module reaches a phase (--for=phase=ready) or is gone
+    /// (--for=delete). Exit status: 0 met, 1 timed out or failed.
+    Wait(wait::Args),
     /// Check manifest files or directories offline, as the daemon would.
     ///
     /// Exit status: 0 when everything is valid, 1 when anything is not,
@@ -141,6 +148,15 @@ fn main() -> ExitCode {
             .and_then(|path| runtime.block_on(client().trigger(&path)))
             .map(|()| format!("module {namespace}/{name} forgotten; its runner is removed")),
         Command::Secret { action } => runtime.block_on(secret::run(&client(), action)),
+        Command::Events(args) => match runtime.block_on(events::run(&client(), args)) {
+            Ok(()) => return ExitCode::SUCCESS,
+            Err(err) => Err(err),
+        },
+        Command::Wait(args) => match runtime.block_on(wait::run(&client(), args)) {
+            Ok((text, true)) => Ok(text),
+            Ok((text, false)) => return fail(&text, ExitCode::FAILURE),
+            Err(err) => Err(err),
+        },
         Command::Logs(args) => match runtime.block_on(logs::run(&client(), args)) {
             Ok(()) => return ExitCode::SUCCESS,
             Err(err) => Err(err),

@@ -190,6 +190,7 @@ pub fn router(state: ApiState) -> Router {
             get(doctor_workspace),
         )
         .route("/v1/modules/{namespace}/{name}/logs", get(module_logs))
+        .route("/v1/events", get(crate::event_stream::events))
         .route(
             "/v1/secrets",
             // A kubeconfig may be 4 MiB, a third more in base64.

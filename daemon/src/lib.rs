@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod control_socket;
 pub mod controller_sockets;
 pub mod docker;
+pub mod event_stream;
 pub mod fault;
 pub mod hibernation;
 pub mod image_ref;

@@ -15,21 +15,30 @@ type Job = Box<dyn FnOnce(&Store) + Send>;
 #[derive(Clone)]
 pub struct StoreThread {
     jobs: mpsc::Sender<Job>,
+    /// Counts the writes done: watchers of the event stream wake on it.
+    written: tokio::sync::watch::Receiver<u64>,
 }
 
 impl StoreThread {
     /// Starts the thread; it ends when every handle is dropped.
     pub fn start(store: Arc<Store>) -> Self {
         let (jobs, queue) = mpsc::channel::<Job>();
+        let (done, written) = tokio::sync::watch::channel(0u64);
         std::thread::Builder::new()
             .name("forklet-store".into())
             .spawn(move || {
                 for job in queue {
                     job(&store);
+                    done.send_modify(|n| *n = n.wrapping_add(1));
                 }
             })
             .expect("a thread can be started at start-up");
-        Self { jobs }
+        Self { jobs, written }
+    }
+
+    /// Changes after every write.
+    pub fn written(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.written.clone()
     }
 
     /// Queues `work` without waiting for it (progress lines, history

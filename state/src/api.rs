@@ -147,6 +147,18 @@ pub struct OverrideRequest {
     pub until: Option<DateTime<Utc>>,
 }
 
+/// One event of `GET /v1/events`: a module's phase change, call, failure,
+/// progress, or its deletion (`reason: Deleted`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamEventView {
+    pub id: i64,
+    pub namespace: String,
+    pub name: String,
+    pub at: DateTime<Utc>,
+    pub reason: String,
+    pub message: String,
+}
+
 /// Every error response carries this body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -297,6 +297,19 @@ const MIGRATIONS: &[&str] = &["
     ALTER TABLE secrets ADD COLUMN data TEXT NOT NULL DEFAULT '{}';
 "];
 
+/// How many `Deleted` events (of modules gone) are kept.
+const TOMBSTONES_KEPT: i64 = 1000;
+
+/// One event of the stream: which module, when, why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamEvent {
+    pub id: i64,
+    pub module: ObjectKey,
+    pub at: DateTime<Utc>,
+    pub reason: String,
+    pub message: String,
+}
+
 /// How many events a module keeps; older ones are dropped as new ones come.
 const EVENTS_KEPT: i64 = 200;
 
@@ -570,6 +583,10 @@ impl Store {
     pub fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
+        // Event ids only grow, whatever is deleted: followers of the
+        // stream resume after the last id they saw.
+        let next: i64 =
+            tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM events", [], |row| row.get(0))?;
         tx.execute(
             "DELETE FROM modules WHERE namespace = ?1 AND name = ?2",
             params![key.namespace(), key.name()],
@@ -578,8 +595,64 @@ impl Store {
             "DELETE FROM events WHERE namespace = ?1 AND name = ?2",
             params![key.namespace(), key.name()],
         )?;
+        // The last word on a module: what the event stream tells followers
+        // (`forklet wait --for=delete`). Tombstones are bounded in all.
+        tx.execute(
+            "INSERT INTO events (id, namespace, name, at, reason, message) VALUES (?1, ?2, ?3, ?4, 'Deleted', 'forgotten')",
+            params![next, key.namespace(), key.name(), Utc::now().to_rfc3339()],
+        )?;
+        tx.execute(
+            "DELETE FROM events WHERE reason = 'Deleted' AND id NOT IN
+                 (SELECT id FROM events WHERE reason = 'Deleted' ORDER BY id DESC LIMIT ?1)",
+            [TOMBSTONES_KEPT],
+        )?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Every module's events after `after` (an event id), oldest first, at
+    /// most `limit`.
+    pub fn events_after(&self, after: i64, limit: usize) -> Result<Vec<StreamEvent>, StoreError> {
+        let conn = self.read();
+        let mut stmt = conn.prepare(
+            "SELECT id, namespace, name, at, reason, message FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, limit as i64], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, String>(5)?,
+            ))
+        })?;
+        let mut events = Vec::new();
+        for row in rows {
+            let (id, namespace, name, at, reason, message) = row?;
+            let (Ok(module), Ok(at)) = (
+                ObjectKey::new(namespace, name),
+                DateTime::parse_from_rfc3339(&at),
+            ) else {
+                continue;
+            };
+            events.push(StreamEvent {
+                id,
+                module,
+                at: at.with_timezone(&Utc),
+                reason,
+                message,
+            });
+        }
+        Ok(events)
+    }
+
+    /// The newest event's id (0: none yet).
+    pub fn last_event_id(&self) -> Result<i64, StoreError> {
+        let id: Option<i64> = self
+            .read()
+            .query_row("SELECT MAX(id) FROM events", [], |row| row.get(0))?;
+        Ok(id.unwrap_or(0))
     }
 
     /// The last text of each manifest file that parsed cleanly: what stands
@@ -1179,6 +1252,21 @@ mod tests {
         assert!(store.delete_secret("reg").unwrap());
         assert!(!store.delete_secret("reg").unwrap());
         assert_eq!(store.secret("reg").unwrap(), None);
+    }
+
+    #[test]
+    fn a_deleted_module_leaves_one_event_newer_than_any_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let record = record();
+        store.save(&record, "Installed", "ok").unwrap();
+        store.save(&record, "Slept", "ok").unwrap();
+        let seen = store.last_event_id().unwrap();
+        store.delete(&record.key).unwrap();
+        let after = store.events_after(seen, 10).unwrap();
+        assert_eq!(after.len(), 1, "{after:?}");
+        assert_eq!((after[0].reason.as_str(), &after[0].module), ("Deleted", &record.key));
+        assert!(store.events(&record.key, 10).unwrap().len() == 1, "only the tombstone stays");
     }
 
     #[test]

@@ -1,0 +1,110 @@
+//! `forklet events [-w]`, and the event stream `get -w` and `wait` follow.
+
+use forklet_state::api::StreamEventView;
+
+use crate::client::{Client, ClientError};
+use crate::table::{Format, render, structured};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Keep printing events as they happen.
+    #[arg(short, long)]
+    watch: bool,
+    /// Only one module's: `module/NAME`.
+    #[arg(long = "for", value_name = "module/NAME")]
+    target: Option<String>,
+    #[arg(short, long, default_value = "default")]
+    namespace: String,
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
+pub async fn run(client: &Client, args: Args) -> Result<(), ClientError> {
+    let module = match &args.target {
+        None => None,
+        Some(target) => {
+            let name = target
+                .strip_prefix("module/")
+                .ok_or_else(|| ClientError::Api(format!("--for {target}: give module/NAME")))?;
+            let key = forklet_state::ObjectKey::new(args.namespace.as_str(), name)
+                .map_err(|e| ClientError::Api(format!("--for {target}: {e}")))?;
+            Some(key.to_string())
+        }
+    };
+    let filter = module
+        .as_ref()
+        .map(|m| format!("&module={m}"))
+        .unwrap_or_default();
+    let history: Vec<StreamEventView> = match &module {
+        Some(m) => client.get(&format!("/v1/events?module={m}")).await?,
+        None => client.get("/v1/events").await?,
+    };
+    let table = args.output == Format::Table;
+    match structured(args.output, &history) {
+        Some(text) if !args.watch => crate::print_out(&text),
+        _ => crate::print_out(&rows(&history, true)),
+    }
+    if !args.watch {
+        return Ok(());
+    }
+    let after = history
+        .last()
+        .map_or_else(|| "now".to_owned(), |e| e.id.to_string());
+    follow(client, &format!("after={after}{filter}"), |event| {
+        match table {
+            true => crate::print_out(&rows(std::slice::from_ref(&event), false)),
+            false => crate::print_out(&serde_json::to_string(&event).unwrap_or_default()),
+        }
+        true
+    })
+    .await
+}
+
+/// kubectl's columns: when, why, which, what.
+fn rows(events: &[StreamEventView], header: bool) -> String {
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            vec![
+                e.at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                e.reason.clone(),
+                format!("module/{}/{}", e.namespace, e.name),
+                e.message.clone(),
+            ]
+        })
+        .collect();
+    let text = render(&["AT", "REASON", "OBJECT", "MESSAGE"], &rows);
+    match header {
+        true => text,
+        false => text.lines().skip(1).collect::<Vec<_>>().join("\n"),
+    }
+}
+
+/// Follows `GET /v1/events?follow=true&{query}`, handing each event to
+/// `on_event` until it returns `false` or the stream ends.
+pub async fn follow(
+    client: &Client,
+    query: &str,
+    mut on_event: impl FnMut(StreamEventView) -> bool,
+) -> Result<(), ClientError> {
+    let mut pending = String::new();
+    client
+        .stream(&format!("/v1/events?follow=true&{query}"), |chunk| {
+            pending.push_str(&String::from_utf8_lossy(chunk));
+            while let Some(end) = pending.find("\n\n") {
+                let frame: String = pending.drain(..end + 2).collect();
+                let data: String = frame
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if let Ok(event) = serde_json::from_str::<StreamEventView>(&data)
+                    && !on_event(event)
+                {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+}

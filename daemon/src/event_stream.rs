@@ -1,0 +1,140 @@
+//! `GET /v1/events`: the modules' event history, and with `follow=true`
+//! a Server-Sent Events stream of what happens next, resumable with
+//! `Last-Event-ID`. `forklet events -w`, `get -w` and `wait` are built on
+//! it: a store write wakes the stream, nothing polls.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use forklet_state::ObjectKey;
+use forklet_state::api::StreamEventView;
+use forklet_state::store::{Store, StreamEvent};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use crate::api::{ApiError, ApiState};
+
+/// Events read from the store at once.
+const BATCH: usize = 500;
+/// Events a plain (not following) answer holds at most.
+const HISTORY: i64 = 100;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct EventsQuery {
+    #[serde(default)]
+    follow: bool,
+    /// Only after this event id; `now` for only what comes next. Default:
+    /// the last [`HISTORY`] events.
+    after: Option<String>,
+    /// Only this module's (`namespace/name`).
+    module: Option<String>,
+}
+
+pub async fn events(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(query): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    let module = match &query.module {
+        Some(text) => Some(ObjectKey::parse(text).ok_or_else(|| {
+            ApiError::BadRequest(format!("module {text:?} is not namespace/name"))
+        })?),
+        None => None,
+    };
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let last = state.store.last_event_id()?;
+    let after = match resume.or(query.after.clone()).as_deref() {
+        Some("now") => last,
+        Some(id) => id
+            .parse::<i64>()
+            .map_err(|_| ApiError::BadRequest(format!("event id {id:?} is not a number")))?,
+        None => (last - HISTORY).max(0),
+    };
+    if !query.follow {
+        let events = state.store.events_after(after, HISTORY as usize)?;
+        let views: Vec<StreamEventView> = events
+            .into_iter()
+            .filter(|e| module.as_ref().is_none_or(|m| *m == e.module))
+            .map(view)
+            .collect();
+        return Ok(Json(views).into_response());
+    }
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(follow(state, after, module, tx));
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        let event = rx.recv().await?;
+        Some((Ok::<_, Infallible>(event), rx))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// Sends every event after `after` on `out`, and then each new one, until
+/// the client goes away or the daemon stops.
+async fn follow(
+    state: ApiState,
+    mut after: i64,
+    module: Option<ObjectKey>,
+    out: mpsc::Sender<Event>,
+) {
+    let mut written = state.writes.written();
+    loop {
+        written.borrow_and_update();
+        let batch = match read(&state.store, after) {
+            Ok(batch) => batch,
+            Err(err) => {
+                tracing::warn!(error = %err, "event stream: cannot read events");
+                return;
+            }
+        };
+        let full = batch.len() == BATCH;
+        for event in batch {
+            after = event.id;
+            if module.as_ref().is_some_and(|m| *m != event.module) {
+                continue;
+            }
+            let id = event.id.to_string();
+            let Ok(data) = serde_json::to_string(&view(event)) else {
+                continue;
+            };
+            if out
+                .send(Event::default().id(id).event("module").data(data))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        if full {
+            continue;
+        }
+        tokio::select! {
+            _ = out.closed() => return,
+            changed = written.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+fn read(store: &Arc<Store>, after: i64) -> Result<Vec<StreamEvent>, ApiError> {
+    Ok(store.events_after(after, BATCH)?)
+}
+
+fn view(event: StreamEvent) -> StreamEventView {
+    StreamEventView {
+        id: event.id,
+        namespace: event.module.namespace().to_owned(),
+        name: event.module.name().to_owned(),
+        at: event.at,
+        reason: event.reason,
+        message: event.message,
+    }
+}
