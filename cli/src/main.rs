@@ -94,6 +94,8 @@ enum Command {
     /// Wait until a module reaches a phase (--for=phase=ready) or is gone
     /// (--for=delete). Exit status: 0 met, 1 timed out or failed.
     Wait(wait::Args),
+    /// The CLI's and the daemon's versions, and whether they fit.
+    Version,
     /// Check manifest files or directories offline, as the daemon would.
     ///
     /// Exit status: 0 when everything is valid, 1 when anything is not,
@@ -157,6 +159,15 @@ fn main() -> ExitCode {
             Ok((text, false)) => return fail(&text, ExitCode::FAILURE),
             Err(err) => Err(err),
         },
+        Command::Version => {
+            let (text, fits) = runtime.block_on(versions(&client()));
+            print_out(&text);
+            return if fits {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
         Command::Logs(args) => match runtime.block_on(logs::run(&client(), args)) {
             Ok(()) => return ExitCode::SUCCESS,
             Err(err) => Err(err),
@@ -200,6 +211,26 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => fail(&err.to_string(), ExitCode::FAILURE),
+    }
+}
+
+/// `forklet version`: both sides, and whether they speak the same API.
+async fn versions(client: &Client) -> (String, bool) {
+    use forklet_state::api::{API_VERSION, VersionView};
+    let mine = format!("forklet {} (API {API_VERSION})", env!("CARGO_PKG_VERSION"));
+    match client.get::<VersionView>("/v1/version").await {
+        Ok(daemon) if daemon.api == API_VERSION => (
+            format!("{mine}\nforkletd {} (API {})", daemon.version, daemon.api),
+            true,
+        ),
+        Ok(daemon) => (
+            format!(
+                "{mine}\nforkletd {} (API {}): they do not fit; use a forklet of the daemon's release",
+                daemon.version, daemon.api
+            ),
+            false,
+        ),
+        Err(err) => (format!("{mine}\nforkletd: {err}"), false),
     }
 }
 

@@ -191,6 +191,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/modules/{namespace}/{name}/logs", get(module_logs))
         .route("/v1/events", get(crate::event_stream::events))
+        .route("/v1/version", get(version))
         .route(
             "/v1/secrets",
             // A kubeconfig may be 4 MiB, a third more in base64.
@@ -332,6 +333,13 @@ async fn list_workspaces(State(state): State<ApiState>) -> Json<Vec<WorkspaceVie
             .map(|key| workspace_view(key, &desired, &hibernation, &state.clusters.borrow()))
             .collect(),
     )
+}
+
+async fn version() -> Json<forklet_state::api::VersionView> {
+    Json(forklet_state::api::VersionView {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        api: forklet_state::api::API_VERSION.to_owned(),
+    })
 }
 
 /// The module's runner output, streamed (see [`crate::module_logs`]).

@@ -159,6 +159,17 @@ pub struct StreamEventView {
     pub message: String,
 }
 
+/// The control API's version: what `/v1/...` paths and these types are.
+pub const API_VERSION: &str = "v1";
+
+/// `GET /v1/version`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionView {
+    /// forkletd's release.
+    pub version: String,
+    pub api: String,
+}
+
 /// Every error response carries this body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {

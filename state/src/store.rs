@@ -585,8 +585,9 @@ impl Store {
         let tx = conn.transaction()?;
         // Event ids only grow, whatever is deleted: followers of the
         // stream resume after the last id they saw.
-        let next: i64 =
-            tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM events", [], |row| row.get(0))?;
+        let next: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM events", [], |row| {
+            row.get(0)
+        })?;
         tx.execute(
             "DELETE FROM modules WHERE namespace = ?1 AND name = ?2",
             params![key.namespace(), key.name()],
@@ -1265,8 +1266,14 @@ mod tests {
         store.delete(&record.key).unwrap();
         let after = store.events_after(seen, 10).unwrap();
         assert_eq!(after.len(), 1, "{after:?}");
-        assert_eq!((after[0].reason.as_str(), &after[0].module), ("Deleted", &record.key));
-        assert!(store.events(&record.key, 10).unwrap().len() == 1, "only the tombstone stays");
+        assert_eq!(
+            (after[0].reason.as_str(), &after[0].module),
+            ("Deleted", &record.key)
+        );
+        assert!(
+            store.events(&record.key, 10).unwrap().len() == 1,
+            "only the tombstone stays"
+        );
     }
 
     #[test]
