@@ -35,26 +35,36 @@ pub async fn run(client: &Client, args: Args) -> Result<(), ClientError> {
         .as_ref()
         .map(|m| format!("&module={m}"))
         .unwrap_or_default();
+    // Where following starts: the newest event of all (taken first), or
+    // the newest one shown, so nothing falls between and nothing shows twice.
+    let everything: Vec<StreamEventView> = client.get("/v1/events").await?;
     let history: Vec<StreamEventView> = match &module {
         Some(m) => client.get(&format!("/v1/events?module={m}")).await?,
-        None => client.get("/v1/events").await?,
+        None => everything.clone(),
     };
-    let table = args.output == Format::Table;
-    match structured(args.output, &history) {
-        Some(text) if !args.watch => crate::print_out(&text),
-        _ => crate::print_out(&rows(&history, true)),
-    }
     if !args.watch {
+        crate::print_out(
+            &structured(args.output, &history).unwrap_or_else(|| rows(&history, true)),
+        );
         return Ok(());
     }
-    let after = history
-        .last()
-        .map_or_else(|| "now".to_owned(), |e| e.id.to_string());
+    let output = args.output;
+    let show = move |events: &[StreamEventView], header: bool| match output {
+        Format::Table => crate::print_out(&rows(events, header)),
+        // One document per event, as `kubectl get -w -o json|yaml`.
+        Format::Json => events
+            .iter()
+            .for_each(|e| crate::print_out(&serde_json::to_string(e).unwrap_or_default())),
+        Format::Yaml => events.iter().for_each(|e| {
+            let yaml = serde_yaml::to_string(e).unwrap_or_default();
+            crate::print_out(&format!("---\n{}", yaml.trim_end()));
+        }),
+    };
+    show(&history, true);
+    let newest = |events: &[StreamEventView]| events.last().map_or(0, |e| e.id);
+    let after = newest(&everything).max(newest(&history));
     follow(client, &format!("after={after}{filter}"), |event| {
-        match table {
-            true => crate::print_out(&rows(std::slice::from_ref(&event), false)),
-            false => crate::print_out(&serde_json::to_string(&event).unwrap_or_default()),
-        }
+        show(std::slice::from_ref(&event), false);
         true
     })
     .await

@@ -80,6 +80,70 @@ pub async fn run(
     })
 }
 
+/// `get modules|module NAME -w`: the table, then a row per change (a
+/// module forgotten shows once more as `deleted`), as `kubectl get -w`.
+pub async fn watch(
+    client: &Client,
+    what: What,
+    namespace: Option<String>,
+) -> Result<(), ClientError> {
+    let one = match &what {
+        What::Modules => None,
+        What::Module { name } => Some(name.clone()),
+        _ => {
+            return Err(ClientError::Api(
+                "-w follows modules: get modules -w, or get module NAME -w".into(),
+            ));
+        }
+    };
+    let ns = namespace.clone().unwrap_or_else(|| "default".into());
+    let in_scope = |m_ns: &str, m_name: &str| {
+        namespace.as_deref().is_none_or(|n| n == m_ns) && one.as_deref().is_none_or(|n| n == m_name)
+    };
+    // Where the stream starts: before the first look, so no change is missed.
+    let history: Vec<forklet_state::api::StreamEventView> = client.get("/v1/events").await?;
+    let after = history.last().map_or(0, |e| e.id);
+    let text = run(client, what, namespace.clone(), Format::Table).await?;
+    crate::print_out(&text);
+    let mut last: std::collections::HashMap<(String, String), ModuleView> = Default::default();
+    let (changes_tx, mut changes) = tokio::sync::mpsc::unbounded_channel();
+    let query = match &one {
+        Some(name) => format!("after={after}&module={ns}/{name}"),
+        None => format!("after={after}"),
+    };
+    let follow = crate::events::follow(client, &query, move |event| {
+        changes_tx.send((event.namespace, event.name)).is_ok()
+    });
+    tokio::pin!(follow);
+    loop {
+        let (m_ns, m_name) = tokio::select! {
+            ended = &mut follow => return ended,
+            Some(change) = changes.recv() => change,
+        };
+        if !in_scope(&m_ns, &m_name) {
+            continue;
+        }
+        let path = object_path("modules", &m_ns, &m_name, "")?;
+        let row = match client.get::<ModuleView>(&path).await {
+            Ok(module) => {
+                last.insert((m_ns, m_name), module.clone());
+                module
+            }
+            Err(ClientError::Api(message)) if message.ends_with("not found") => {
+                let Some(mut gone) = last.remove(&(m_ns, m_name)) else {
+                    continue;
+                };
+                gone.phase = "deleted".into();
+                gone.message.clear();
+                gone
+            }
+            Err(err) => return Err(err),
+        };
+        let table = module_table(std::slice::from_ref(&row));
+        crate::print_out(table.lines().nth(1).unwrap_or_default());
+    }
+}
+
 fn module_table(modules: &[ModuleView]) -> String {
     let now = Utc::now();
     let rows: Vec<Vec<String>> = modules

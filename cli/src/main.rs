@@ -45,6 +45,9 @@ enum Command {
         /// Output format.
         #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
         output: Format,
+        /// After the table, a row per change (modules).
+        #[arg(short, long, global = true)]
+        watch: bool,
     },
     /// Put a module (or with --workspace a workspace) to sleep by hand.
     Sleep(hibernate::Target),
@@ -127,7 +130,17 @@ fn main() -> ExitCode {
         Command::Get {
             what,
             namespace,
+            watch: true,
+            ..
+        } => match runtime.block_on(get::watch(&client(), what, namespace)) {
+            Ok(()) => return ExitCode::SUCCESS,
+            Err(err) => Err(err),
+        },
+        Command::Get {
+            what,
+            namespace,
             output,
+            watch: false,
         } => runtime.block_on(get::run(&client(), what, namespace, output)),
         Command::Sleep(target) => runtime.block_on(hibernate::run(&client(), "sleep", target)),
         Command::Resume(target) => runtime.block_on(hibernate::run(&client(), "resume", target)),

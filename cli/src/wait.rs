@@ -23,6 +23,18 @@ pub struct Args {
     timeout: String,
 }
 
+/// The phases a module can be in (kubectl's are case-insensitive too).
+const PHASES: [&str; 8] = [
+    "pending",
+    "installing",
+    "ready",
+    "sleeping",
+    "sleeped",
+    "resuming",
+    "uninstalling",
+    "failed",
+];
+
 enum Condition {
     Phase(String),
     Deleted,
@@ -39,13 +51,19 @@ pub async fn run(client: &Client, args: Args) -> Result<(String, bool), ClientEr
     }
     let condition = match args.condition.as_str() {
         "delete" => Condition::Deleted,
-        other => match other.strip_prefix("phase=") {
-            Some(phase) if !phase.is_empty() => Condition::Phase(phase.to_owned()),
-            _ => return Err(usage(format!("--for={other}: give phase=PHASE or delete"))),
+        other => match other.strip_prefix("phase=").map(str::to_ascii_lowercase) {
+            Some(phase) if PHASES.contains(&phase.as_str()) => Condition::Phase(phase),
+            _ => {
+                return Err(usage(format!(
+                    "--for={other}: give delete or phase=PHASE, one of {}",
+                    PHASES.join(", ")
+                )));
+            }
         },
     };
     let timeout = parse_duration(&args.timeout).map_err(|e| usage(format!("--timeout: {e}")))?;
-    let deadline = Instant::now() + Duration::from_secs(timeout);
+    // At most a year, as every duration forklet takes.
+    let deadline = Instant::now() + Duration::from_secs(timeout.min(366 * 86_400));
     let path = object_path("modules", &args.namespace, &args.name, "")?;
     let key = format!("{}/{}", args.namespace, args.name);
     let met = match &condition {

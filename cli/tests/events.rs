@@ -132,3 +132,56 @@ async fn wait_returns_when_the_phase_is_reached_and_fails_on_timeout() {
     );
     assert!(history.contains(" Deleted "), "{history}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_watch_prints_a_row_per_change_until_the_module_is_deleted() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    let socket = harness.socket.clone();
+    harness.write("ws.yaml", WORKSPACE);
+    harness.write("app.yaml", &ModuleYaml::default().to_string());
+    harness.wait_phase("app", "ready").await;
+    let mut watching = spawn(&socket, &["get", "modules", "-w"]);
+    let stdout = watching.stdout.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = lines_tx.send(line.unwrap());
+        }
+    });
+    let next_with = |lines: std::sync::mpsc::Receiver<String>, word: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + DEADLINE;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let line = lines.recv_timeout(left).expect("a row");
+                if line.split_whitespace().nth(3) == Some(word) {
+                    return (line, lines);
+                }
+            }
+        })
+    };
+    let (header, lines) = tokio::task::spawn_blocking(move || {
+        let header = lines.recv_timeout(DEADLINE).expect("the table");
+        (header, lines)
+    })
+    .await
+    .unwrap();
+    assert!(header.starts_with("NAME "), "{header}");
+    harness.write(
+        "app.yaml",
+        &ModuleYaml {
+            hibernated: true,
+            ..ModuleYaml::default()
+        }
+        .to_string(),
+    );
+    let (asleep, lines) = next_with(lines, "sleeped").await.unwrap();
+    assert!(asleep.starts_with("app "), "{asleep}");
+    harness.remove("app.yaml");
+    let (deleted, _) = next_with(lines, "deleted").await.unwrap();
+    assert!(deleted.starts_with("app "), "{deleted}");
+    let _ = watching.kill();
+    let _ = watching.wait();
+}

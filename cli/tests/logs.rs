@@ -35,7 +35,7 @@ async fn logs_show_what_the_module_printed_and_follow_until_it_is_gone() {
     let mut follow = Command::new(env!("CARGO_BIN_EXE_forklet"))
         .arg("--socket")
         .arg(&socket)
-        .args(["logs", "app", "-f", "--tail", "0"])
+        .args(["logs", "app", "-f"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -59,12 +59,16 @@ pub async fn events(
         None => (last - HISTORY).max(0),
     };
     if !query.follow {
-        let events = state.store.events_after(after, HISTORY as usize)?;
-        let views: Vec<StreamEventView> = events
-            .into_iter()
-            .filter(|e| module.as_ref().is_none_or(|m| *m == e.module))
-            .map(view)
-            .collect();
+        // A module's own history: its last events, however busy the others.
+        let after = match (&module, query.after.is_none()) {
+            (Some(_), true) => 0,
+            _ => after,
+        };
+        let mut events = state
+            .store
+            .events_after(after, usize::MAX >> 1, module.as_ref())?;
+        let keep = events.len().saturating_sub(HISTORY as usize);
+        let views: Vec<StreamEventView> = events.drain(keep..).map(view).collect();
         return Ok(Json(views).into_response());
     }
     let (tx, rx) = mpsc::channel(64);
@@ -89,7 +93,7 @@ async fn follow(
     let mut written = state.writes.written();
     loop {
         written.borrow_and_update();
-        let batch = match read(&state.store, after) {
+        let batch = match read(&state.store, after, module.as_ref()) {
             Ok(batch) => batch,
             Err(err) => {
                 tracing::warn!(error = %err, "event stream: cannot read events");
@@ -99,9 +103,6 @@ async fn follow(
         let full = batch.len() == BATCH;
         for event in batch {
             after = event.id;
-            if module.as_ref().is_some_and(|m| *m != event.module) {
-                continue;
-            }
             let id = event.id.to_string();
             let Ok(data) = serde_json::to_string(&view(event)) else {
                 continue;
@@ -124,8 +125,12 @@ async fn follow(
     }
 }
 
-fn read(store: &Arc<Store>, after: i64) -> Result<Vec<StreamEvent>, ApiError> {
-    Ok(store.events_after(after, BATCH)?)
+fn read(
+    store: &Arc<Store>,
+    after: i64,
+    module: Option<&ObjectKey>,
+) -> Result<Vec<StreamEvent>, ApiError> {
+    Ok(store.events_after(after, BATCH, module)?)
 }
 
 fn view(event: StreamEvent) -> StreamEventView {

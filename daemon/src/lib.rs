@@ -280,8 +280,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     // Every core task runs until shutdown: one that ends before is a
     // daemon that no longer does its job, and it says so by failing (a
     // service manager then restarts it).
-    // The socket is bound and served, the first scan applied.
-    service.ready();
     let failed = core.first_end(&shutdown).await;
     service.stopping();
     shutdown.cancel();

@@ -41,9 +41,12 @@ pub async fn stream(
     query: LogsQuery,
     out: mpsc::Sender<Vec<u8>>,
 ) {
-    let mut since = query
-        .since
-        .map(|back| chrono::Utc::now().timestamp() - back.min(i64::MAX as u64) as i64);
+    // Seconds back from now, never before the epoch (Docker's `since` is
+    // an i32 of seconds).
+    let mut since = query.since.map(|back| {
+        let back = i64::try_from(back).unwrap_or(i64::MAX);
+        chrono::Utc::now().timestamp().saturating_sub(back).max(0)
+    });
     let mut tail = query.tail.map(|t| t.min(MAX_TAIL));
     let mut shown: Option<String> = None;
     loop {

@@ -588,10 +588,13 @@ impl Store {
         let next: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM events", [], |row| {
             row.get(0)
         })?;
-        tx.execute(
+        let existed = tx.execute(
             "DELETE FROM modules WHERE namespace = ?1 AND name = ?2",
             params![key.namespace(), key.name()],
-        )?;
+        )? > 0;
+        if !existed {
+            return Ok(());
+        }
         tx.execute(
             "DELETE FROM events WHERE namespace = ?1 AND name = ?2",
             params![key.namespace(), key.name()],
@@ -611,14 +614,25 @@ impl Store {
         Ok(())
     }
 
-    /// Every module's events after `after` (an event id), oldest first, at
-    /// most `limit`.
-    pub fn events_after(&self, after: i64, limit: usize) -> Result<Vec<StreamEvent>, StoreError> {
+    /// Every module's (or only `module`'s) events after `after` (an event
+    /// id), oldest first, at most `limit`.
+    pub fn events_after(
+        &self,
+        after: i64,
+        limit: usize,
+        module: Option<&ObjectKey>,
+    ) -> Result<Vec<StreamEvent>, StoreError> {
         let conn = self.read();
         let mut stmt = conn.prepare(
-            "SELECT id, namespace, name, at, reason, message FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+            "SELECT id, namespace, name, at, reason, message FROM events WHERE id > ?1
+                 AND (?3 IS NULL OR (namespace = ?3 AND name = ?4))
+             ORDER BY id LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![after, limit as i64], |row| {
+        let (namespace, name) = (
+            module.map(ObjectKey::namespace),
+            module.map(ObjectKey::name),
+        );
+        let rows = stmt.query_map(params![after, limit as i64, namespace, name], |row| {
             Ok((
                 row.get::<_, i64>(0)?,
                 row.get::<_, String>(1)?,
@@ -960,6 +974,7 @@ impl Store {
         let mut stmt = conn.prepare(
             "SELECT at, reason, message FROM (
                  SELECT id, at, reason, message FROM events WHERE namespace = ?1 AND name = ?2
+                     AND reason != 'Deleted'
                  ORDER BY id DESC LIMIT ?3
              ) ORDER BY id",
         )?;
@@ -1185,7 +1200,10 @@ mod tests {
             "no history for unknown modules"
         );
         assert_eq!(store.module(&record.key).unwrap(), None);
-        assert!(store.events(&record.key, 10).unwrap().is_empty());
+        assert!(
+            store.events(&record.key, 10).unwrap().is_empty(),
+            "a module made again under this name starts with no history"
+        );
     }
 
     #[test]
@@ -1264,15 +1282,17 @@ mod tests {
         store.save(&record, "Slept", "ok").unwrap();
         let seen = store.last_event_id().unwrap();
         store.delete(&record.key).unwrap();
-        let after = store.events_after(seen, 10).unwrap();
+        let after = store.events_after(seen, 10, None).unwrap();
         assert_eq!(after.len(), 1, "{after:?}");
         assert_eq!(
             (after[0].reason.as_str(), &after[0].module),
             ("Deleted", &record.key)
         );
+        assert!(store.events(&record.key, 10).unwrap().is_empty());
+        store.delete(&record.key).unwrap();
         assert!(
-            store.events(&record.key, 10).unwrap().len() == 1,
-            "only the tombstone stays"
+            store.events_after(seen, 10, None).unwrap().len() == 1,
+            "nothing to delete: no second word"
         );
     }
 

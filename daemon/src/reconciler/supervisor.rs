@@ -85,6 +85,9 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
         let state = desired.borrow_and_update().clone();
         let asleep = hibernation.borrow_and_update().clone();
         self.apply(&state, &asleep, recorded);
+        // The control socket was bound before the reconciler started, and
+        // the first scan is now applied.
+        self.ctx.service.ready();
         // Beaten here, in the loop that does the work: if it wedges, the
         // watchdog stops hearing from it.
         let mut beat = self.ctx.service.beat_every().map(tokio::time::interval);
