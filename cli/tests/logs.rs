@@ -70,6 +70,44 @@ async fn logs_show_what_the_module_printed_and_follow_until_it_is_gone() {
     .unwrap();
     assert!(seen.0.contains("\"endpoint\":\"install\""), "{}", seen.0);
 
+    // Asleep, the runner stops; woken, the same runner starts again: the
+    // follow goes on with it, and shows nothing twice.
+    let module = |hibernated| {
+        ModuleYaml {
+            config: "{marker: after-follow}",
+            hibernated,
+            ..ModuleYaml::default()
+        }
+        .to_string()
+    };
+    harness.write("app.yaml", &module(true));
+    harness.wait_phase("app", "sleeped").await;
+    harness.write("app.yaml", &module(false));
+    let lines = seen.1;
+    let (before_resume, lines) = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + DEADLINE;
+        let mut before = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines
+                .recv_timeout(left)
+                .expect("the resume, after the restart");
+            if line.contains("\"endpoint\":\"resume\"") {
+                return (before, lines);
+            }
+            before.push(line);
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        !before_resume
+            .iter()
+            .any(|l| l.contains("after-follow") && l.contains("\"install\"")),
+        "the install was shown once only: {before_resume:?}"
+    );
+    drop(lines);
+
     harness.remove("app.yaml");
     harness.wait_gone("app").await;
     let status = tokio::task::spawn_blocking(move || {

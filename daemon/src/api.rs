@@ -361,6 +361,7 @@ async fn module_logs(
     tokio::spawn(crate::module_logs::stream(
         docker,
         state.store.clone(),
+        state.writes.written(),
         key,
         query,
         tx,

@@ -14,10 +14,11 @@ use forklet_state::ObjectKey;
 use forklet_state::store::Store;
 use futures_util::StreamExt;
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-/// How often a follower looks for the module's next runner.
-const LOOK_AGAIN: Duration = Duration::from_millis(250);
+/// How often a follower looks for the module's next runner when nothing
+/// was written (a runner the engine restarted by itself).
+const LOOK_AGAIN: Duration = Duration::from_secs(2);
 /// The most lines `--tail` may ask for.
 pub const MAX_TAIL: u64 = 100_000;
 
@@ -37,6 +38,7 @@ pub struct LogsQuery {
 pub async fn stream(
     docker: Docker,
     store: Arc<Store>,
+    mut written: watch::Receiver<u64>,
     key: ObjectKey,
     query: LogsQuery,
     out: mpsc::Sender<Vec<u8>>,
@@ -49,7 +51,11 @@ pub async fn stream(
     });
     let mut tail = query.tail.map(|t| t.min(MAX_TAIL));
     let mut shown: Option<String> = None;
+    // The engine's timestamp of the last line sent: a runner followed again
+    // (started after a sleep) goes on after it, nothing twice.
+    let mut last: Option<chrono::DateTime<chrono::FixedOffset>> = None;
     loop {
+        written.borrow_and_update();
         let record = match store.module(&key) {
             Ok(Some(record)) => record,
             _ => return,
@@ -58,14 +64,14 @@ pub async fn stream(
             if !query.follow {
                 return;
             }
-            if wait(&out).await {
+            if wait(&out, &mut written).await {
                 return;
             }
             continue;
         };
         // A runner already shown and not running again: wait for news.
         if shown.as_deref() == Some(id.as_str()) && !running(&docker, &id).await {
-            if !query.follow || wait(&out).await {
+            if !query.follow || wait(&out, &mut written).await {
                 return;
             }
             continue;
@@ -74,7 +80,8 @@ pub async fn stream(
             .stdout(true)
             .stderr(true)
             .follow(query.follow)
-            .timestamps(query.timestamps);
+            // Always: they tell a line already sent (stripped unless asked for).
+            .timestamps(true);
         if let Some(since) = since {
             options = options.since(since.try_into().unwrap_or(i32::MAX));
         }
@@ -92,10 +99,17 @@ pub async fn stream(
                             LogOutput::StdOut { message } | LogOutput::Console { message } => ("stdout", message),
                             LogOutput::StdIn { .. } => continue,
                         };
-                        let line = serde_json::json!({
-                            "stream": stream,
-                            "data": String::from_utf8_lossy(&data),
-                        });
+                        let text = String::from_utf8_lossy(&data);
+                        let (stamp, rest) = text.split_once(' ').unwrap_or((&text, ""));
+                        let at = chrono::DateTime::parse_from_rfc3339(stamp).ok();
+                        if let (Some(at), Some(last)) = (at, last)
+                            && at <= last
+                        {
+                            continue;
+                        }
+                        last = at.or(last);
+                        let shown_text = if query.timestamps { text.as_ref() } else { rest };
+                        let line = serde_json::json!({ "stream": stream, "data": shown_text });
                         let mut line = line.to_string().into_bytes();
                         line.push(b'\n');
                         if out.send(line).await.is_err() {
@@ -110,9 +124,10 @@ pub async fn stream(
         if !query.follow {
             return;
         }
-        // What comes next is new: from now on, whole.
+        // What comes next is new: from the last line's second on, whole
+        // (lines of that second already sent are skipped above).
         shown = Some(id);
-        since = Some(chrono::Utc::now().timestamp());
+        since = last.map(|at| at.timestamp()).or(since);
         tail = None;
     }
 }
@@ -126,10 +141,12 @@ async fn running(docker: &Docker, id: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Waits a moment before looking again; `true` when nobody listens any more.
-async fn wait(out: &mpsc::Sender<Vec<u8>>) -> bool {
+/// Waits for a store write (a runner started, the module gone) or a
+/// moment; `true` when nobody listens any more.
+async fn wait(out: &mpsc::Sender<Vec<u8>>, written: &mut watch::Receiver<u64>) -> bool {
     tokio::select! {
         _ = out.closed() => true,
+        _ = written.changed() => false,
         _ = tokio::time::sleep(LOOK_AGAIN) => false,
     }
 }
