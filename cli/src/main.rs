@@ -1,6 +1,7 @@
 //! forklet: the command line for forkletd.
 
 mod client;
+mod describe;
 mod doctor;
 mod events;
 mod get;
@@ -90,6 +91,8 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Show one module or workspace in full, with its events.
+    Describe(describe::Args),
     /// Print a module runner's output (stdout and stderr, each to its own).
     Logs(logs::Args),
     /// Print the modules' events (phase changes, calls, failures); -w follows.
@@ -172,6 +175,7 @@ fn main() -> ExitCode {
             Ok((text, false)) => return fail(&text, ExitCode::FAILURE),
             Err(err) => Err(err),
         },
+        Command::Describe(args) => runtime.block_on(describe::run(&client(), args)),
         Command::Version => {
             let (text, fits) = runtime.block_on(versions(&client()));
             print_out(&text);

@@ -312,6 +312,13 @@ fn module_view(
         next_retry: record.and_then(|r| r.next_retry),
         operation: record.and_then(|r| r.operation),
         events: Vec::new(),
+        definition: wanted.map(|w| {
+            let meta = &w.definition.metadata;
+            format!("{} {}", meta.name, meta.version)
+        }),
+        network: record
+            .map(|r| r.runner.network.clone())
+            .unwrap_or_else(|| wanted.and_then(|w| w.runner.network.clone())),
     }
 }
 

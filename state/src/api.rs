@@ -48,6 +48,13 @@ pub struct ModuleView {
     /// Newest last; only on single-module requests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<EventView>,
+    /// The definition's `metadata.name` and `version`, when the manifest resolves.
+    #[serde(default)]
+    pub definition: Option<String>,
+    /// The Docker network the runner joins to reach its cluster (none: the
+    /// default bridge).
+    #[serde(default)]
+    pub network: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
