@@ -48,6 +48,14 @@ pub enum SocketError {
 /// Binds `path` with `mode`, replacing only a stale socket left by a
 /// daemon that did not stop cleanly.
 pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, SocketError> {
+    bind_as(path, mode, None)
+}
+
+/// [`bind`], the socket owned by group `gid` when given. The socket is made
+/// in a private directory beside `path`, given its mode and group there,
+/// and only then renamed into place: it never exists at `path` with any
+/// other permissions, not even for a moment.
+pub fn bind_as(path: &Path, mode: u32, gid: Option<u32>) -> Result<UnixListener, SocketError> {
     let io = |source| SocketError::Io {
         path: path.to_owned(),
         source,
@@ -73,9 +81,25 @@ pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, SocketError> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(io(err)),
     }
-    let listener = UnixListener::bind(path).map_err(io)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
-    Ok(listener)
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let staging = parent.join(format!(".forkletd-bind-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    crate::private_dir(&staging).map_err(io)?;
+    let staged = staging.join("sock");
+    let bound = (|| {
+        let listener = UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))?;
+        if gid.is_some() {
+            std::os::unix::fs::chown(&staged, None, gid)?;
+        }
+        std::fs::rename(&staged, path)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&staging);
+    bound.map_err(io)
 }
 
 /// Serves `app` on `listener` until `shutdown`, then lets open requests
@@ -134,7 +158,26 @@ async fn request_deadline(request: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+
+    #[tokio::test]
+    async fn a_socket_for_a_group_has_that_group_and_mode_from_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("forkletd.sock");
+        // The process's own group: any user may give a file that one.
+        let gid = std::fs::metadata(dir.path()).unwrap().gid();
+        let _listener = bind_as(&path, 0o660, Some(gid)).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+        assert_eq!(meta.gid(), gid);
+        assert!(
+            std::os::unix::net::UnixStream::connect(&path).is_ok(),
+            "bound where it is"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no staging directory left behind");
+    }
 
     #[test]
     fn a_regular_file_is_never_replaced() {

@@ -67,6 +67,8 @@ pub struct Config {
     pub manifests_dir: PathBuf,
     pub state_dir: PathBuf,
     pub socket: PathBuf,
+    /// The control socket's group (mode 0660); `None`: owner only (0600).
+    pub socket_group: Option<u32>,
     pub limits: Limits,
     /// How many modules may be acted on at once.
     pub max_concurrent: usize,
@@ -170,8 +172,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     }
     let (desired_tx, desired_rx) = watch::channel(Arc::new(initial));
 
-    // 0600: the API can start containers.
-    let listener = control_socket::bind(&config.socket, 0o600)?;
+    // 0600 (or 0660 for one group): the API can start containers.
+    let mode = match config.socket_group {
+        Some(_) => 0o660,
+        None => 0o600,
+    };
+    let listener = control_socket::bind_as(&config.socket, mode, config.socket_group)?;
     tracing::info!(socket = %config.socket.display(), manifests = %manifests.display(), "forkletd ready");
 
     // The first snapshot is taken before any worker starts, so that a module

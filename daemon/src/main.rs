@@ -22,6 +22,10 @@ struct Args {
     /// Unix socket of the control API.
     #[arg(long, env = "FORKLET_SOCKET")]
     socket: Option<PathBuf>,
+    /// Make the control socket 0660 with this group (a name or a number),
+    /// as Docker's group works; default: the owner only (0600).
+    #[arg(long, env = "FORKLET_SOCKET_GROUP")]
+    socket_group: Option<String>,
     /// How many modules may be acted on at once.
     #[arg(long, env = "FORKLET_MAX_CONCURRENT", default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(1..))]
@@ -91,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config {
         manifests_dir: absolute(args.manifests.unwrap_or_else(paths::default_manifests_dir)),
         socket: absolute(args.socket.unwrap_or_else(paths::default_socket)),
+        socket_group: args.socket_group.as_deref().map(group_id).transpose()?,
         state_dir,
         limits: Limits {
             health_deadline: Duration::from_secs(args.health_timeout),
@@ -120,6 +125,23 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     forkletd::run(config, shutdown).await.context("forkletd")
+}
+
+/// A group's id, from its number or its name in `/etc/group` (a group
+/// known only to a directory service: give its number).
+fn group_id(name: &str) -> anyhow::Result<u32> {
+    if let Ok(gid) = name.parse() {
+        return Ok(gid);
+    }
+    let groups = forklet_state::bounded::read_text(std::path::Path::new("/etc/group"), 16 << 20)
+        .map_err(|e| anyhow::anyhow!("--socket-group {name:?}: /etc/group: {e}"))?;
+    groups
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            (fields.next() == Some(name)).then(|| fields.nth(1)?.parse().ok())?
+        })
+        .ok_or_else(|| anyhow::anyhow!("--socket-group {name:?}: no such group in /etc/group"))
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

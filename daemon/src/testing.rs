@@ -164,6 +164,7 @@ impl Harness {
             manifests_dir: self.manifests.path().to_owned(),
             state_dir: self.state.path().to_owned(),
             socket: self.socket.clone(),
+            socket_group: None,
             limits: Limits {
                 health_deadline: Duration::from_secs(20),
                 ..Limits::default()
