@@ -126,17 +126,7 @@ impl Client {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, ClientError> {
-        let response = request.send().await.map_err(|err| {
-            let detail = root_cause(&err);
-            if err.is_connect() {
-                ClientError::Unreachable {
-                    socket: self.socket.clone(),
-                    detail,
-                }
-            } else {
-                ClientError::Dropped { detail }
-            }
-        })?;
+        let response = self.response(request).await?;
         let status = response.status();
         let bytes = response
             .bytes()

@@ -3,34 +3,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Instant;
-
-use common::forklet;
-use forkletd::testing::{DEADLINE, Harness, ModuleYaml, WORKSPACE};
-
-fn spawn(socket: &std::path::Path, args: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_forklet"))
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Waits for a child on a blocking thread: (success, stdout, stderr).
-async fn finish(child: std::process::Child) -> (bool, String, String) {
-    tokio::task::spawn_blocking(move || {
-        let out = child.wait_with_output().unwrap();
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        (out.status.success(), text(&out.stdout), text(&out.stderr))
-    })
-    .await
-    .unwrap()
-}
+use common::{finish, forklet, line_where, spawn, stdout_lines};
+use forkletd::testing::{Harness, ModuleYaml, WORKSPACE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_returns_when_the_phase_is_reached_and_fails_on_timeout() {
@@ -78,25 +52,9 @@ async fn wait_returns_when_the_phase_is_reached_and_fails_on_timeout() {
 
     // The follower saw the install that happened after it started.
     let mut events = events;
-    let stdout = events.stdout.take().unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let _ = lines_tx.send(line.unwrap());
-        }
-    });
-    let (installed, lines) = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = lines.recv_timeout(left).expect("an event line");
-            if line.contains(" Installed ") {
-                return (line, lines);
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let lines = stdout_lines(&mut events);
+    let (installed, _, lines) =
+        line_where(lines, "an event line", |l| l.contains(" Installed ")).await;
     assert!(installed.contains("module/default/app"), "{installed}");
 
     // Deletion ends a wait for it, and shows in the stream.
@@ -108,18 +66,7 @@ async fn wait_returns_when_the_phase_is_reached_and_fails_on_timeout() {
     let (ok, stdout, stderr) = finish(gone).await;
     assert!(ok, "{stderr}");
     assert_eq!(stdout, "module/app deleted\n");
-    let deleted = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = lines.recv_timeout(left).expect("an event line");
-            if line.contains(" Deleted ") {
-                return line;
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let (deleted, _, _) = line_where(lines, "an event line", |l| l.contains(" Deleted ")).await;
     assert!(deleted.contains("module/default/app"), "{deleted}");
     let _ = events.kill();
     let _ = events.wait();
@@ -143,31 +90,10 @@ async fn get_watch_prints_a_row_per_change_until_the_module_is_deleted() {
     harness.write("app.yaml", &ModuleYaml::default().to_string());
     harness.wait_phase("app", "ready").await;
     let mut watching = spawn(&socket, &["get", "modules", "-w"]);
-    let stdout = watching.stdout.take().unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let _ = lines_tx.send(line.unwrap());
-        }
-    });
-    let next_with = |lines: std::sync::mpsc::Receiver<String>, word: &'static str| {
-        tokio::task::spawn_blocking(move || {
-            let deadline = Instant::now() + DEADLINE;
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let line = lines.recv_timeout(left).expect("a row");
-                if line.split_whitespace().nth(3) == Some(word) {
-                    return (line, lines);
-                }
-            }
-        })
-    };
-    let (header, lines) = tokio::task::spawn_blocking(move || {
-        let header = lines.recv_timeout(DEADLINE).expect("the table");
-        (header, lines)
-    })
-    .await
-    .unwrap();
+    let lines = stdout_lines(&mut watching);
+    let in_phase =
+        |word: &'static str| move |row: &str| row.split_whitespace().nth(3) == Some(word);
+    let (header, _, lines) = line_where(lines, "the table", |_| true).await;
     assert!(header.starts_with("NAME "), "{header}");
     harness.write(
         "app.yaml",
@@ -177,10 +103,10 @@ async fn get_watch_prints_a_row_per_change_until_the_module_is_deleted() {
         }
         .to_string(),
     );
-    let (asleep, lines) = next_with(lines, "sleeped").await.unwrap();
+    let (asleep, _, lines) = line_where(lines, "a row", in_phase("sleeped")).await;
     assert!(asleep.starts_with("app "), "{asleep}");
     harness.remove("app.yaml");
-    let (deleted, _) = next_with(lines, "deleted").await.unwrap();
+    let (deleted, _, _) = line_where(lines, "a row", in_phase("deleted")).await;
     assert!(deleted.starts_with("app "), "{deleted}");
     let _ = watching.kill();
     let _ = watching.wait();

@@ -3,11 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Instant;
-
-use common::forklet;
+use common::{finish, forklet, line_where, spawn, stdout_lines};
 use forkletd::testing::{DEADLINE, Harness, ModuleYaml, WORKSPACE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,20 +28,8 @@ async fn logs_show_what_the_module_printed_and_follow_until_it_is_gone() {
 
     // Following: a line printed after the follow began comes through, and
     // the follow ends when the module is gone.
-    let mut follow = Command::new(env!("CARGO_BIN_EXE_forklet"))
-        .arg("--socket")
-        .arg(&socket)
-        .args(["logs", "app", "-f"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    let stdout = follow.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let _ = lines_tx.send(line.unwrap());
-        }
-    });
+    let mut follow = spawn(&socket, &["logs", "app", "-f"]);
+    let lines = stdout_lines(&mut follow);
     harness.write(
         "app.yaml",
         &ModuleYaml {
@@ -54,20 +38,10 @@ async fn logs_show_what_the_module_printed_and_follow_until_it_is_gone() {
         }
         .to_string(),
     );
-    let seen = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = lines
-                .recv_timeout(left)
-                .expect("a line after the follow began");
-            if line.contains("after-follow") {
-                return (line, lines);
-            }
-        }
+    let seen = line_where(lines, "a line after the follow began", |l| {
+        l.contains("after-follow")
     })
-    .await
-    .unwrap();
+    .await;
     assert!(seen.0.contains("\"endpoint\":\"install\""), "{}", seen.0);
 
     // Asleep, the runner stops; woken, the same runner starts again: the
@@ -83,23 +57,11 @@ async fn logs_show_what_the_module_printed_and_follow_until_it_is_gone() {
     harness.write("app.yaml", &module(true));
     harness.wait_phase("app", "sleeped").await;
     harness.write("app.yaml", &module(false));
-    let lines = seen.1;
-    let (before_resume, lines) = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + DEADLINE;
-        let mut before = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = lines
-                .recv_timeout(left)
-                .expect("the resume, after the restart");
-            if line.contains("\"endpoint\":\"resume\"") {
-                return (before, lines);
-            }
-            before.push(line);
-        }
+    let lines = seen.2;
+    let (_, before_resume, lines) = line_where(lines, "the resume, after the restart", |l| {
+        l.contains("\"endpoint\":\"resume\"")
     })
-    .await
-    .unwrap();
+    .await;
     assert!(
         !before_resume
             .iter()
@@ -110,20 +72,8 @@ async fn logs_show_what_the_module_printed_and_follow_until_it_is_gone() {
 
     harness.remove("app.yaml");
     harness.wait_gone("app").await;
-    let status = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = follow.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the follow did not end with the module"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    })
-    .await
-    .unwrap();
-    assert!(status.success(), "{status:?}");
+    let (ended, _, _) = tokio::time::timeout(DEADLINE, finish(follow))
+        .await
+        .expect("the follow did not end with the module");
+    assert!(ended, "the follow ended in error");
 }

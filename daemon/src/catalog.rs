@@ -307,10 +307,14 @@ impl Catalog {
         self.definition_files = definitions.read.into_inner();
         self.definition_urls = definitions.urls.into_inner();
         let mut reached: HashMap<(ObjectKey, KubeconfigSource), Arc<Reach>> = HashMap::new();
+        // The modules that want each workspace's kubeconfig (a relay serves them).
+        let mut users: HashMap<ObjectKey, HashSet<ObjectKey>> = HashMap::new();
         for module in state.modules.values_mut() {
             let Some(source) = &module.kubeconfig else {
                 continue;
             };
+            let modules = users.entry(module.workspace.clone()).or_default();
+            modules.insert(module.key.clone());
             let reach = reached
                 .entry((module.workspace.clone(), source.clone()))
                 .or_insert_with(|| Arc::new(self.resolver.resolve(&module.workspace, source)));
@@ -331,13 +335,6 @@ impl Catalog {
             .iter()
             .map(|(key, reach)| (key.clone(), stamp(reach)))
             .collect();
-        let mut users: HashMap<ObjectKey, HashSet<ObjectKey>> = HashMap::new();
-        for module in state.modules.values() {
-            if module.kubeconfig.is_some() {
-                let modules = users.entry(module.workspace.clone()).or_default();
-                modules.insert(module.key.clone());
-            }
-        }
         self.resolver.publish(
             reached
                 .into_iter()

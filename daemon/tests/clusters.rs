@@ -227,6 +227,32 @@ impl Made {
         docker(&args);
     }
 
+    /// A kind-shaped cluster `cluster` on network `cluster`: its node
+    /// `CLUSTER-control-plane` labelled as kind labels it, publishing 6443 on
+    /// `127.0.0.1` at a free port, with a certificate naming the node,
+    /// `localhost` and `127.0.0.1`, and a client certificate; answering
+    /// `version`. The PKI and the published port.
+    fn kind(&mut self, cluster: &str, version: &str) -> (Pki, u16) {
+        let node = format!("{cluster}-control-plane");
+        let pki = Pki::new();
+        pki.issue(
+            "server",
+            "/CN=kube-apiserver",
+            &format!("DNS:{node},DNS:localhost,IP:127.0.0.1"),
+        );
+        pki.issue("client", "/O=system:masters/CN=kubernetes-admin", "");
+        let label = format!("io.x-k8s.kind.cluster={cluster}");
+        let version = format!("GIT_VERSION={version}");
+        self.api_server(
+            &node,
+            cluster,
+            &pki,
+            &["--label", &label, "-p", "127.0.0.1::6443", "-e", &version],
+        );
+        let port = published_port(&node, "6443/tcp");
+        (pki, port)
+    }
+
     fn remove_container(&mut self, name: &str) {
         docker(&["rm", "-f", name]);
         self.containers.retain(|c| c != name);
@@ -381,28 +407,7 @@ async fn a_kind_cluster_is_reached_on_its_network_and_again_after_it_is_recreate
     let cluster = unique("kind");
     let (network, node) = (cluster.clone(), format!("{cluster}-control-plane"));
     made.network(&network);
-    let pki = Pki::new();
-    pki.issue(
-        "server",
-        "/CN=kube-apiserver",
-        &format!("DNS:{node},DNS:localhost,IP:127.0.0.1"),
-    );
-    pki.issue("client", "/O=system:masters/CN=kubernetes-admin", "");
-    let label = format!("io.x-k8s.kind.cluster={cluster}");
-    made.api_server(
-        &node,
-        &network,
-        &pki,
-        &[
-            "--label",
-            &label,
-            "-p",
-            "127.0.0.1::6443",
-            "-e",
-            "GIT_VERSION=v1.31.0-kind-1",
-        ],
-    );
-    let port = published_port(&node, "6443/tcp");
+    let (pki, port) = made.kind(&cluster, "v1.31.0-kind-1");
     let server = format!("https://127.0.0.1:{port}");
 
     // The negative control: a kubeconfig that trusts another CA is refused
@@ -459,27 +464,7 @@ async fn a_kind_cluster_is_reached_on_its_network_and_again_after_it_is_recreate
 
     // `kind delete cluster && kind create cluster`: a new CA, a new port.
     made.remove_container(&node);
-    let renewed = Pki::new();
-    renewed.issue(
-        "server",
-        "/CN=kube-apiserver",
-        &format!("DNS:{node},DNS:localhost,IP:127.0.0.1"),
-    );
-    renewed.issue("client", "/O=system:masters/CN=kubernetes-admin", "");
-    made.api_server(
-        &node,
-        &network,
-        &renewed,
-        &[
-            "--label",
-            &label,
-            "-p",
-            "127.0.0.1::6443",
-            "-e",
-            "GIT_VERSION=v1.31.0-kind-2",
-        ],
-    );
-    let new_port = published_port(&node, "6443/tcp");
+    let (renewed, new_port) = made.kind(&cluster, "v1.31.0-kind-2");
     harness.write_kubeconfig(&kubeconfig(
         &format!("https://127.0.0.1:{new_port}"),
         &renewed,
@@ -785,30 +770,8 @@ async fn a_module_follows_its_cluster_to_another_network_without_a_second_instal
 
     // ...then the developer switches to a kind cluster on its own network.
     let cluster = unique("kind");
-    let node = format!("{cluster}-control-plane");
     made.network(&cluster);
-    let pki = Pki::new();
-    pki.issue(
-        "server",
-        "/CN=kube-apiserver",
-        &format!("DNS:{node},IP:127.0.0.1"),
-    );
-    pki.issue("client", "/O=system:masters/CN=kubernetes-admin", "");
-    let label = format!("io.x-k8s.kind.cluster={cluster}");
-    made.api_server(
-        &node,
-        &cluster,
-        &pki,
-        &[
-            "--label",
-            &label,
-            "-p",
-            "127.0.0.1::6443",
-            "-e",
-            "GIT_VERSION=v1.31.0-kind",
-        ],
-    );
-    let port = published_port(&node, "6443/tcp");
+    let (pki, port) = made.kind(&cluster, "v1.31.0-kind");
     harness.write_kubeconfig(&kubeconfig(
         &format!("https://127.0.0.1:{port}"),
         &pki,
