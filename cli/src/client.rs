@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use forklet_state::ObjectKey;
-use forklet_state::api::ErrorBody;
+use forklet_state::api::{ErrorCode, ProblemDetails};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -13,8 +13,23 @@ pub enum ClientError {
     Unreachable { socket: PathBuf, detail: String },
     /// The daemon took the request and closed the connection unanswered.
     Dropped { detail: String },
-    /// The daemon answered with an error.
+    /// The daemon refused: its problem details' code and words.
+    Refused { code: ErrorCode, detail: String },
+    /// Anything else: a usage error caught here, an answer that makes no sense.
     Api(String),
+}
+
+impl ClientError {
+    /// Whether the daemon said the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Refused {
+                code: ErrorCode::NotFound,
+                ..
+            }
+        )
+    }
 }
 
 impl std::fmt::Display for ClientError {
@@ -31,6 +46,7 @@ impl std::fmt::Display for ClientError {
                 f,
                 "forkletd closed the connection without answering ({detail}); its log says why"
             ),
+            ClientError::Refused { detail, .. } => f.write_str(detail),
             ClientError::Api(message) => f.write_str(message),
         }
     }
@@ -141,10 +157,13 @@ impl Client {
 
 /// The daemon's error answer, in its words.
 fn error_of(status: reqwest::StatusCode, bytes: &[u8]) -> ClientError {
-    let message = serde_json::from_slice::<ErrorBody>(bytes)
-        .map(|body| body.error)
-        .unwrap_or_else(|_| format!("forkletd answered {status}"));
-    ClientError::Api(message)
+    match serde_json::from_slice::<ProblemDetails>(bytes) {
+        Ok(problem) => ClientError::Refused {
+            code: problem.code,
+            detail: problem.detail,
+        },
+        Err(_) => ClientError::Api(format!("forkletd answered {status}")),
+    }
 }
 
 /// `/v1/{kind}/{namespace}/{name}{rest}`, with the names checked as

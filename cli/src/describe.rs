@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use chrono::Utc;
-use forklet_state::api::{ModuleView, WorkspaceView};
+use forklet_state::api::{EventView, ModuleView, WorkspaceView};
 use serde_json::{Map, Value};
 
 use crate::client::{Client, ClientError, object_path};
@@ -57,7 +57,7 @@ fn module(m: &ModuleView) -> String {
     field(&mut out, "File", or_none(m.file.as_deref()));
     field(&mut out, "Definition", or_none(m.definition.as_deref()));
     field(&mut out, "Image", or_none(m.image.as_deref()));
-    field(&mut out, "Phase", &m.phase);
+    field(&mut out, "Phase", m.phase);
     field(&mut out, "Message", or_none(Some(&m.message)));
     if let Some(operation) = m.operation {
         field(&mut out, "Call", format!("POST {}", operation.path()));
@@ -102,11 +102,17 @@ fn module(m: &ModuleView) -> String {
     }
     section(&mut out, "Config", &m.config);
     section(&mut out, "Metadata", &m.metadata);
+    events(&mut out, &m.events, now);
+    out.trim_end().to_owned()
+}
+
+/// kubectl describe's last section: age, reason, message, newest last.
+fn events(out: &mut String, events: &[EventView], now: chrono::DateTime<Utc>) {
     out.push_str("Events:\n");
-    if m.events.is_empty() {
+    if events.is_empty() {
         out.push_str("  <none>\n");
     }
-    for event in &m.events {
+    for event in events {
         let _ = writeln!(
             out,
             "  {:<8} {:<16} {}",
@@ -115,7 +121,6 @@ fn module(m: &ModuleView) -> String {
             event.message
         );
     }
-    out.trim_end().to_owned()
 }
 
 fn section(out: &mut String, title: &str, values: &Map<String, Value>) {
@@ -138,7 +143,7 @@ fn workspace(w: &WorkspaceView) -> String {
     field(&mut out, "Name", &w.name);
     field(&mut out, "Namespace", &w.namespace);
     field(&mut out, "File", or_none(w.file.as_deref()));
-    field(&mut out, "Phase", &w.phase);
+    field(&mut out, "Phase", w.phase);
     field(&mut out, "Message", or_none(Some(&w.message)));
     field(&mut out, "Connection", &w.connection);
     field(&mut out, "Modules", w.modules);
@@ -182,5 +187,6 @@ fn workspace(w: &WorkspaceView) -> String {
             let _ = writeln!(out, "  Reason:       {reason}");
         }
     }
+    events(&mut out, &w.events, now);
     out.trim_end().to_owned()
 }

@@ -1,7 +1,7 @@
 //! `forklet doctor [WORKSPACE]`: asks each workspace's API server for
 //! `/version` the way its modules' runners reach it, and prints every step.
 
-use forklet_state::api::{CheckView, DoctorView, WorkspaceView};
+use forklet_state::api::{CheckName, CheckView, DoctorView, WorkspaceView};
 
 use crate::client::{Client, ClientError, object_path};
 use crate::table::{Format, structured};
@@ -36,13 +36,13 @@ pub async fn run(
         match client.get::<DoctorView>(&path).await {
             Ok(report) => reports.push(report),
             // One workspace that cannot be checked does not hide the others.
-            Err(ClientError::Api(message)) if all => reports.push(DoctorView {
+            Err(err @ ClientError::Refused { .. }) if all => reports.push(DoctorView {
                 workspace: format!("{namespace}/{name}"),
                 ok: false,
                 checks: vec![CheckView {
-                    name: "doctor".into(),
+                    name: CheckName::Route,
                     ok: false,
-                    detail: message,
+                    detail: err.to_string(),
                 }],
             }),
             Err(err) => return Err(err),

@@ -1,6 +1,6 @@
 //! `forklet events [-w]`, and the event stream `get -w` and `wait` follow.
 
-use forklet_state::api::StreamEventView;
+use forklet_state::api::{Kind, StreamEventView};
 
 use crate::client::{Client, ClientError};
 use crate::table::{Format, render, structured};
@@ -10,8 +10,9 @@ pub struct Args {
     /// Keep printing events as they happen.
     #[arg(short, long)]
     watch: bool,
-    /// Only one module's: `module/NAME`.
-    #[arg(long = "for", value_name = "module/NAME")]
+    /// Only one object's: `module/NAME` or `workspace/NAME` (its overrides
+    /// and scheduled transitions).
+    #[arg(long = "for", value_name = "module/NAME|workspace/NAME")]
     target: Option<String>,
     #[arg(short, long, default_value = "default")]
     namespace: String,
@@ -20,26 +21,28 @@ pub struct Args {
 }
 
 pub async fn run(client: &Client, args: Args) -> Result<(), ClientError> {
-    let module = match &args.target {
+    let object = match &args.target {
         None => None,
         Some(target) => {
-            let name = target
-                .strip_prefix("module/")
-                .ok_or_else(|| ClientError::Api(format!("--for {target}: give module/NAME")))?;
+            let (kind, name) = target
+                .split_once('/')
+                .filter(|(kind, _)| matches!(*kind, "module" | "workspace"))
+                .ok_or_else(|| {
+                    ClientError::Api(format!(
+                        "--for {target}: give module/NAME or workspace/NAME"
+                    ))
+                })?;
             let key = forklet_state::ObjectKey::new(args.namespace.as_str(), name)
                 .map_err(|e| ClientError::Api(format!("--for {target}: {e}")))?;
-            Some(key.to_string())
+            Some(format!("{kind}={key}"))
         }
     };
-    let filter = module
-        .as_ref()
-        .map(|m| format!("&module={m}"))
-        .unwrap_or_default();
+    let filter = object.as_ref().map(|o| format!("&{o}")).unwrap_or_default();
     // Where following starts: the newest event of all (taken first), or
     // the newest one shown, so nothing falls between and nothing shows twice.
     let everything: Vec<StreamEventView> = client.get("/v1/events").await?;
-    let history: Vec<StreamEventView> = match &module {
-        Some(m) => client.get(&format!("/v1/events?module={m}")).await?,
+    let history: Vec<StreamEventView> = match &object {
+        Some(o) => client.get(&format!("/v1/events?{o}")).await?,
         None => everything.clone(),
     };
     if !args.watch {
@@ -77,8 +80,8 @@ fn rows(events: &[StreamEventView], header: bool) -> String {
         .map(|e| {
             vec![
                 e.at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                e.reason.clone(),
-                format!("module/{}/{}", e.namespace, e.name),
+                e.reason.to_string(),
+                format!("{}/{}/{}", kind_word(e.kind), e.namespace, e.name),
                 e.message.clone(),
             ]
         })
@@ -87,6 +90,14 @@ fn rows(events: &[StreamEventView], header: bool) -> String {
     match header {
         true => text,
         false => text.lines().skip(1).collect::<Vec<_>>().join("\n"),
+    }
+}
+
+/// `module` or `workspace`, as `kubectl` names kinds in `kind/name`.
+pub fn kind_word(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Module => "module",
+        Kind::Workspace => "workspace",
     }
 }
 

@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 use forklet_state::Problem;
-use forklet_state::api::{ModuleView, WorkspaceView};
+use forklet_state::api::{Kind, ModuleView, WorkspaceView};
 
 use crate::client::{Client, ClientError, object_path};
 use crate::table::{Format, age, render, structured};
@@ -112,7 +112,7 @@ pub async fn watch(
         None => format!("after={after}"),
     };
     let follow = crate::events::follow(client, &query, move |event| {
-        changes_tx.send((event.namespace, event.name)).is_ok()
+        event.kind != Kind::Module || changes_tx.send((event.namespace, event.name)).is_ok()
     });
     tokio::pin!(follow);
     loop {
@@ -126,52 +126,52 @@ pub async fn watch(
         let path = object_path("modules", &m_ns, &m_name, "")?;
         let row = match client.get::<ModuleView>(&path).await {
             Ok(module) => {
-                last.insert((m_ns, m_name), module.clone());
-                module
+                let row = module_row(&module, Utc::now());
+                last.insert((m_ns, m_name), module);
+                row
             }
-            Err(ClientError::Api(message)) if message.ends_with("not found") => {
-                let Some(mut gone) = last.remove(&(m_ns, m_name)) else {
+            Err(err) if err.is_not_found() => {
+                let Some(gone) = last.remove(&(m_ns, m_name)) else {
                     continue;
                 };
-                gone.phase = "deleted".into();
-                gone.message.clear();
-                gone
+                let mut row = module_row(&gone, Utc::now());
+                row[3] = "deleted".into();
+                row[6].clear();
+                row
             }
             Err(err) => return Err(err),
         };
-        let table = module_table(std::slice::from_ref(&row));
+        let table = render(&MODULE_COLUMNS, &[row]);
         crate::print_out(table.lines().nth(1).unwrap_or_default());
     }
 }
 
+const MODULE_COLUMNS: [&str; 7] = [
+    "NAME",
+    "NAMESPACE",
+    "WORKSPACE",
+    "PHASE",
+    "AGE",
+    "LAST ACTIVITY",
+    "MESSAGE",
+];
+
 fn module_table(modules: &[ModuleView]) -> String {
     let now = Utc::now();
-    let rows: Vec<Vec<String>> = modules
-        .iter()
-        .map(|m| {
-            vec![
-                m.name.clone(),
-                m.namespace.clone(),
-                m.workspace.clone(),
-                m.phase.clone(),
-                age(m.created_at, now),
-                age(m.last_activity, now),
-                message(m, now),
-            ]
-        })
-        .collect();
-    render(
-        &[
-            "NAME",
-            "NAMESPACE",
-            "WORKSPACE",
-            "PHASE",
-            "AGE",
-            "LAST ACTIVITY",
-            "MESSAGE",
-        ],
-        &rows,
-    )
+    let rows: Vec<Vec<String>> = modules.iter().map(|m| module_row(m, now)).collect();
+    render(&MODULE_COLUMNS, &rows)
+}
+
+fn module_row(m: &ModuleView, now: chrono::DateTime<Utc>) -> Vec<String> {
+    vec![
+        m.name.clone(),
+        m.namespace.clone(),
+        m.workspace.clone(),
+        m.phase.to_string(),
+        age(m.created_at, now),
+        age(m.last_activity, now),
+        message(m, now),
+    ]
 }
 
 /// The module's message, with the retry it waits for when it failed.
@@ -201,7 +201,7 @@ fn workspace_table(workspaces: &[WorkspaceView]) -> String {
                 .as_ref()
                 .map_or("-".to_owned(), |o| match o.until {
                     Some(at) => format!("{} for {}", o.action, until(at, now)),
-                    None => o.action.clone(),
+                    None => o.action.to_string(),
                 });
             let cluster = match &w.cluster {
                 None => "-".to_owned(),
@@ -219,7 +219,7 @@ fn workspace_table(workspaces: &[WorkspaceView]) -> String {
             vec![
                 w.name.clone(),
                 w.namespace.clone(),
-                w.phase.clone(),
+                w.phase.to_string(),
                 w.connection.clone(),
                 cluster,
                 w.modules.to_string(),

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use forklet_state::bounded::{KUBECONFIG_MAX, read_bytes};
 use forklet_state::names::{check_dns_subdomain, check_secret_key};
 
-use forklet_state::api::{SecretCreate, SecretView};
+use forklet_state::api::{SecretCreate, SecretType, SecretView};
 
 use crate::client::{Client, ClientError};
 use crate::table::{Format, render, structured};
@@ -91,7 +91,7 @@ pub async fn run(client: &Client, action: Action) -> Result<String, ClientError>
             };
             let request = SecretCreate {
                 name,
-                kind: "docker-registry".into(),
+                kind: SecretType::DockerRegistry,
                 server: docker_server,
                 username: docker_username,
                 password,
@@ -127,7 +127,7 @@ pub async fn run(client: &Client, action: Action) -> Result<String, ClientError>
             }
             let request = SecretCreate {
                 name,
-                kind: "generic".into(),
+                kind: SecretType::Generic,
                 namespace: Some(namespace),
                 data,
                 ..SecretCreate::default()
@@ -140,7 +140,7 @@ pub async fn run(client: &Client, action: Action) -> Result<String, ClientError>
             Ok(structured(output, &secrets).unwrap_or_else(|| {
                 let rows: Vec<Vec<String>> = secrets
                     .iter()
-                    .map(|s| vec![s.name.clone(), s.namespace.clone(), s.kind.clone()])
+                    .map(|s| vec![s.name.clone(), s.namespace.clone(), s.kind.to_string()])
                     .collect();
                 render(&["NAME", "NAMESPACE", "TYPE"], &rows)
             }))

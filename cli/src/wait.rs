@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use forklet_state::api::{ModuleView, StreamEventView};
+use forklet_state::api::{ModulePhase, ModuleView, StreamEventView};
 
 use crate::client::{Client, ClientError, object_path};
 use crate::hibernate::parse_duration;
@@ -24,19 +24,8 @@ pub struct Args {
 }
 
 /// The phases a module can be in (kubectl's are case-insensitive too).
-const PHASES: [&str; 8] = [
-    "pending",
-    "installing",
-    "ready",
-    "sleeping",
-    "sleeped",
-    "resuming",
-    "uninstalling",
-    "failed",
-];
-
 enum Condition {
-    Phase(String),
+    Phase(ModulePhase),
     Deleted,
 }
 
@@ -52,11 +41,14 @@ pub async fn run(client: &Client, args: Args) -> Result<(String, bool), ClientEr
     let condition = match args.condition.as_str() {
         "delete" => Condition::Deleted,
         other => match other.strip_prefix("phase=").map(str::to_ascii_lowercase) {
-            Some(phase) if PHASES.contains(&phase.as_str()) => Condition::Phase(phase),
+            Some(phase) if phase.parse::<ModulePhase>().is_ok() => {
+                Condition::Phase(phase.parse().expect("checked"))
+            }
             _ => {
+                let phases: Vec<&str> = ModulePhase::ALL.iter().map(|p| p.as_str()).collect();
                 return Err(usage(format!(
                     "--for={other}: give delete or phase=PHASE, one of {}",
-                    PHASES.join(", ")
+                    phases.join(", ")
                 )));
             }
         },
@@ -113,7 +105,7 @@ pub async fn run(client: &Client, args: Args) -> Result<(String, bool), ClientEr
 async fn current(client: &Client, path: &str) -> Result<Option<ModuleView>, ClientError> {
     match client.get::<ModuleView>(path).await {
         Ok(module) => Ok(Some(module)),
-        Err(ClientError::Api(message)) if message.ends_with("not found") => Ok(None),
+        Err(err) if err.is_not_found() => Ok(None),
         Err(err) => Err(err),
     }
 }

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{finish, forklet, line_where, spawn, stdout_lines};
+use forklet_state::api::ModulePhase;
 use forkletd::testing::{Harness, ModuleYaml, WORKSPACE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,7 +30,10 @@ async fn wait_returns_when_the_phase_is_reached_and_fails_on_timeout() {
     let (ok, stdout, stderr) = finish(waiting).await;
     assert!(ok, "{stderr}");
     assert_eq!(stdout, "module/app condition met (phase=ready)\n");
-    assert_eq!(harness.module("app").await.unwrap().phase, "ready");
+    assert_eq!(
+        harness.module("app").await.unwrap().phase,
+        ModulePhase::Ready
+    );
 
     // Already there: at once. Never reached: non-zero, with the last phase.
     let (ok, _, _) = forklet(&socket, &["wait", "module", "app", "--for=phase=ready"]);

@@ -10,22 +10,26 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
 use forklet_state::api::{
-    ClusterView, DoctorView, ErrorBody, EventView, ModuleView, OverrideRequest, OverrideView,
-    ScheduleView, SecretCreate, SecretView, TransitionView, WorkspaceView,
+    ClusterView, DoctorView, ErrorCode, EventReason, EventView, ModulePhase, ModuleView,
+    OverrideRequest, OverrideView, ProblemDetails, ScheduleView, SecretCreate, SecretType,
+    SecretView, TransitionView, VersionView, WorkspacePhase, WorkspaceView,
 };
 use forklet_state::bounded::KUBECONFIG_MAX;
 use forklet_state::desired::DesiredState;
 use forklet_state::hibernation::{Override, OverrideAction, Scope};
 use forklet_state::manifest::Kind;
 use forklet_state::names::{check_dns_label, check_dns_subdomain, check_secret_key};
-use forklet_state::store::{DOCKER_REGISTRY, GENERIC, GenericSecret, RegistrySecret};
+use forklet_state::store::{GenericSecret, RegistrySecret};
 use forklet_state::store::{ModuleRecord, Store, StoreError};
 use forklet_state::{ObjectKey, Problem};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::hibernation::Hibernation;
 use crate::reconciler::{Command, ForgetError};
@@ -71,7 +75,13 @@ pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
-    Conflict(String),
+    SecretInUse(String),
+    #[error("{0}")]
+    ManifestDecides(String),
+    #[error("{0}")]
+    StillDefined(String),
+    #[error("{0}")]
+    NothingToCheck(String),
     #[error("forkletd is stopping")]
     Stopping,
     #[error("{0}")]
@@ -80,32 +90,49 @@ pub enum ApiError {
     Store(#[from] StoreError),
 }
 
+impl ApiError {
+    fn code(&self) -> (StatusCode, ErrorCode) {
+        match self {
+            ApiError::NotFound { .. } | ApiError::NoSuchSecret(_) | ApiError::NoOverride { .. } => {
+                (StatusCode::NOT_FOUND, ErrorCode::NotFound)
+            }
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
+            ApiError::SecretInUse(_) => (StatusCode::CONFLICT, ErrorCode::SecretInUse),
+            ApiError::ManifestDecides(_) => (StatusCode::CONFLICT, ErrorCode::ManifestDecides),
+            ApiError::StillDefined(_) => (StatusCode::CONFLICT, ErrorCode::StillDefined),
+            ApiError::NothingToCheck(_) => (StatusCode::CONFLICT, ErrorCode::NothingToCheck),
+            ApiError::Stopping => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Stopping),
+            ApiError::Store(StoreError::SecretExists(_)) => {
+                (StatusCode::CONFLICT, ErrorCode::SecretExists)
+            }
+            ApiError::Internal(_) | ApiError::Store(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
+            }
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = match &self {
-            ApiError::NotFound { .. } | ApiError::NoSuchSecret(_) | ApiError::NoOverride { .. } => {
-                StatusCode::NOT_FOUND
-            }
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Store(StoreError::SecretExists(_)) => StatusCode::CONFLICT,
-            ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        (
-            status,
-            Json(ErrorBody {
-                error: self.to_string(),
-            }),
-        )
-            .into_response()
+        let (status, code) = self.code();
+        crate::problem_response::problem(status, code, self.to_string())
     }
 }
 
 /// `{namespace}/{name}` from the path, checked as Kubernetes names before
 /// anything is looked up with it.
 pub struct KeyPath(pub ObjectKey);
+
+/// The path parameters of one object, as the OpenAPI document names them.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // read through KeyPath; here for the document
+pub struct ObjectPath {
+    /// A Kubernetes namespace name (DNS label).
+    namespace: String,
+    /// The object's name (DNS subdomain for modules, label for workspaces).
+    name: String,
+}
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for KeyPath {
     type Rejection = ApiError;
@@ -133,6 +160,10 @@ pub fn controller_router(mut state: ApiState, workspace: ObjectKey) -> Router {
         .route("/v1/modules/{namespace}/{name}", get(get_module))
         .route("/v1/workspaces", get(list_workspaces))
         .route("/v1/workspaces/{namespace}/{name}", get(get_workspace))
+        .fallback(crate::problem_response::no_route)
+        .layer(axum::middleware::map_response(
+            crate::problem_response::as_problems,
+        ))
         .with_state(state)
 }
 
@@ -159,52 +190,49 @@ impl ApiState {
     }
 }
 
+/// Every route of the main socket with its OpenAPI description: a route
+/// is added here, with `routes!`, or not at all, so that the document
+/// (`/v1/openapi.json`) and the router cannot disagree.
+pub fn routes() -> OpenApiRouter<ApiState> {
+    // A kubeconfig may be 4 MiB, a third more in base64.
+    let secrets = OpenApiRouter::new()
+        .routes(routes!(list_secrets, create_secret))
+        .layer(axum::extract::DefaultBodyLimit::max(6 << 20));
+    OpenApiRouter::with_openapi(crate::openapi::Document::openapi())
+        .routes(routes!(list_modules))
+        .routes(routes!(get_module))
+        .routes(routes!(retry_module))
+        .routes(routes!(forget_module))
+        .routes(routes!(sleep_module))
+        .routes(routes!(resume_module))
+        .routes(routes!(clear_module_override))
+        .routes(routes!(module_logs))
+        .routes(routes!(list_workspaces))
+        .routes(routes!(get_workspace))
+        .routes(routes!(sleep_workspace))
+        .routes(routes!(resume_workspace))
+        .routes(routes!(clear_workspace_override))
+        .routes(routes!(doctor_workspace))
+        .routes(routes!(crate::event_stream::events))
+        .routes(routes!(version))
+        .routes(routes!(crate::openapi::document))
+        .merge(secrets)
+        .routes(routes!(delete_secret))
+        .routes(routes!(refresh_definitions))
+        .routes(routes!(list_problems))
+}
+
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/v1/modules", get(list_modules))
-        .route("/v1/modules/{namespace}/{name}", get(get_module))
-        .route("/v1/modules/{namespace}/{name}/retry", post(retry_module))
-        .route("/v1/modules/{namespace}/{name}/forget", post(forget_module))
-        .route("/v1/modules/{namespace}/{name}/sleep", post(sleep_module))
-        .route(
-            "/v1/modules/{namespace}/{name}/override",
-            delete(clear_module_override),
-        )
-        .route(
-            "/v1/workspaces/{namespace}/{name}/override",
-            delete(clear_workspace_override),
-        )
-        .route("/v1/modules/{namespace}/{name}/resume", post(resume_module))
-        .route(
-            "/v1/workspaces/{namespace}/{name}/sleep",
-            post(sleep_workspace),
-        )
-        .route(
-            "/v1/workspaces/{namespace}/{name}/resume",
-            post(resume_workspace),
-        )
-        .route("/v1/workspaces", get(list_workspaces))
-        .route("/v1/workspaces/{namespace}/{name}", get(get_workspace))
-        .route(
-            "/v1/workspaces/{namespace}/{name}/doctor",
-            get(doctor_workspace),
-        )
-        .route("/v1/modules/{namespace}/{name}/logs", get(module_logs))
-        .route("/v1/events", get(crate::event_stream::events))
-        .route("/v1/version", get(version))
-        .route(
-            "/v1/secrets",
-            // A kubeconfig may be 4 MiB, a third more in base64.
-            get(list_secrets)
-                .post(create_secret)
-                .layer(axum::extract::DefaultBodyLimit::max(6 << 20)),
-        )
-        .route("/v1/secrets/{name}", delete(delete_secret))
-        .route("/v1/definitions/refresh", post(refresh_definitions))
-        .route("/v1/problems", get(list_problems))
+    let (router, _) = routes().split_for_parts();
+    router
+        .fallback(crate::problem_response::no_route)
+        .layer(axum::middleware::map_response(
+            crate::problem_response::as_problems,
+        ))
         .with_state(state)
 }
 
+#[utoipa::path(get, path = "/v1/modules", tag = "modules", responses((status = 200, description = "Every module forklet runs or a manifest names", body = Vec<ModuleView>)))]
 async fn list_modules(State(state): State<ApiState>) -> Result<Json<Vec<ModuleView>>, ApiError> {
     let desired = state.desired.borrow().clone();
     let hibernation = state.hibernation.borrow().clone();
@@ -224,6 +252,7 @@ async fn list_modules(State(state): State<ApiState>) -> Result<Json<Vec<ModuleVi
     Ok(Json(views))
 }
 
+#[utoipa::path(get, path = "/v1/modules/{namespace}/{name}", tag = "modules", params(ObjectPath), responses((status = 200, description = "The module, with its last events", body = ModuleView), (status = 400, description = "A name, query or body is not acceptable", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "No such object", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn get_module(
     State(state): State<ApiState>,
     KeyPath(key): KeyPath,
@@ -239,16 +268,7 @@ async fn get_module(
         });
     }
     let mut view = module_view(&key, record.as_ref(), &desired, &hibernation);
-    view.events = state
-        .store
-        .events(&key, EVENTS_SHOWN)?
-        .into_iter()
-        .map(|e| EventView {
-            at: e.at,
-            reason: e.reason,
-            message: e.message,
-        })
-        .collect();
+    view.events = event_views(state.store.events(Kind::Module, &key, EVENTS_SHOWN)?);
     Ok(Json(view))
 }
 
@@ -262,9 +282,9 @@ fn module_view(
     let sleep_reason = wanted.and_then(|m| hibernation.module(m, desired));
     let problems = joined(desired.problems_of(Kind::Module, key));
     let (phase, mut message) = match (record, &problems) {
-        (Some(record), _) => (record.phase.to_string(), record.message.clone()),
-        (None, Some(_)) => ("failed".to_owned(), String::new()),
-        (None, None) => ("pending".to_owned(), String::new()),
+        (Some(record), _) => (record.phase.into(), record.message.clone()),
+        (None, Some(_)) => (ModulePhase::Failed, String::new()),
+        (None, None) => (ModulePhase::Pending, String::new()),
     };
     if let Some(url) = desired.awaiting.get(key) {
         message = format!("fetching the definition from {url}");
@@ -294,7 +314,7 @@ fn module_view(
             .map(|r| r.runner.image.clone())
             .or(wanted.map(|w| w.runner.image.clone())),
         hibernated: sleep_reason.is_some(),
-        sleep_reason: sleep_reason.map(|r| r.to_string()),
+        sleep_reason,
         manual_override: hibernation
             .module_overrides
             .get(key)
@@ -323,10 +343,12 @@ fn module_view(
 }
 
 /// Every manifest problem, those of files that name no object included.
+#[utoipa::path(get, path = "/v1/problems", tag = "manifests", responses((status = 200, description = "Every manifest problem, with its file", body = Vec<Problem>)))]
 async fn list_problems(State(state): State<ApiState>) -> Json<Vec<Problem>> {
     Json(state.desired.borrow().problems.clone())
 }
 
+#[utoipa::path(get, path = "/v1/workspaces", tag = "workspaces", responses((status = 200, description = "Every workspace a manifest names", body = Vec<WorkspaceView>)))]
 async fn list_workspaces(State(state): State<ApiState>) -> Json<Vec<WorkspaceView>> {
     let desired = state.desired.borrow().clone();
     let hibernation = state.hibernation.borrow().clone();
@@ -342,14 +364,16 @@ async fn list_workspaces(State(state): State<ApiState>) -> Json<Vec<WorkspaceVie
     )
 }
 
-async fn version() -> Json<forklet_state::api::VersionView> {
-    Json(forklet_state::api::VersionView {
+#[utoipa::path(get, path = "/v1/version", tag = "daemon", responses((status = 200, description = "forkletd's release and API version", body = VersionView)))]
+async fn version() -> Json<VersionView> {
+    Json(VersionView {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         api: forklet_state::api::API_VERSION.to_owned(),
     })
 }
 
 /// The module's runner output, streamed (see [`crate::module_logs`]).
+#[utoipa::path(get, path = "/v1/modules/{namespace}/{name}/logs", tag = "modules", params(ObjectPath, crate::module_logs::LogsQuery), responses((status = 200, description = "The runner's output: one JSON object per line (`stream`, `line`, `at`)", content_type = "application/x-ndjson", body = String), (status = 400, description = "A name, query or body is not acceptable", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "No such object", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn module_logs(
     State(state): State<ApiState>,
     KeyPath(key): KeyPath,
@@ -386,6 +410,7 @@ async fn module_logs(
 
 /// Asks the workspace's API server for `/version` the way its runners
 /// reach it (see [`crate::cluster::doctor`]).
+#[utoipa::path(get, path = "/v1/workspaces/{namespace}/{name}/doctor", tag = "workspaces", params(ObjectPath), responses((status = 200, description = "Each step of reaching the API server", body = DoctorView), (status = 400, description = "A name, query or body is not acceptable", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "No such object", body = ProblemDetails, content_type = "application/problem+json"), (status = 409, description = "No module of the workspace receives its kubeconfig", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn doctor_workspace(
     State(state): State<ApiState>,
     KeyPath(key): KeyPath,
@@ -399,7 +424,7 @@ async fn doctor_workspace(
             )));
         }
         return match desired.workspaces.contains_key(&key) {
-            true => Err(ApiError::BadRequest(format!(
+            true => Err(ApiError::NothingToCheck(format!(
                 "workspace {key} has no module with the workspace permission: none of its \
                  modules reaches its cluster"
             ))),
@@ -417,6 +442,7 @@ async fn doctor_workspace(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/workspaces/{namespace}/{name}", tag = "workspaces", params(ObjectPath), responses((status = 200, description = "The workspace, with its own events", body = WorkspaceView), (status = 400, description = "A name, query or body is not acceptable", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "No such object", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn get_workspace(
     State(state): State<ApiState>,
     KeyPath(key): KeyPath,
@@ -430,12 +456,20 @@ async fn get_workspace(
             key,
         });
     }
-    Ok(Json(workspace_view(
-        &key,
-        &desired,
-        &hibernation,
-        &state.clusters.borrow(),
-    )))
+    let mut view = workspace_view(&key, &desired, &hibernation, &state.clusters.borrow());
+    view.events = event_views(state.store.events(Kind::Workspace, &key, EVENTS_SHOWN)?);
+    Ok(Json(view))
+}
+
+fn event_views(events: Vec<forklet_state::store::Event>) -> Vec<EventView> {
+    events
+        .into_iter()
+        .map(|e| EventView {
+            at: e.at,
+            reason: e.reason,
+            message: e.message,
+        })
+        .collect()
 }
 
 fn workspace_view(
@@ -448,15 +482,15 @@ fn workspace_view(
     let problems = joined(desired.problems_of(Kind::Workspace, key));
     let sleep_reason = workspace.and_then(|w| hibernation.workspace(w));
     let phase = match (&problems, sleep_reason) {
-        (Some(_), _) => "failed",
-        (None, Some(_)) => "hibernated",
-        (None, None) => "ready",
+        (Some(_), _) => WorkspacePhase::Failed,
+        (None, Some(_)) => WorkspacePhase::Hibernated,
+        (None, None) => WorkspacePhase::Ready,
     };
     let sleep = hibernation.workspaces.get(key);
     WorkspaceView {
         name: key.name().to_owned(),
         namespace: key.namespace().to_owned(),
-        phase: phase.to_owned(),
+        phase,
         message: problems.unwrap_or_default(),
         connection: workspace
             .map(|w| w.spec.connection.kind.to_string())
@@ -479,10 +513,10 @@ fn workspace_view(
             .and_then(|s| s.next)
             .map(|(at, transition)| TransitionView {
                 at,
-                action: transition.as_str().to_owned(),
+                action: transition,
             }),
         manual_override: sleep.and_then(|s| s.over).map(override_view),
-        sleep_reason: sleep_reason.map(|r| r.to_string()),
+        sleep_reason,
         cluster: clusters.get(key).map(|reach| match reach.as_ref() {
             Ok(access) => ClusterView {
                 endpoint: Some(access.endpoint.clone()),
@@ -497,12 +531,13 @@ fn workspace_view(
                 reason: Some(reason.clone()),
             },
         }),
+        events: Vec::new(),
     }
 }
 
 fn override_view(o: Override) -> OverrideView {
     OverrideView {
-        action: o.action.as_str().to_owned(),
+        action: o.action,
         until: o.until,
     }
 }
@@ -557,7 +592,7 @@ async fn set_override(
     if action == OverrideAction::Resume
         && let Some(says) = manifest_says
     {
-        return Err(ApiError::Conflict(format!(
+        return Err(ApiError::ManifestDecides(format!(
             "{says}; an override does not fight it: edit the manifest"
         )));
     }
@@ -599,17 +634,41 @@ async fn set_override(
     };
     let value = Override { action, until };
     let stored = key.clone();
+    let message = match until {
+        Some(until) => format!("{} by hand until {until}", action.as_str()),
+        None => format!("{} by hand until cleared", action.as_str()),
+    };
     state
         .writes
-        .run(move |store| store.set_override(scope, &stored, &value))
+        .run(move |store| {
+            store.set_override(scope, &stored, &value)?;
+            note(store, scope, &stored, EventReason::OverrideSet, &message)
+        })
         .await?;
     tracing::info!(scope = scope.as_str(), object = %key, action = action.as_str(), until = ?until, "override set");
     state.overrides_changed.notify_one();
     Ok(Json(override_view(value)))
 }
 
+/// An event in the history of the module or workspace an override is on.
+pub fn note(
+    store: &Store,
+    scope: Scope,
+    key: &ObjectKey,
+    reason: EventReason,
+    message: &str,
+) -> Result<(), StoreError> {
+    match scope {
+        Scope::Module => store.add_event(key, reason, message).map(drop),
+        Scope::Workspace => store.add_workspace_event(key, reason, message),
+    }
+}
+
 macro_rules! override_handler {
-    ($name:ident, $scope:expr, $action:expr) => {
+    ($name:ident, $path:literal, $scope:expr, $action:expr) => {
+        #[utoipa::path(post, path = $path, tag = "hibernation", params(ObjectPath),
+            request_body(content = Option<OverrideRequest>, description = "How long: forSeconds or until; neither: until the next scheduled transition"),
+            responses((status = 200, description = "The override in force", body = OverrideView), (status = 400, description = "A name, query or body is not acceptable", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "No such object", body = ProblemDetails, content_type = "application/problem+json"), (status = 409, description = "A manifest says hibernated: true", body = ProblemDetails, content_type = "application/problem+json")))]
         async fn $name(
             State(state): State<ApiState>,
             KeyPath(key): KeyPath,
@@ -631,7 +690,14 @@ async fn clear_override(
     let stored = key.clone();
     let deleted = state
         .writes
-        .run(move |store| store.delete_override(scope, &stored))
+        .run(move |store| {
+            let deleted = store.delete_override(scope, &stored)?;
+            if deleted {
+                let message = "cleared by hand: the manifests and schedule decide again";
+                note(store, scope, &stored, EventReason::OverrideCleared, message)?;
+            }
+            Ok::<_, StoreError>(deleted)
+        })
         .await?;
     if !deleted {
         return Err(ApiError::NoOverride { scope, key });
@@ -641,6 +707,7 @@ async fn clear_override(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(delete, path = "/v1/modules/{namespace}/{name}/override", tag = "hibernation", params(ObjectPath), responses((status = 204, description = "Cleared: the manifests and schedule decide again"), (status = 400, description = "A name, query or body is not acceptable", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "No such object", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn clear_module_override(
     State(state): State<ApiState>,
     KeyPath(key): KeyPath,
@@ -648,6 +715,7 @@ async fn clear_module_override(
     clear_override(&state, Scope::Module, key).await
 }
 
+#[utoipa::path(delete, path = "/v1/workspaces/{namespace}/{name}/override", tag = "hibernation", params(ObjectPath), responses((status = 204, description = "Cleared: the manifests and schedule decide again"), (status = 400, description = "A name, query or body is not acceptable", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "No such object", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn clear_workspace_override(
     State(state): State<ApiState>,
     KeyPath(key): KeyPath,
@@ -655,10 +723,30 @@ async fn clear_workspace_override(
     clear_override(&state, Scope::Workspace, key).await
 }
 
-override_handler!(sleep_module, Scope::Module, OverrideAction::Sleep);
-override_handler!(resume_module, Scope::Module, OverrideAction::Resume);
-override_handler!(sleep_workspace, Scope::Workspace, OverrideAction::Sleep);
-override_handler!(resume_workspace, Scope::Workspace, OverrideAction::Resume);
+override_handler!(
+    sleep_module,
+    "/v1/modules/{namespace}/{name}/sleep",
+    Scope::Module,
+    OverrideAction::Sleep
+);
+override_handler!(
+    resume_module,
+    "/v1/modules/{namespace}/{name}/resume",
+    Scope::Module,
+    OverrideAction::Resume
+);
+override_handler!(
+    sleep_workspace,
+    "/v1/workspaces/{namespace}/{name}/sleep",
+    Scope::Workspace,
+    OverrideAction::Sleep
+);
+override_handler!(
+    resume_workspace,
+    "/v1/workspaces/{namespace}/{name}/resume",
+    Scope::Workspace,
+    OverrideAction::Resume
+);
 
 /// Sends a command to the reconciler and waits for its answer.
 async fn ask<T>(
@@ -673,6 +761,7 @@ async fn ask<T>(
     answer.await.map_err(|_| ApiError::Stopping)
 }
 
+#[utoipa::path(post, path = "/v1/modules/{namespace}/{name}/retry", tag = "modules", params(ObjectPath), responses((status = 202, description = "The failed step is tried now"), (status = 400, description = "A name, query or body is not acceptable", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "No such object", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn retry_module(
     State(state): State<ApiState>,
     KeyPath(key): KeyPath,
@@ -689,6 +778,7 @@ async fn retry_module(
 
 /// Forgets a module whose manifest is gone without calling `/uninstall`
 /// (`forklet delete --force`): its runner is removed, its record dropped.
+#[utoipa::path(post, path = "/v1/modules/{namespace}/{name}/forget", tag = "modules", params(ObjectPath), responses((status = 204, description = "Forgotten; its runner removed without /uninstall"), (status = 400, description = "A name, query or body is not acceptable", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "No such object", body = ProblemDetails, content_type = "application/problem+json"), (status = 409, description = "Its manifest still defines it", body = ProblemDetails, content_type = "application/problem+json"), (status = 500, description = "The runner could not be removed", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn forget_module(
     State(state): State<ApiState>,
     KeyPath(key): KeyPath,
@@ -699,18 +789,20 @@ async fn forget_module(
             kind: Kind::Module,
             key,
         }),
-        Err(err @ ForgetError::StillDefined { .. }) => Err(ApiError::Conflict(err.to_string())),
+        Err(err @ ForgetError::StillDefined { .. }) => Err(ApiError::StillDefined(err.to_string())),
         Err(err @ ForgetError::Failed { .. }) => Err(ApiError::Internal(err.to_string())),
     }
 }
 
 /// Fetches every `httpURL` definition in use again; modules whose
 /// definition changed are installed again, as after any edit.
+#[utoipa::path(post, path = "/v1/definitions/refresh", tag = "manifests", responses((status = 202, description = "Every httpURL definition is fetched again")))]
 async fn refresh_definitions(State(state): State<ApiState>) -> StatusCode {
     let _ = state.refresh.send(());
     StatusCode::ACCEPTED
 }
 
+#[utoipa::path(get, path = "/v1/secrets", tag = "secrets", responses((status = 200, description = "Names, namespaces and types; never a value", body = Vec<SecretView>)))]
 async fn list_secrets(State(state): State<ApiState>) -> Result<Json<Vec<SecretView>>, ApiError> {
     let secrets = state.store.secret_names()?;
     Ok(Json(
@@ -725,6 +817,7 @@ async fn list_secrets(State(state): State<ApiState>) -> Result<Json<Vec<SecretVi
     ))
 }
 
+#[utoipa::path(post, path = "/v1/secrets", tag = "secrets", request_body = SecretCreate, responses((status = 201, description = "Stored (0600, never answered back)", body = SecretView), (status = 400, description = "A name, query or body is not acceptable", body = ProblemDetails, content_type = "application/problem+json"), (status = 409, description = "A secret of that name exists", body = ProblemDetails, content_type = "application/problem+json"), (status = 413, description = "More than 6 MiB", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn create_secret(
     State(state): State<ApiState>,
     Json(request): Json<SecretCreate>,
@@ -736,10 +829,10 @@ async fn create_secret(
         .clone()
         .unwrap_or_else(|| "default".into());
     check_dns_label(&namespace).map_err(|e| bad(format!("secret namespace: {e}")))?;
-    let kind = request.kind.clone();
+    let kind = request.kind;
     let name = request.name.clone();
-    match kind.as_str() {
-        DOCKER_REGISTRY => {
+    match kind {
+        SecretType::DockerRegistry => {
             if request.server.trim().is_empty() || request.username.is_empty() {
                 return Err(bad(
                     "a docker-registry secret needs a server and a username".into(),
@@ -757,18 +850,13 @@ async fn create_secret(
                 .run(move |store| store.create_secret(&secret))
                 .await?;
         }
-        GENERIC => {
+        SecretType::Generic => {
             let secret = generic_secret(request, namespace.clone())?;
             state
                 .writes
                 .run(move |store| store.create_generic_secret(&secret))
                 .await?;
             tracing::info!(secret = %name, "secret created");
-        }
-        other => {
-            return Err(bad(format!(
-                "secret type {other:?} is not supported ({DOCKER_REGISTRY} or {GENERIC})"
-            )));
         }
     }
     // A workspace may have been waiting for it.
@@ -816,12 +904,15 @@ fn generic_secret(request: SecretCreate, namespace: String) -> Result<GenericSec
     })
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeleteQuery {
+    /// Delete even while a workspace or module names it.
     #[serde(default)]
     force: bool,
 }
 
+#[utoipa::path(delete, path = "/v1/secrets/{name}", tag = "secrets", params(("name" = String, Path, description = "The secret's name"), DeleteQuery), responses((status = 204, description = "Deleted"), (status = 404, description = "No such object", body = ProblemDetails, content_type = "application/problem+json"), (status = 409, description = "A workspace or module still names it (without force)", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn delete_secret(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -829,7 +920,7 @@ async fn delete_secret(
 ) -> Result<StatusCode, ApiError> {
     let referrers = referrers(&state.desired.borrow(), &name);
     if !referrers.is_empty() && !query.force {
-        return Err(ApiError::Conflict(format!(
+        return Err(ApiError::SecretInUse(format!(
             "secret {name} is still used by {} (delete with --force to remove it anyway)",
             referrers.join(", ")
         )));

@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use forklet_state::ObjectKey;
-use forklet_state::api::StreamEventView;
+use forklet_state::api::{Kind, ProblemDetails, StreamEventView};
 use forklet_state::store::{Store, StreamEvent};
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -24,7 +24,8 @@ const BATCH: usize = 500;
 /// Events a plain (not following) answer holds at most.
 const HISTORY: i64 = 100;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     #[serde(default)]
     follow: bool,
@@ -33,17 +34,38 @@ pub struct EventsQuery {
     after: Option<String>,
     /// Only this module's (`namespace/name`).
     module: Option<String>,
+    /// Only this workspace's own (`namespace/name`): its overrides and
+    /// scheduled transitions.
+    workspace: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event (follow)")),
+    responses(
+        (status = 200, description = "Without follow: the last events, oldest first. With follow: a text/event-stream of the same objects, each with its id",
+            content((Vec<StreamEventView> = "application/json"), (StreamEventView = "text/event-stream"))),
+        (status = 400, description = "A query is not acceptable", body = ProblemDetails, content_type = "application/problem+json")))]
 pub async fn events(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Query(query): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
-    let module = match &query.module {
-        Some(text) => Some(ObjectKey::parse(text).ok_or_else(|| {
-            ApiError::BadRequest(format!("module {text:?} is not namespace/name"))
-        })?),
+    let object = match (&query.module, &query.workspace) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give module or workspace, not both".into(),
+            ));
+        }
+        (Some(text), None) => Some((Kind::Module, text)),
+        (None, Some(text)) => Some((Kind::Workspace, text)),
+        (None, None) => None,
+    };
+    let object = match object {
+        Some((kind, text)) => Some((
+            kind,
+            ObjectKey::parse(text)
+                .ok_or_else(|| ApiError::BadRequest(format!("{text:?} is not namespace/name")))?,
+        )),
         None => None,
     };
     let resume = headers
@@ -59,20 +81,20 @@ pub async fn events(
         None => (last - HISTORY).max(0),
     };
     if !query.follow {
-        // A module's own history: its last events, however busy the others.
-        let after = match (&module, query.after.is_none()) {
+        // An object's own history: its last events, however busy the others.
+        let after = match (&object, query.after.is_none()) {
             (Some(_), true) => 0,
             _ => after,
         };
         let mut events = state
             .store
-            .events_after(after, usize::MAX >> 1, module.as_ref())?;
+            .events_after(after, usize::MAX >> 1, filter(&object))?;
         let keep = events.len().saturating_sub(HISTORY as usize);
         let views: Vec<StreamEventView> = events.drain(keep..).map(view).collect();
         return Ok(Json(views).into_response());
     }
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(follow(state, after, module, tx));
+    tokio::spawn(follow(state, after, object, tx));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         let event = rx.recv().await?;
         Some((Ok::<_, Infallible>(event), rx))
@@ -87,13 +109,13 @@ pub async fn events(
 async fn follow(
     state: ApiState,
     mut after: i64,
-    module: Option<ObjectKey>,
+    object: Option<(Kind, ObjectKey)>,
     out: mpsc::Sender<Event>,
 ) {
     let mut written = state.writes.written();
     loop {
         written.borrow_and_update();
-        let batch = match read(&state.store, after, module.as_ref()) {
+        let batch = match read(&state.store, after, filter(&object)) {
             Ok(batch) => batch,
             Err(err) => {
                 tracing::warn!(error = %err, "event stream: cannot read events");
@@ -104,11 +126,16 @@ async fn follow(
         for event in batch {
             after = event.id;
             let id = event.id.to_string();
+            // The SSE event type: what the data describes.
+            let kind = match event.kind {
+                Kind::Module => "module",
+                Kind::Workspace => "workspace",
+            };
             let Ok(data) = serde_json::to_string(&view(event)) else {
                 continue;
             };
             if out
-                .send(Event::default().id(id).event("module").data(data))
+                .send(Event::default().id(id).event(kind).data(data))
                 .await
                 .is_err()
             {
@@ -128,16 +155,21 @@ async fn follow(
 fn read(
     store: &Arc<Store>,
     after: i64,
-    module: Option<&ObjectKey>,
+    object: Option<(Kind, &ObjectKey)>,
 ) -> Result<Vec<StreamEvent>, ApiError> {
-    Ok(store.events_after(after, BATCH, module)?)
+    Ok(store.events_after(after, BATCH, object)?)
+}
+
+fn filter(object: &Option<(Kind, ObjectKey)>) -> Option<(Kind, &ObjectKey)> {
+    object.as_ref().map(|(kind, key)| (*kind, key))
 }
 
 fn view(event: StreamEvent) -> StreamEventView {
     StreamEventView {
         id: event.id,
-        namespace: event.module.namespace().to_owned(),
-        name: event.module.name().to_owned(),
+        kind: event.kind,
+        namespace: event.object.namespace().to_owned(),
+        name: event.object.name().to_owned(),
         at: event.at,
         reason: event.reason,
         message: event.message,

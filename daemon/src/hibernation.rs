@@ -11,11 +11,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use forklet_state::ObjectKey;
 use forklet_state::desired::{DesiredModule, DesiredState, DesiredWorkspace};
+use forklet_state::event::EventReason;
 use forklet_state::hibernation::{Inputs, Override, Scope, SleepReason, decide};
 use forklet_state::schedule::Transition;
 use forklet_state::store::Store;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
+
+use crate::store_thread::StoreThread;
 
 /// The longest the clock goes without looking.
 const AT_LEAST_EVERY: Duration = Duration::from_secs(60);
@@ -99,6 +102,38 @@ impl Hibernation {
         decide(inputs, self.at)
     }
 
+    /// What happened between `self` and `next` that belongs in a history:
+    /// a schedule's transition, an override running out. Workspaces that
+    /// came or went with a manifest edit have no transition.
+    fn news(&self, next: &Hibernation) -> Vec<News> {
+        let mut news = Vec::new();
+        for (key, now) in &next.workspaces {
+            let Some(before) = self.workspaces.get(key) else {
+                continue;
+            };
+            if before.scheduled_asleep != now.scheduled_asleep {
+                let (reason, message) = match now.scheduled_asleep {
+                    true => (EventReason::ScheduledSleep, "the schedule puts it to sleep"),
+                    false => (EventReason::ScheduledWake, "the schedule wakes it"),
+                };
+                news.push((Scope::Workspace, key.clone(), reason, message));
+            }
+            if expired(before.over, now.over, next.at) {
+                news.push(expired_news(Scope::Workspace, key));
+            }
+        }
+        for (key, before) in &self.module_overrides {
+            if expired(
+                Some(*before),
+                next.module_overrides.get(key).copied(),
+                next.at,
+            ) {
+                news.push(expired_news(Scope::Module, key));
+            }
+        }
+        news
+    }
+
     /// When the answer may next change.
     fn next_look(&self) -> DateTime<Utc> {
         let transitions = self
@@ -115,8 +150,32 @@ impl Hibernation {
     }
 }
 
+/// One line of history: on what, why, in words.
+type News = (Scope, ObjectKey, EventReason, &'static str);
+
+/// An override that ran out (not one cleared by hand: that one is written
+/// where it is cleared).
+fn expired(before: Option<Override>, now: Option<Override>, at: DateTime<Utc>) -> bool {
+    now.is_none() && before.is_some_and(|o| o.until.is_some_and(|until| until <= at))
+}
+
+fn expired_news(scope: Scope, key: &ObjectKey) -> News {
+    let message = "the manual sleep or resume ran out: the manifests and schedule decide again";
+    (scope, key.clone(), EventReason::OverrideExpired, message)
+}
+
+fn record(store: &Store, news: Vec<News>) {
+    for (scope, key, reason, message) in news {
+        if let Err(err) = crate::api::note(store, scope, &key, reason, message) {
+            tracing::warn!(object = %key, error = %err, "cannot record {reason}");
+        }
+    }
+}
+
 pub struct HibernationClock {
     pub store: Arc<Store>,
+    /// For the history: scheduled transitions and overrides running out.
+    pub writes: StoreThread,
     pub desired: watch::Receiver<Arc<DesiredState>>,
     pub published: watch::Sender<Arc<Hibernation>>,
     /// Rung when an override is set, to be taken into account at once.
@@ -144,6 +203,10 @@ impl HibernationClock {
                 let changed = current.workspaces != snapshot.workspaces
                     || current.module_overrides != snapshot.module_overrides;
                 if changed {
+                    let news = current.news(&snapshot);
+                    if !news.is_empty() {
+                        self.writes.submit(move |store| record(store, news));
+                    }
                     *current = Arc::new(snapshot);
                 }
                 changed
@@ -199,6 +262,41 @@ mod tests {
         assert_eq!(night.next_look(), at(23, 31));
         let day = Hibernation::compute(&desired, &[], at(12, 0));
         assert_eq!(day.module(app, &desired), None);
+    }
+
+    #[test]
+    fn the_schedule_s_transitions_and_an_expired_override_are_news_once() {
+        let desired = desired();
+        let dev = ObjectKey::new("default", "dev").unwrap();
+        let app = ObjectKey::new("default", "app").unwrap();
+        let evening = Hibernation::compute(&desired, &[], at(21, 59));
+        let night = Hibernation::compute(&desired, &[], at(22, 1));
+        let news = evening.news(&night);
+        assert_eq!(news.len(), 1, "{news:?}");
+        assert_eq!(
+            (news[0].0, &news[0].1, news[0].2),
+            (Scope::Workspace, &dev, EventReason::ScheduledSleep)
+        );
+        assert!(night.news(&night).is_empty(), "no change, no news");
+        let morning = Hibernation::compute(&desired, &[], at(7, 1));
+        assert_eq!(night.news(&morning)[0].2, EventReason::ScheduledWake);
+
+        let wake = Override {
+            action: OverrideAction::Resume,
+            until: Some(at(23, 40)),
+        };
+        let overrides = [(Scope::Module, app.clone(), wake)];
+        let woken = Hibernation::compute(&desired, &overrides, at(23, 30));
+        let ran_out = Hibernation::compute(&desired, &overrides, at(23, 41));
+        let news = woken.news(&ran_out);
+        assert_eq!(news.len(), 1, "{news:?}");
+        assert_eq!(
+            (news[0].0, &news[0].1, news[0].2),
+            (Scope::Module, &app, EventReason::OverrideExpired)
+        );
+        // Cleared by hand before its time: written where it is cleared, not here.
+        let cleared = Hibernation::compute(&desired, &[], at(23, 35));
+        assert!(woken.news(&cleared).is_empty());
     }
 
     #[test]

@@ -17,8 +17,10 @@ pub mod hibernation;
 pub mod image_ref;
 pub mod kubeconfig;
 pub mod module_logs;
+pub mod openapi;
 pub mod orphans;
 pub mod plan;
+pub mod problem_response;
 pub mod protocol;
 pub mod reconciler;
 pub mod runner_events;
@@ -186,8 +188,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let first = HibernationClock::snapshot(&store, &initial, chrono::Utc::now());
     let (hibernation_tx, hibernation_rx) = watch::channel(Arc::new(first));
     let overrides_changed = Arc::new(tokio::sync::Notify::new());
+    let writes = StoreThread::start(store.clone());
     let clock = HibernationClock {
         store: store.clone(),
+        writes: writes.clone(),
         desired: desired_rx.clone(),
         published: hibernation_tx,
         overrides_changed: overrides_changed.clone(),
@@ -201,7 +205,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         });
     };
     let (refresh_tx, refresh_rx) = tokio::sync::mpsc::unbounded_channel();
-    let writes = StoreThread::start(store.clone());
     let api_state = api::ApiState {
         store: store.clone(),
         writes: writes.clone(),

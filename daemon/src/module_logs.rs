@@ -22,10 +22,13 @@ const LOOK_AGAIN: Duration = Duration::from_secs(2);
 /// The most lines `--tail` may ask for.
 pub const MAX_TAIL: u64 = 100_000;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
+    /// Keep streaming, across runner replacement, until the module is gone.
     #[serde(default)]
     pub follow: bool,
+    /// Only the last lines.
     pub tail: Option<u64>,
     /// Seconds back from now.
     pub since: Option<u64>,

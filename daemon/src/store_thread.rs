@@ -88,7 +88,13 @@ mod tests {
             chrono::Utc::now(),
         );
         // A save whose caller gave up (its future dropped after the ask)...
-        let save = thread.run(move |s| s.save(&record, "Installing", "calling"));
+        let save = thread.run(move |s| {
+            s.save(
+                &record,
+                forklet_state::event::EventReason::Installing,
+                "calling",
+            )
+        });
         let mut save = Box::pin(save);
         tokio::select! {
             biased;

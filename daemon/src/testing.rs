@@ -418,7 +418,7 @@ impl Harness {
         loop {
             let seen = self.module(name).await;
             match seen {
-                Some(module) if module.phase == phase => return module,
+                Some(module) if module.phase.as_str() == phase => return module,
                 seen if Instant::now() >= deadline => panic!(
                     "timed out waiting for module {name} in phase {phase}; last seen: {}",
                     seen.map_or("none".to_owned(), |m| format!("{}: {}", m.phase, m.message))

@@ -9,6 +9,7 @@
 //! named here are made or removed: a developer's real `kind` network is
 //! never touched.
 
+use forklet_state::api::ModulePhase;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -427,7 +428,7 @@ async fn a_kind_cluster_is_reached_on_its_network_and_again_after_it_is_recreate
             })
         })
         .await;
-    assert_eq!(refused.phase, "failed");
+    assert_eq!(refused.phase, ModulePhase::Failed);
 
     harness.write_kubeconfig(&kubeconfig(&server, &pki, User::Certificate(&pki)));
     let ready = harness.wait_phase("app", "ready").await;
@@ -559,16 +560,19 @@ async fn a_k3d_cluster_is_reached_from_an_operator_workspace_with_a_secret_refer
     harness
         .wait_until("the module adopted", || async {
             harness.module("app").await.filter(|m| {
-                m.phase == "ready" && m.container_id.as_deref() == Some(runner.as_str())
+                m.phase == ModulePhase::Ready && m.container_id.as_deref() == Some(runner.as_str())
             })
         })
         .await;
     assert_eq!(answered(&harness, &runner, "install").await.len(), 1);
 
     let (status, body) = harness.api_delete("/v1/secrets/k3d-dev").await;
-    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        (status.as_u16(), &body["code"]),
+        (409, &json!("secret_in_use"))
+    );
     assert!(
-        body["error"]
+        body["detail"]
             .as_str()
             .unwrap()
             .contains("workspace default/dev"),
@@ -792,7 +796,7 @@ async fn a_module_follows_its_cluster_to_another_network_without_a_second_instal
                 .output()
                 .ok()?;
             let on = String::from_utf8_lossy(&on.stdout).trim().to_owned();
-            (id != first && on == cluster && module.phase == "ready").then_some(id)
+            (id != first && on == cluster && module.phase == ModulePhase::Ready).then_some(id)
         })
         .await;
     let (status, _) = harness

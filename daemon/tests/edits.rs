@@ -1,6 +1,7 @@
 //! What each kind of edit does to a running module, as the README says.
 
 use bollard::query_parameters::{RemoveImageOptionsBuilder, TagImageOptionsBuilder};
+use forklet_state::api::ModulePhase;
 use forkletd::testing::{HELLO_IMAGE, Harness, ModuleYaml};
 use serde_json::{Value, json};
 
@@ -34,10 +35,9 @@ fn app(workspace: &str, image: &str, config: &str) -> String {
 async fn ready_with(harness: &Harness, config: Value) -> forklet_state::api::ModuleView {
     harness
         .wait_until(&format!("app ready with {config}"), || async {
-            harness
-                .module("app")
-                .await
-                .filter(|m| m.phase == "ready" && Value::Object(m.config.clone()) == config)
+            harness.module("app").await.filter(|m| {
+                m.phase == ModulePhase::Ready && Value::Object(m.config.clone()) == config
+            })
         })
         .await
 }
@@ -78,10 +78,9 @@ async fn config_image_and_workspace_edits() {
     harness.write("app.yaml", &app("dev", &other, "{size: 2}"));
     let moved = harness
         .wait_until("app on the new image", || async {
-            harness
-                .module("app")
-                .await
-                .filter(|m| m.phase == "ready" && m.image.as_deref() == Some(other.as_str()))
+            harness.module("app").await.filter(|m| {
+                m.phase == ModulePhase::Ready && m.image.as_deref() == Some(other.as_str())
+            })
         })
         .await;
     let second_id = moved.container_id.clone().unwrap();
@@ -105,7 +104,7 @@ async fn config_image_and_workspace_edits() {
             harness
                 .module("app")
                 .await
-                .filter(|m| m.phase == "ready" && m.workspace == "prod")
+                .filter(|m| m.phase == ModulePhase::Ready && m.workspace == "prod")
         })
         .await;
     let uninstalled = second.finish().await;
@@ -210,7 +209,7 @@ async fn a_rotated_kubeconfig_reaches_the_running_module_without_an_install() {
         })
         .await;
     let after = harness.module("app").await.unwrap();
-    assert_eq!(after.phase, "ready");
+    assert_eq!(after.phase, ModulePhase::Ready);
     assert_eq!(after.container_id, ready.container_id);
     assert_eq!(output.bodies("install").len(), 1, "no second /install");
 }
@@ -278,7 +277,7 @@ async fn a_permission_or_resource_change_replaces_the_runner() {
             harness
                 .module("app")
                 .await
-                .filter(|m| m.phase == "ready" && m.container_id != plain.container_id)
+                .filter(|m| m.phase == ModulePhase::Ready && m.container_id != plain.container_id)
         })
         .await;
     assert!(mounted.exists());
@@ -304,7 +303,7 @@ async fn a_permission_or_resource_change_replaces_the_runner() {
             harness
                 .module("app")
                 .await
-                .filter(|m| m.phase == "ready" && m.container_id != granted.container_id)
+                .filter(|m| m.phase == ModulePhase::Ready && m.container_id != granted.container_id)
         })
         .await;
     let info = harness

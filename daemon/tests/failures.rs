@@ -1,5 +1,6 @@
 //! One module's trouble stays its own: the others keep working.
 
+use forklet_state::api::{EventReason, ModulePhase};
 use forkletd::testing::{HELLO_IMAGE, Harness, ModuleYaml, WORKSPACE};
 use serde_json::json;
 
@@ -33,13 +34,16 @@ async fn a_refused_install_fails_that_module_alone() {
         "install failed: POST /install answered 400 Bad Request (expected 201 Created): replicas must be positive"
     );
     assert!(
-        bad.events.iter().any(|e| e.reason == "Failed"),
+        bad.events.iter().any(|e| e.reason == EventReason::Failed),
         "{:?}",
         bad.events
     );
 
     // The healthy neighbour still answers and still acts on its manifest.
-    assert_eq!(harness.module("good").await.unwrap().phase, "ready");
+    assert_eq!(
+        harness.module("good").await.unwrap().phase,
+        ModulePhase::Ready
+    );
     harness.write("good.yaml", &module("good", "{}", true));
     let good = harness.wait_phase("good", "sleeped").await;
     assert_eq!(good.metadata["asleep"], json!(true));
@@ -133,7 +137,7 @@ async fn a_file_broken_while_the_daemon_was_down_uninstalls_nothing() {
                 .filter(|m| m.message.contains("keeping the last good version"))
         })
         .await;
-    assert_eq!(kept.phase, "ready");
+    assert_eq!(kept.phase, ModulePhase::Ready);
     assert_eq!(kept.container_id, before.container_id);
     assert_eq!(harness.containers().await.len(), 1);
 }
@@ -152,7 +156,7 @@ async fn a_failed_step_is_retried_with_backoff_until_it_succeeds() {
             harness
                 .module("flaky")
                 .await
-                .filter(|m| m.phase == "failed" && m.attempts >= 2)
+                .filter(|m| m.phase == ModulePhase::Failed && m.attempts >= 2)
         })
         .await;
     assert!(
@@ -175,8 +179,12 @@ async fn a_failed_step_is_retried_with_backoff_until_it_succeeds() {
         .api_post("/v1/modules/default/nope/retry", &json!(null))
         .await;
     assert_eq!(
-        (status.as_u16(), body),
-        (404, json!({"error": "Module default/nope not found"}))
+        (status.as_u16(), &body["code"], &body["detail"]),
+        (
+            404,
+            &json!("not_found"),
+            &json!("Module default/nope not found")
+        )
     );
 
     // Fixed: it succeeds and the failures no longer count.

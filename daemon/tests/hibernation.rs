@@ -1,5 +1,6 @@
 //! Sleeping and waking for real: by schedule, by hand, by a workspace.
 
+use forklet_state::api::{ModulePhase, OverrideAction, SleepReason, WorkspacePhase};
 use forkletd::testing::{Harness, ModuleYaml};
 use serde_json::json;
 
@@ -39,13 +40,13 @@ async fn a_schedule_puts_a_module_to_sleep_and_wakes_it_with_its_runner_stopped_
 
     let asleep = harness
         .wait_until("asleep by schedule", || async {
-            harness.module("app").await.filter(|m| m.phase == "sleeped")
+            harness
+                .module("app")
+                .await
+                .filter(|m| m.phase == ModulePhase::Sleeped)
         })
         .await;
-    assert_eq!(
-        asleep.sleep_reason.as_deref(),
-        Some("its workspace's schedule")
-    );
+    assert_eq!(asleep.sleep_reason, Some(SleepReason::Schedule));
     let container = asleep.container_id.clone().unwrap();
     harness
         .wait_until("the runner stopped while asleep", || async {
@@ -88,17 +89,17 @@ async fn an_override_sleeps_by_hand_survives_a_restart_and_expires() {
     assert_eq!(status, 200, "{set}");
     assert_eq!(set["action"], "sleep");
     let asleep = harness.wait_phase("app", "sleeped").await;
-    assert_eq!(asleep.sleep_reason.as_deref(), Some("put to sleep by hand"));
+    assert_eq!(asleep.sleep_reason, Some(SleepReason::Override));
     let shown = asleep
         .manual_override
         .expect("the override shows on the module");
-    assert_eq!(shown.action, "sleep");
+    assert_eq!(shown.action, OverrideAction::Sleep);
     assert!(shown.until.is_some());
 
     harness.restart().await;
     assert_eq!(
         harness.module("app").await.unwrap().phase,
-        "sleeped",
+        ModulePhase::Sleeped,
         "the override outlives a restart"
     );
 
@@ -111,9 +112,12 @@ async fn an_override_sleeps_by_hand_survives_a_restart_and_expires() {
     let (status, body) = harness
         .api_post("/v1/modules/default/pinned/resume", &json!({}))
         .await;
-    assert_eq!(status, 409);
     assert_eq!(
-        body["error"],
+        (status.as_u16(), &body["code"]),
+        (409, &json!("manifest_decides"))
+    );
+    assert_eq!(
+        body["detail"],
         "module default/pinned's manifest says hibernated: true; an override does not fight it: edit the manifest"
     );
     let (status, _) = harness
@@ -135,11 +139,11 @@ async fn a_hibernated_workspace_sleeps_its_modules_and_wakes_only_those_it_put_t
 
     harness.write("workspace.yaml", &workspace(true, ""));
     let slept = harness.wait_phase("awake", "sleeped").await;
+    assert_eq!(slept.sleep_reason, Some(SleepReason::Workspace));
     assert_eq!(
-        slept.sleep_reason.as_deref(),
-        Some("its workspace's manifest says hibernated")
+        harness.workspaces().await[0].phase,
+        WorkspacePhase::Hibernated
     );
-    assert_eq!(harness.workspaces().await[0].phase, "hibernated");
 
     // A module added to a sleeping workspace is installed, then put to sleep.
     harness.write("late.yaml", &module("late", false));
@@ -157,11 +161,9 @@ async fn a_hibernated_workspace_sleeps_its_modules_and_wakes_only_those_it_put_t
     harness.wait_phase("late", "ready").await;
     let pinned = harness.module("pinned").await.unwrap();
     assert_eq!(
-        pinned.phase, "sleeped",
+        pinned.phase,
+        ModulePhase::Sleeped,
         "its own manifest still says hibernated"
     );
-    assert_eq!(
-        pinned.sleep_reason.as_deref(),
-        Some("its manifest says hibernated")
-    );
+    assert_eq!(pinned.sleep_reason, Some(SleepReason::Manifest));
 }

@@ -1,6 +1,7 @@
 //! Modules that break the contract: each reaches a clear state within its
 //! deadline, and a healthy module beside them keeps working.
 
+use forklet_state::api::ModulePhase;
 use std::time::Duration;
 
 use forkletd::testing::{HELLO_IMAGE, Harness, MISBEHAVE_IMAGE, ModuleYaml, WORKSPACE};
@@ -77,7 +78,7 @@ async fn every_kind_of_misbehaviour_ends_in_a_clear_failure() {
                 harness
                     .module(name)
                     .await
-                    .filter(|m| m.phase == "failed" && m.message.starts_with(message))
+                    .filter(|m| m.phase == ModulePhase::Failed && m.message.starts_with(message))
             })
             .await;
         assert!(failed.attempts >= 1, "{name}");
@@ -127,10 +128,13 @@ async fn a_failing_uninstall_keeps_the_module_until_it_is_forced_away() {
     let (status, body) = harness
         .api_post("/v1/modules/default/stuck/forget", &json!(null))
         .await;
-    assert_eq!(status, 409);
+    assert_eq!(
+        (status.as_u16(), &body["code"]),
+        (409, &json!("still_defined"))
+    );
     let file = harness.manifests.path().join("stuck.yaml");
     assert_eq!(
-        body["error"],
+        body["detail"],
         format!(
             "{} still defines module default/stuck: delete it from there first",
             file.display()
@@ -143,7 +147,7 @@ async fn a_failing_uninstall_keeps_the_module_until_it_is_forced_away() {
             harness
                 .module("stuck")
                 .await
-                .filter(|m| m.phase == "failed" && m.attempts >= 2)
+                .filter(|m| m.phase == ModulePhase::Failed && m.attempts >= 2)
         })
         .await;
     assert!(

@@ -1,6 +1,7 @@
 //! What a runner is given: the control API only with `controller`, the
 //! kubeconfig only with `workspace`, and resource_usage as soft Docker limits.
 
+use forklet_state::api::ModulePhase;
 use forkletd::testing::{Harness, ModuleYaml};
 
 fn module(name: &str, permissions: &str, usage: &str) -> String {
@@ -142,7 +143,7 @@ async fn a_controller_module_reaches_the_api_again_after_a_restart() {
             harness
                 .module("ctl")
                 .await
-                .filter(|m| m.phase == "ready" && m.metadata["installs"] == 2)
+                .filter(|m| m.phase == ModulePhase::Ready && m.metadata["installs"] == 2)
         })
         .await;
     assert_eq!(after.container_id, before.container_id);

@@ -2,6 +2,7 @@
 //! that runs, a file missing for a moment uninstalls nothing, and no name
 //! reaches the file system or Docker unchecked.
 
+use forklet_state::api::ModulePhase;
 use std::time::Duration;
 
 use forkletd::testing::{Harness, ModuleYaml, WORKSPACE};
@@ -36,7 +37,7 @@ async fn a_type_error_in_a_running_modules_document_changes_nothing_that_runs() 
                     .filter(|m| m.message.contains("app.yaml: spec"))
             })
             .await;
-        assert_eq!(shown.phase, "ready", "{field:?}");
+        assert_eq!(shown.phase, ModulePhase::Ready, "{field:?}");
         assert_eq!(shown.container_id.as_deref(), Some(runner.as_str()));
         assert_eq!(shown.metadata["installedBy"], "hello", "metadata kept");
         // Fixed again: the problem goes, and the module was never touched.
@@ -68,7 +69,7 @@ async fn a_new_module_with_a_type_error_is_listed_as_failed_with_its_problem() {
     let shown = harness
         .wait_until("module typo listed", || harness.module("typo"))
         .await;
-    assert_eq!(shown.phase, "failed");
+    assert_eq!(shown.phase, ModulePhase::Failed);
     assert!(
         shown.message.contains("typo.yaml: spec.hibernated: "),
         "{}",
@@ -101,7 +102,7 @@ async fn a_file_missing_for_a_moment_uninstalls_nothing() {
             harness.module("app").await.filter(|m| m.file.is_some())
         })
         .await;
-    assert_eq!(back.phase, "ready");
+    assert_eq!(back.phase, ModulePhase::Ready);
     assert_eq!(back.container_id, ready.container_id);
     assert!(output.bodies("uninstall").is_empty());
     assert_eq!(output.bodies("install").len(), 1);
@@ -190,7 +191,7 @@ async fn modules_whose_names_join_alike_run_side_by_side() {
                 harness
                     .api::<forklet_state::api::ModuleView>(path)
                     .await
-                    .filter(|m| m.phase == "ready")
+                    .filter(|m| m.phase == ModulePhase::Ready)
             })
             .await;
     }

@@ -1,6 +1,7 @@
 //! Runners that die or vanish come back without a second /install: the
 //! module's metadata lives in forklet, not in its container.
 
+use forklet_state::api::ModulePhase;
 use std::collections::HashMap;
 
 use bollard::models::ContainerCreateBody;
@@ -34,10 +35,9 @@ async fn a_removed_runner_is_recreated_and_not_reinstalled() {
 
     let after = harness
         .wait_until("a new runner", || async {
-            harness
-                .module("app")
-                .await
-                .filter(|m| m.phase == "ready" && m.container_id.as_deref() != Some(&old_id))
+            harness.module("app").await.filter(|m| {
+                m.phase == ModulePhase::Ready && m.container_id.as_deref() != Some(&old_id)
+            })
         })
         .await;
     let output = harness.follow_output(after.container_id.as_deref().unwrap());

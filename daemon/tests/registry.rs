@@ -1,6 +1,7 @@
 //! Private images: pulled from a real registry with htpasswd auth on
 //! loopback, with the credentials of the module's imagePullSecrets.
 
+use forklet_state::api::ModulePhase;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -157,7 +158,13 @@ async fn private_images_are_pulled_with_their_secret_and_never_leak_it() {
         harness.api_post("/v1/secrets", &again).await,
         (
             reqwest::StatusCode::CONFLICT,
-            json!({"error": "secret good already exists"})
+            json!({
+                "type": "urn:forklet:problem:secret_exists",
+                "title": "Secret exists",
+                "status": 409,
+                "detail": "secret good already exists",
+                "code": "secret_exists",
+            })
         )
     );
 
@@ -257,10 +264,9 @@ async fn a_pull_that_makes_no_progress_fails_with_the_reason() {
     harness.write("app.yaml", &module.to_string());
     let failed = harness
         .wait_until("the stalled pull given up", || async {
-            harness
-                .module("app")
-                .await
-                .filter(|m| m.phase == "failed" && m.message.contains("no progress for 1 s"))
+            harness.module("app").await.filter(|m| {
+                m.phase == ModulePhase::Failed && m.message.contains("no progress for 1 s")
+            })
         })
         .await;
     assert!(

@@ -1,5 +1,6 @@
 //! Definitions from a URL and from a file beside the manifests.
 
+use forklet_state::api::ModulePhase;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -74,7 +75,7 @@ async fn a_url_definition_is_fetched_once_and_kept() {
             harness
                 .module("web")
                 .await
-                .filter(|m| m.phase == "ready" && m.config["greeting"] == "edited")
+                .filter(|m| m.phase == ModulePhase::Ready && m.config["greeting"] == "edited")
         })
         .await;
     assert_eq!(edited.metadata["installs"], 2);
@@ -94,7 +95,10 @@ async fn a_url_definition_is_fetched_once_and_kept() {
         "{}",
         missing.message
     );
-    assert_eq!(harness.module("web").await.unwrap().phase, "ready");
+    assert_eq!(
+        harness.module("web").await.unwrap().phase,
+        ModulePhase::Ready
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +124,7 @@ async fn a_definition_file_in_a_subdirectory_is_watched() {
             harness
                 .module("local")
                 .await
-                .filter(|m| m.phase == "ready" && m.config["greeting"] == "edited file")
+                .filter(|m| m.phase == ModulePhase::Ready && m.config["greeting"] == "edited file")
         })
         .await;
     assert_eq!(edited.metadata["installs"], 2);
@@ -172,7 +176,7 @@ async fn an_explicit_refresh_fetches_the_definition_again() {
             harness
                 .module("web")
                 .await
-                .filter(|m| m.phase == "ready" && m.config["greeting"] == "version 2")
+                .filter(|m| m.phase == ModulePhase::Ready && m.config["greeting"] == "version 2")
         })
         .await;
     assert_eq!(refreshed.metadata["installs"], 2);

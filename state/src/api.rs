@@ -1,21 +1,28 @@
 //! The control API's wire types, shared by forkletd and the forklet CLI.
 
+use std::fmt;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::event::EventReason;
+pub use crate::hibernation::{OverrideAction, SleepReason};
+pub use crate::manifest::Kind;
+pub use crate::operation::Operation;
+pub use crate::schedule::Transition;
+use crate::store::Phase;
+
 /// One module as `forklet get` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ModuleView {
     pub name: String,
     pub namespace: String,
     pub workspace: String,
     pub workspace_namespace: String,
-    /// `installing`, `ready`, `sleeping`, `sleeped`, `resuming`,
-    /// `uninstalling`, `failed`; `pending` while a manifest names a module
-    /// forklet has not started yet.
-    pub phase: String,
+    pub phase: ModulePhase,
     pub message: String,
     pub container_id: Option<String>,
     pub image: Option<String>,
@@ -24,14 +31,16 @@ pub struct ModuleView {
     /// Why it should be asleep: its manifest, its workspace's, an override,
     /// its workspace's schedule.
     #[serde(default)]
-    pub sleep_reason: Option<String>,
+    pub sleep_reason: Option<SleepReason>,
     /// A manual sleep or resume of this module in force (`forklet
     /// sleep|resume`), even when another reason decides.
     #[serde(default, rename = "override")]
     pub manual_override: Option<OverrideView>,
     /// The manifest file that defines the module, when one does.
     pub file: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub config: Map<String, Value>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: Map<String, Value>,
     pub created_at: Option<DateTime<Utc>>,
     pub last_activity: Option<DateTime<Utc>>,
@@ -44,7 +53,7 @@ pub struct ModuleView {
     /// The lifecycle call under way, or the one that failed (`install`,
     /// `uninstall`, `sleep`, `resume`).
     #[serde(default)]
-    pub operation: Option<crate::operation::Operation>,
+    pub operation: Option<Operation>,
     /// Newest last; only on single-module requests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<EventView>,
@@ -58,20 +67,21 @@ pub struct ModuleView {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EventView {
     pub at: DateTime<Utc>,
-    pub reason: String,
+    pub reason: EventReason,
     pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct WorkspaceView {
     pub name: String,
     pub namespace: String,
-    /// `ready`, `hibernated` or `failed`.
-    pub phase: String,
+    pub phase: WorkspacePhase,
     pub message: String,
     pub connection: String,
     pub hibernated: bool,
@@ -85,16 +95,21 @@ pub struct WorkspaceView {
     #[serde(default, rename = "override")]
     pub manual_override: Option<OverrideView>,
     #[serde(default)]
-    pub sleep_reason: Option<String>,
+    pub sleep_reason: Option<SleepReason>,
     /// How the workspace's modules reach its cluster (none: no module of
     /// it receives a kubeconfig).
     #[serde(default)]
     pub cluster: Option<ClusterView>,
+    /// The workspace's own events (overrides, scheduled transitions),
+    /// newest last; only on single-workspace requests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<EventView>,
 }
 
 /// `GET /v1/workspaces/{namespace}/{name}/doctor`: the API server asked
 /// for `/version` the way runners reach it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DoctorView {
     pub workspace: String,
     /// Every check passed.
@@ -102,16 +117,18 @@ pub struct DoctorView {
     pub checks: Vec<CheckView>,
 }
 
-/// One step: `route`, `connect`, `tls`, `version`.
+/// One step of `forklet doctor`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckView {
-    pub name: String,
+    pub name: CheckName,
     pub ok: bool,
     pub detail: String,
 }
 
 /// The way from runners to a workspace's API server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterView {
     /// The server the runners call.
     pub endpoint: Option<String>,
@@ -124,6 +141,7 @@ pub struct ClusterView {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduleView {
     pub sleep: String,
     pub wake: Option<String>,
@@ -131,23 +149,25 @@ pub struct ScheduleView {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TransitionView {
     pub at: DateTime<Utc>,
-    /// `sleep` or `wake`.
-    pub action: String,
+    pub action: Transition,
 }
 
 /// A manual sleep or resume and how long it lasts (`until: null`: until
 /// replaced).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OverrideView {
-    pub action: String,
+    pub action: OverrideAction,
     pub until: Option<DateTime<Utc>>,
 }
 
 /// `POST .../sleep|resume`: at most one of the two; with neither, the
 /// override lasts until the next scheduled transition.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct OverrideRequest {
     pub for_seconds: Option<u64>,
@@ -155,14 +175,19 @@ pub struct OverrideRequest {
 }
 
 /// One event of `GET /v1/events`: a module's phase change, call, failure,
-/// progress, or its deletion (`reason: Deleted`).
+/// progress, or its deletion (`reason: Deleted`); a workspace's override or
+/// scheduled transition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StreamEventView {
     pub id: i64,
+    /// Older daemons sent only modules' events.
+    #[serde(default = "module_kind")]
+    pub kind: Kind,
     pub namespace: String,
     pub name: String,
     pub at: DateTime<Utc>,
-    pub reason: String,
+    pub reason: EventReason,
     pub message: String,
 }
 
@@ -171,26 +196,21 @@ pub const API_VERSION: &str = "v1";
 
 /// `GET /v1/version`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VersionView {
     /// forkletd's release.
     pub version: String,
     pub api: String,
 }
 
-/// Every error response carries this body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub error: String,
-}
-
 /// `POST /v1/secrets`: the password or data travels once, inbound, and is
 /// never sent back by any endpoint.
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SecretCreate {
     pub name: String,
-    /// `docker-registry` or `generic`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: SecretType,
     /// `default` when not given.
     #[serde(default)]
     pub namespace: Option<String>,
@@ -218,10 +238,290 @@ impl std::fmt::Debug for SecretCreate {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SecretView {
     pub name: String,
     #[serde(default)]
     pub namespace: String,
     #[serde(rename = "type")]
+    pub kind: SecretType,
+}
+
+/// A module's phase as the API shows it: the operator's phases, and
+/// `pending` while a manifest names a module forklet has not started yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ModulePhase {
+    Pending,
+    Installing,
+    Ready,
+    Sleeping,
+    Sleeped,
+    Resuming,
+    Uninstalling,
+    Failed,
+}
+
+impl ModulePhase {
+    pub const ALL: [ModulePhase; 8] = [
+        ModulePhase::Pending,
+        ModulePhase::Installing,
+        ModulePhase::Ready,
+        ModulePhase::Sleeping,
+        ModulePhase::Sleeped,
+        ModulePhase::Resuming,
+        ModulePhase::Uninstalling,
+        ModulePhase::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModulePhase::Pending => "pending",
+            ModulePhase::Installing => "installing",
+            ModulePhase::Ready => "ready",
+            ModulePhase::Sleeping => "sleeping",
+            ModulePhase::Sleeped => "sleeped",
+            ModulePhase::Resuming => "resuming",
+            ModulePhase::Uninstalling => "uninstalling",
+            ModulePhase::Failed => "failed",
+        }
+    }
+}
+
+impl From<Phase> for ModulePhase {
+    fn from(phase: Phase) -> Self {
+        match phase {
+            Phase::Installing => ModulePhase::Installing,
+            Phase::Ready => ModulePhase::Ready,
+            Phase::Sleeping => ModulePhase::Sleeping,
+            Phase::Sleeped => ModulePhase::Sleeped,
+            Phase::Resuming => ModulePhase::Resuming,
+            Phase::Uninstalling => ModulePhase::Uninstalling,
+            Phase::Failed => ModulePhase::Failed,
+        }
+    }
+}
+
+impl fmt::Display for ModulePhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ModulePhase {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|phase| phase.as_str() == text)
+            .ok_or_else(|| format!("unknown phase {text:?}"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspacePhase {
+    Ready,
+    Hibernated,
+    /// Its manifest has a problem.
+    Failed,
+}
+
+impl fmt::Display for WorkspacePhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            WorkspacePhase::Ready => "ready",
+            WorkspacePhase::Hibernated => "hibernated",
+            WorkspacePhase::Failed => "failed",
+        })
+    }
+}
+
+/// The steps of `forklet doctor`, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum CheckName {
+    /// The workspace's kubeconfig reads and names a server.
+    Kubeconfig,
+    /// Where the runners' traffic goes.
+    Route,
+    Connect,
+    Tls,
+    /// `GET /version` with the kubeconfig's credentials.
+    Version,
+}
+
+impl fmt::Display for CheckName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            CheckName::Kubeconfig => "kubeconfig",
+            CheckName::Route => "route",
+            CheckName::Connect => "connect",
+            CheckName::Tls => "tls",
+            CheckName::Version => "version",
+        })
+    }
+}
+
+/// The secret types of `kubectl create secret`, as far as forklet uses them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretType {
+    /// Registry credentials, for `imagePullSecrets`.
+    #[default]
+    DockerRegistry,
+    /// Keys and bytes, e.g. a kubeconfig for `secretReference`.
+    Generic,
+}
+
+impl SecretType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretType::DockerRegistry => crate::store::DOCKER_REGISTRY,
+            SecretType::Generic => crate::store::GENERIC,
+        }
+    }
+}
+
+impl fmt::Display for SecretType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+fn module_kind() -> Kind {
+    Kind::Module
+}
+
+/// Every error answer: RFC 9457 problem details
+/// (`Content-Type: application/problem+json`), with a stable `code`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProblemDetails {
+    /// `urn:forklet:problem:CODE`.
+    #[serde(rename = "type")]
     pub kind: String,
+    /// The same for every answer with this code.
+    pub title: String,
+    pub status: u16,
+    /// What went wrong this time, in words for people.
+    pub detail: String,
+    pub code: ErrorCode,
+}
+
+impl ProblemDetails {
+    pub const CONTENT_TYPE: &str = "application/problem+json";
+
+    pub fn new(code: ErrorCode, status: u16, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("urn:forklet:problem:{}", code.as_str()),
+            title: code.title().to_owned(),
+            status,
+            detail: detail.into(),
+            code,
+        }
+    }
+}
+
+/// Why a request failed, for programs: stable across releases of API v1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 404: no such module, workspace, secret or override.
+    NotFound,
+    /// 400 (413 when too large): a name, query or body is not acceptable.
+    InvalidRequest,
+    /// 413.
+    TooLarge,
+    /// 409: a secret of that name exists.
+    SecretExists,
+    /// 409: a workspace or module still names the secret.
+    SecretInUse,
+    /// 409: a manifest says `hibernated: true`; an override does not fight it.
+    ManifestDecides,
+    /// 409: the module's manifest still defines it.
+    StillDefined,
+    /// 409: the workspace has nothing to check.
+    NothingToCheck,
+    /// 404: no such path; 405: not with this method.
+    NoRoute,
+    /// 503: forkletd is shutting down.
+    Stopping,
+    /// 500.
+    Internal,
+    /// A code this release does not know (sent by a newer forkletd).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::SecretExists => "secret_exists",
+            ErrorCode::SecretInUse => "secret_in_use",
+            ErrorCode::ManifestDecides => "manifest_decides",
+            ErrorCode::StillDefined => "still_defined",
+            ErrorCode::NothingToCheck => "nothing_to_check",
+            ErrorCode::NoRoute => "no_route",
+            ErrorCode::Stopping => "stopping",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            ErrorCode::NotFound => "Not found",
+            ErrorCode::InvalidRequest => "Invalid request",
+            ErrorCode::TooLarge => "Request too large",
+            ErrorCode::SecretExists => "Secret exists",
+            ErrorCode::SecretInUse => "Secret in use",
+            ErrorCode::ManifestDecides => "The manifest decides",
+            ErrorCode::StillDefined => "Still defined by a manifest",
+            ErrorCode::NothingToCheck => "Nothing to check",
+            ErrorCode::NoRoute => "No such endpoint",
+            ErrorCode::Stopping => "forkletd is stopping",
+            ErrorCode::Internal => "Internal error",
+            ErrorCode::Unknown => "Unknown error",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_store_phase_has_the_same_word_on_the_wire() {
+        for phase in [
+            Phase::Installing,
+            Phase::Ready,
+            Phase::Sleeped,
+            Phase::Failed,
+        ] {
+            assert_eq!(ModulePhase::from(phase).as_str(), phase.as_str());
+            let wire = serde_json::to_value(ModulePhase::from(phase)).unwrap();
+            assert_eq!(wire, phase.as_str());
+        }
+    }
+
+    #[test]
+    fn a_problem_names_its_code_in_type_and_code() {
+        let problem = ProblemDetails::new(ErrorCode::SecretInUse, 409, "workspace default/dev");
+        let wire = serde_json::to_value(&problem).unwrap();
+        assert_eq!(wire["type"], "urn:forklet:problem:secret_in_use");
+        assert_eq!(wire["code"], "secret_in_use");
+        assert_eq!(wire["status"], 409);
+        assert_eq!(wire["detail"], "workspace default/dev");
+        let back: ProblemDetails = serde_json::from_value(wire).unwrap();
+        assert_eq!(back, problem);
+    }
 }

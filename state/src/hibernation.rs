@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum OverrideAction {
     Sleep,
@@ -28,6 +29,12 @@ impl OverrideAction {
             OverrideAction::Sleep => "sleep",
             OverrideAction::Resume => "resume",
         }
+    }
+}
+
+impl fmt::Display for OverrideAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
     }
 }
 
@@ -62,6 +69,7 @@ impl Scope {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum SleepReason {
     /// The module's own manifest.
@@ -75,7 +83,7 @@ pub enum SleepReason {
 
 impl fmt::Display for SleepReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             SleepReason::Manifest => "its manifest says hibernated",
             SleepReason::Workspace => "its workspace's manifest says hibernated",
             SleepReason::Override => "put to sleep by hand",

@@ -8,6 +8,7 @@ pub mod api;
 pub mod bounded;
 pub mod definition;
 pub mod desired;
+pub mod event;
 #[cfg(feature = "fetch")]
 pub mod fetch;
 pub mod hibernation;

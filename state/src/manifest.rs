@@ -19,6 +19,7 @@ pub const API_VERSION: &str = "batch.forkspacer.com/v1";
 pub const DEFAULT_NAMESPACE: &str = "default";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Kind {
     Workspace,
     Module,

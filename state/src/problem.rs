@@ -9,11 +9,15 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::{Kind, ObjectKey};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Problem {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub file: PathBuf,
     /// The document, when it got far enough to be named.
     pub kind: Option<Kind>,
+    /// `namespace/name`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub object: Option<ObjectKey>,
     /// Dotted path of the field at fault, when there is one.
     pub field: Option<String>,

@@ -15,8 +15,10 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::api::SecretType;
+use crate::event::EventReason;
 use crate::hibernation::{Override, OverrideAction, Scope};
-use crate::manifest::ObjectKey;
+use crate::manifest::{Kind, ObjectKey};
 use crate::operation::Operation;
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +91,7 @@ impl FromStr for Phase {
 
 impl std::fmt::Display for Phase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -224,14 +226,14 @@ impl std::fmt::Debug for GenericSecret {
 pub struct SecretSummary {
     pub name: String,
     pub namespace: String,
-    pub kind: String,
+    pub kind: SecretType,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     pub at: DateTime<Utc>,
-    pub reason: String,
+    pub reason: EventReason,
     pub message: String,
 }
 
@@ -295,18 +297,22 @@ const MIGRATIONS: &[&str] = &["
 ", "
     ALTER TABLE secrets ADD COLUMN namespace TEXT NOT NULL DEFAULT 'default';
     ALTER TABLE secrets ADD COLUMN data TEXT NOT NULL DEFAULT '{}';
+", "
+    ALTER TABLE events ADD COLUMN kind TEXT NOT NULL DEFAULT 'Module';
+    CREATE INDEX events_by_object ON events (kind, namespace, name, id);
 "];
 
 /// How many `Deleted` events (of modules gone) are kept.
 const TOMBSTONES_KEPT: i64 = 1000;
 
-/// One event of the stream: which module, when, why.
+/// One event of the stream: which object, when, why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamEvent {
     pub id: i64,
-    pub module: ObjectKey,
+    pub kind: Kind,
+    pub object: ObjectKey,
     pub at: DateTime<Utc>,
-    pub reason: String,
+    pub reason: EventReason,
     pub message: String,
 }
 
@@ -515,7 +521,7 @@ impl Store {
     pub fn save(
         &self,
         record: &ModuleRecord,
-        reason: &str,
+        reason: EventReason,
         message: &str,
     ) -> Result<(), StoreError> {
         let mut conn = self.lock();
@@ -552,7 +558,8 @@ impl Store {
                 record.operation.map(Operation::as_str),
             ],
         )?;
-        insert_event(&tx, &record.key, record.last_activity, reason, message)?;
+        let key = (Kind::Module, &record.key);
+        insert_event(&tx, key, record.last_activity, reason, message)?;
         tx.commit()?;
         Ok(())
     }
@@ -562,7 +569,7 @@ impl Store {
     pub fn add_event(
         &self,
         key: &ObjectKey,
-        reason: &str,
+        reason: EventReason,
         message: &str,
     ) -> Result<bool, StoreError> {
         let mut conn = self.lock();
@@ -573,10 +580,25 @@ impl Store {
             |row| row.get(0),
         )?;
         if known {
-            insert_event(&tx, key, Utc::now(), reason, message)?;
+            insert_event(&tx, (Kind::Module, key), Utc::now(), reason, message)?;
         }
         tx.commit()?;
         Ok(known)
+    }
+
+    /// Adds an event to a workspace's history (kept whether or not the
+    /// workspace's manifest stays: its last [`EVENTS_KEPT`] events).
+    pub fn add_workspace_event(
+        &self,
+        key: &ObjectKey,
+        reason: EventReason,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        insert_event(&tx, (Kind::Workspace, key), Utc::now(), reason, message)?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Forgets a module; its history goes with it.
@@ -596,7 +618,7 @@ impl Store {
             return Ok(());
         }
         tx.execute(
-            "DELETE FROM events WHERE namespace = ?1 AND name = ?2",
+            "DELETE FROM events WHERE kind = 'Module' AND namespace = ?1 AND name = ?2",
             params![key.namespace(), key.name()],
         )?;
         // The last word on a module: what the event stream tells followers
@@ -614,25 +636,26 @@ impl Store {
         Ok(())
     }
 
-    /// Every module's (or only `module`'s) events after `after` (an event
+    /// Every object's (or only `object`'s) events after `after` (an event
     /// id), oldest first, at most `limit`.
     pub fn events_after(
         &self,
         after: i64,
         limit: usize,
-        module: Option<&ObjectKey>,
+        object: Option<(Kind, &ObjectKey)>,
     ) -> Result<Vec<StreamEvent>, StoreError> {
         let conn = self.read();
         let mut stmt = conn.prepare(
-            "SELECT id, namespace, name, at, reason, message FROM events WHERE id > ?1
-                 AND (?3 IS NULL OR (namespace = ?3 AND name = ?4))
+            "SELECT id, kind, namespace, name, at, reason, message FROM events WHERE id > ?1
+                 AND (?3 IS NULL OR (kind = ?3 AND namespace = ?4 AND name = ?5))
              ORDER BY id LIMIT ?2",
         )?;
+        let kind = object.map(|(kind, _)| kind.to_string());
         let (namespace, name) = (
-            module.map(ObjectKey::namespace),
-            module.map(ObjectKey::name),
+            object.map(|(_, key)| key.namespace()),
+            object.map(|(_, key)| key.name()),
         );
-        let rows = stmt.query_map(params![after, limit as i64, namespace, name], |row| {
+        let rows = stmt.query_map(params![after, limit as i64, kind, namespace, name], |row| {
             Ok((
                 row.get::<_, i64>(0)?,
                 row.get::<_, String>(1)?,
@@ -640,12 +663,13 @@ impl Store {
                 row.get::<_, String>(3)?,
                 row.get::<_, String>(4)?,
                 row.get::<_, String>(5)?,
+                row.get::<_, String>(6)?,
             ))
         })?;
         let mut events = Vec::new();
         for row in rows {
-            let (id, namespace, name, at, reason, message) = row?;
-            let (Ok(module), Ok(at)) = (
+            let (id, kind, namespace, name, at, reason, message) = row?;
+            let (Ok(object), Ok(at)) = (
                 ObjectKey::new(namespace, name),
                 DateTime::parse_from_rfc3339(&at),
             ) else {
@@ -653,9 +677,10 @@ impl Store {
             };
             events.push(StreamEvent {
                 id,
-                module,
+                kind: event_kind(&kind),
+                object,
                 at: at.with_timezone(&Utc),
-                reason,
+                reason: reason.parse().unwrap_or(EventReason::Unknown),
                 message,
             });
         }
@@ -850,10 +875,14 @@ impl Store {
         let conn = self.read();
         let mut stmt = conn.prepare("SELECT name, namespace, type FROM secrets ORDER BY name")?;
         let rows = stmt.query_map([], |row| {
+            let kind: String = row.get(2)?;
             Ok(SecretSummary {
                 name: row.get(0)?,
                 namespace: row.get(1)?,
-                kind: row.get(2)?,
+                kind: match kind.as_str() {
+                    GENERIC => SecretType::Generic,
+                    _ => SecretType::DockerRegistry,
+                },
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -968,17 +997,23 @@ impl Store {
         Ok(out)
     }
 
-    /// The newest `limit` events of a module, oldest first.
-    pub fn events(&self, key: &ObjectKey, limit: usize) -> Result<Vec<Event>, StoreError> {
+    /// The newest `limit` events of a module or workspace, oldest first.
+    pub fn events(
+        &self,
+        kind: Kind,
+        key: &ObjectKey,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
         let conn = self.read();
         let mut stmt = conn.prepare(
             "SELECT at, reason, message FROM (
-                 SELECT id, at, reason, message FROM events WHERE namespace = ?1 AND name = ?2
-                     AND reason != 'Deleted'
+                 SELECT id, at, reason, message FROM events
+                     WHERE kind = ?4 AND namespace = ?1 AND name = ?2 AND reason != 'Deleted'
                  ORDER BY id DESC LIMIT ?3
              ) ORDER BY id",
         )?;
-        let rows = stmt.query_map(params![key.namespace(), key.name(), limit as i64], |row| {
+        let params = params![key.namespace(), key.name(), limit as i64, kind.to_string()];
+        let rows = stmt.query_map(params, |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, String>(1)?,
@@ -989,7 +1024,7 @@ impl Store {
             let (at, reason, message) = row?;
             Ok(Event {
                 at: parse_time(key, &at)?,
-                reason,
+                reason: reason.parse().unwrap_or(EventReason::Unknown),
                 message,
             })
         })
@@ -999,27 +1034,38 @@ impl Store {
 
 fn insert_event(
     tx: &rusqlite::Transaction<'_>,
-    key: &ObjectKey,
+    (kind, key): (Kind, &ObjectKey),
     at: DateTime<Utc>,
-    reason: &str,
+    reason: EventReason,
     message: &str,
 ) -> Result<(), StoreError> {
+    let kind = kind.to_string();
     tx.execute(
-        "INSERT INTO events (namespace, name, at, reason, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO events (kind, namespace, name, at, reason, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
+            kind,
             key.namespace(),
             key.name(),
             at.to_rfc3339(),
-            reason,
+            reason.as_str(),
             message
         ],
     )?;
     tx.execute(
-        "DELETE FROM events WHERE namespace = ?1 AND name = ?2 AND id <= (
-             SELECT id FROM events WHERE namespace = ?1 AND name = ?2 ORDER BY id DESC LIMIT 1 OFFSET ?3)",
-        params![key.namespace(), key.name(), EVENTS_KEPT],
+        "DELETE FROM events WHERE kind = ?1 AND namespace = ?2 AND name = ?3 AND id <= (
+             SELECT id FROM events WHERE kind = ?1 AND namespace = ?2 AND name = ?3
+             ORDER BY id DESC LIMIT 1 OFFSET ?4)",
+        params![kind, key.namespace(), key.name(), EVENTS_KEPT],
     )?;
     Ok(())
+}
+
+/// The kind column of an event row (rows from before it existed are modules').
+fn event_kind(text: &str) -> Kind {
+    match text {
+        "Workspace" => Kind::Workspace,
+        _ => Kind::Module,
+    }
 }
 
 const SELECT_MODULE: &str = "SELECT namespace, name, workspace_namespace, workspace_name, phase, message,
@@ -1166,7 +1212,7 @@ mod tests {
         saved.next_retry = Some(Utc::now());
         {
             let store = Store::open(&path).unwrap();
-            store.save(&saved, "Installed", "ok").unwrap();
+            store.save(&saved, EventReason::Installed, "ok").unwrap();
         }
         let store = Store::open(&path).unwrap();
         let loaded = store.module(&saved.key).unwrap().unwrap();
@@ -1183,25 +1229,37 @@ mod tests {
         let store = Store::open(&dir.path().join("state.db")).unwrap();
         let record = record();
         for i in 0..(EVENTS_KEPT + 5) {
-            store.save(&record, "Step", &format!("step {i}")).unwrap();
+            store
+                .save(&record, EventReason::Installing, &format!("step {i}"))
+                .unwrap();
         }
-        let events = store.events(&record.key, 1000).unwrap();
+        let events = store.events(Kind::Module, &record.key, 1000).unwrap();
         assert_eq!(events.len() as i64, EVENTS_KEPT);
         assert_eq!(
             events.last().unwrap().message,
             format!("step {}", EVENTS_KEPT + 4)
         );
-        assert_eq!(store.events(&record.key, 2).unwrap().len(), 2);
-        assert!(store.add_event(&record.key, "Noted", "by hand").unwrap());
-        assert_eq!(store.events(&record.key, 1).unwrap()[0].reason, "Noted");
+        assert_eq!(store.events(Kind::Module, &record.key, 2).unwrap().len(), 2);
+        assert!(
+            store
+                .add_event(&record.key, EventReason::ManifestProblem, "by hand")
+                .unwrap()
+        );
+        let newest = &store.events(Kind::Module, &record.key, 1).unwrap()[0];
+        assert_eq!(newest.reason, EventReason::ManifestProblem);
         store.delete(&record.key).unwrap();
         assert!(
-            !store.add_event(&record.key, "Noted", "gone").unwrap(),
+            !store
+                .add_event(&record.key, EventReason::ManifestFixed, "gone")
+                .unwrap(),
             "no history for unknown modules"
         );
         assert_eq!(store.module(&record.key).unwrap(), None);
         assert!(
-            store.events(&record.key, 10).unwrap().is_empty(),
+            store
+                .events(Kind::Module, &record.key, 10)
+                .unwrap()
+                .is_empty(),
             "a module made again under this name starts with no history"
         );
     }
@@ -1263,7 +1321,7 @@ mod tests {
             vec![SecretSummary {
                 name: "reg".into(),
                 namespace: "default".into(),
-                kind: DOCKER_REGISTRY.into()
+                kind: SecretType::DockerRegistry
             }]
         );
         assert!(!format!("{secret:?}").contains("hunter2"));
@@ -1278,22 +1336,55 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("state.db")).unwrap();
         let record = record();
-        store.save(&record, "Installed", "ok").unwrap();
-        store.save(&record, "Slept", "ok").unwrap();
+        store.save(&record, EventReason::Installed, "ok").unwrap();
+        store.save(&record, EventReason::Slept, "ok").unwrap();
         let seen = store.last_event_id().unwrap();
         store.delete(&record.key).unwrap();
         let after = store.events_after(seen, 10, None).unwrap();
         assert_eq!(after.len(), 1, "{after:?}");
         assert_eq!(
-            (after[0].reason.as_str(), &after[0].module),
-            ("Deleted", &record.key)
+            (after[0].reason, after[0].kind, &after[0].object),
+            (EventReason::Deleted, Kind::Module, &record.key)
         );
-        assert!(store.events(&record.key, 10).unwrap().is_empty());
+        assert!(
+            store
+                .events(Kind::Module, &record.key, 10)
+                .unwrap()
+                .is_empty()
+        );
         store.delete(&record.key).unwrap();
         assert!(
             store.events_after(seen, 10, None).unwrap().len() == 1,
             "nothing to delete: no second word"
         );
+    }
+
+    #[test]
+    fn a_workspace_keeps_its_own_history_apart_from_a_module_of_the_same_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let module = record();
+        store.save(&module, EventReason::Installed, "ok").unwrap();
+        let seen = store.last_event_id().unwrap();
+        // The workspace is named like the module on purpose.
+        let workspace = module.key.clone();
+        store
+            .add_workspace_event(&workspace, EventReason::ScheduledSleep, "22:00")
+            .unwrap();
+        let ws = store.events(Kind::Workspace, &workspace, 10).unwrap();
+        assert_eq!(ws.len(), 1);
+        assert_eq!(ws[0].reason, EventReason::ScheduledSleep);
+        let of_module = store.events(Kind::Module, &module.key, 10).unwrap();
+        assert_eq!(of_module.len(), 1);
+        assert_eq!(of_module[0].reason, EventReason::Installed);
+        let followed = store
+            .events_after(seen, 10, Some((Kind::Workspace, &workspace)))
+            .unwrap();
+        assert_eq!(followed.len(), 1);
+        assert_eq!(followed[0].kind, Kind::Workspace);
+        // Forgetting the module forgets its history, not the workspace's.
+        store.delete(&module.key).unwrap();
+        assert_eq!(store.events(Kind::Workspace, &workspace, 10).unwrap(), ws);
     }
 
     #[test]
@@ -1319,7 +1410,7 @@ mod tests {
             None,
             "not a registry secret"
         );
-        assert_eq!(store.secret_names().unwrap()[0].kind, GENERIC);
+        assert_eq!(store.secret_names().unwrap()[0].kind, SecretType::Generic);
         assert_eq!(store.secret_names().unwrap()[0].namespace, "team");
         assert!(!format!("{secret:?}").contains("s3cret"));
     }
@@ -1431,7 +1522,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let store = Store::open(&path).unwrap();
-        store.save(&record(), "Installed", "ok").unwrap();
+        store.save(&record(), EventReason::Installed, "ok").unwrap();
         {
             let conn = Connection::open(&path).unwrap();
             conn.execute(

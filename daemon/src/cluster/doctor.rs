@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use forklet_state::api::CheckView;
+use forklet_state::api::{CheckName, CheckView};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_yaml::Value;
@@ -30,29 +30,29 @@ pub async fn check(reach: &Reach) -> Vec<CheckView> {
     let access = match reach {
         Ok(access) => access,
         Err(reason) => {
-            checks.push(failed("route", reason.clone()));
+            checks.push(failed(CheckName::Route, reason.clone()));
             return checks;
         }
     };
     checks.push(passed(
-        "route",
+        CheckName::Route,
         format!("{}: {}", access.via(), access.endpoint),
     ));
     let _ = run(access, &mut checks).await;
     checks
 }
 
-fn passed(name: &str, detail: String) -> CheckView {
+fn passed(name: CheckName, detail: String) -> CheckView {
     CheckView {
-        name: name.to_owned(),
+        name,
         ok: true,
         detail,
     }
 }
 
-fn failed(name: &str, detail: String) -> CheckView {
+fn failed(name: CheckName, detail: String) -> CheckView {
     CheckView {
-        name: name.to_owned(),
+        name,
         ok: false,
         detail,
     }
@@ -61,11 +61,11 @@ fn failed(name: &str, detail: String) -> CheckView {
 /// Pushes each check's result; `Err(())` after the first that failed.
 async fn run(access: &Access, checks: &mut Vec<CheckView>) -> Result<(), ()> {
     let config: Value = serde_yaml::from_str(&access.kubeconfig)
-        .map_err(|e| checks.push(failed("kubeconfig", e.to_string())))?;
+        .map_err(|e| checks.push(failed(CheckName::Kubeconfig, e.to_string())))?;
     let cluster = &config["clusters"][0]["cluster"];
     let user = &config["users"][0]["user"];
-    let server =
-        Server::parse(&access.endpoint).map_err(|e| checks.push(failed("kubeconfig", e)))?;
+    let server = Server::parse(&access.endpoint)
+        .map_err(|e| checks.push(failed(CheckName::Kubeconfig, e)))?;
     let verify_as = cluster["tls-server-name"]
         .as_str()
         .unwrap_or(&server.host)
@@ -74,25 +74,25 @@ async fn run(access: &Access, checks: &mut Vec<CheckView>) -> Result<(), ()> {
     let target = match connect_to(access, &server).await {
         Ok(target) => target,
         Err(e) => {
-            checks.push(failed("connect", e));
+            checks.push(failed(CheckName::Connect, e));
             return Err(());
         }
     };
     let tcp = match tokio::time::timeout(TIMEOUT, connect(access, target)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {
-            checks.push(failed("connect", format!("{target}: {e}")));
+            checks.push(failed(CheckName::Connect, format!("{target}: {e}")));
             return Err(());
         }
         Err(_) => {
             checks.push(failed(
-                "connect",
+                CheckName::Connect,
                 format!("{target}: no answer within {TIMEOUT:?}"),
             ));
             return Err(());
         }
     };
-    checks.push(passed("connect", target.to_string()));
+    checks.push(passed(CheckName::Connect, target.to_string()));
 
     // The machine's CAs are files: read off the async runtime.
     let (cluster_entry, user_entry) = (cluster.clone(), user.clone());
@@ -100,26 +100,29 @@ async fn run(access: &Access, checks: &mut Vec<CheckView>) -> Result<(), ()> {
     let (tls, trusted) = match made.unwrap_or_else(|e| Err(format!("TLS set-up failed: {e}"))) {
         Ok(config) => config,
         Err(e) => {
-            checks.push(failed("tls", e));
+            checks.push(failed(CheckName::Tls, e));
             return Err(());
         }
     };
     let name = ServerName::try_from(verify_as.clone())
-        .map_err(|e| checks.push(failed("tls", format!("{verify_as:?}: {e}"))))?;
+        .map_err(|e| checks.push(failed(CheckName::Tls, format!("{verify_as:?}: {e}"))))?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
     let mut stream = match tokio::time::timeout(TIMEOUT, connector.connect(name, tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
-            checks.push(failed("tls", format!("as {verify_as}: {e}")));
+            checks.push(failed(CheckName::Tls, format!("as {verify_as}: {e}")));
             return Err(());
         }
         Err(_) => {
-            checks.push(failed("tls", format!("no handshake within {TIMEOUT:?}")));
+            checks.push(failed(
+                CheckName::Tls,
+                format!("no handshake within {TIMEOUT:?}"),
+            ));
             return Err(());
         }
     };
     checks.push(passed(
-        "tls",
+        CheckName::Tls,
         match trusted {
             Some(trusted) => format!("certificate verified for {verify_as} by {trusted}"),
             None => "NOT verified: the kubeconfig sets insecure-skip-tls-verify".to_owned(),
@@ -143,11 +146,14 @@ async fn run(access: &Access, checks: &mut Vec<CheckView>) -> Result<(), ()> {
         // A server that closes without close_notify still said what it had.
         Ok(Err(e)) if !answer.is_empty() && e.kind() == std::io::ErrorKind::UnexpectedEof => {}
         Ok(Err(e)) => {
-            checks.push(failed("version", format!("GET /version: {e}")));
+            checks.push(failed(CheckName::Version, format!("GET /version: {e}")));
             return Err(());
         }
         Err(_) => {
-            checks.push(failed("version", format!("no answer within {TIMEOUT:?}")));
+            checks.push(failed(
+                CheckName::Version,
+                format!("no answer within {TIMEOUT:?}"),
+            ));
             return Err(());
         }
     }
@@ -168,25 +174,25 @@ async fn run(access: &Access, checks: &mut Vec<CheckView>) -> Result<(), ()> {
                 .and_then(|v| v["gitVersion"].as_str().map(str::to_owned))
                 .unwrap_or_else(|| "no gitVersion".to_owned());
             checks.push(passed(
-                "version",
+                CheckName::Version,
                 format!("GET /version: 200, {version} ({credentials})"),
             ));
             Ok(())
         }
         Some(code @ (401 | 403)) => {
             checks.push(failed(
-                "version",
+                CheckName::Version,
                 format!("GET /version: {code}: the server refused the credentials ({credentials})"),
             ));
             Err(())
         }
         Some(code) => {
-            checks.push(failed("version", format!("GET /version: {code}")));
+            checks.push(failed(CheckName::Version, format!("GET /version: {code}")));
             Err(())
         }
         None => {
             checks.push(failed(
-                "version",
+                CheckName::Version,
                 "GET /version: not an HTTP answer".to_owned(),
             ));
             Err(())

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use forklet_state::ObjectKey;
 use forklet_state::desired::DesiredState;
+use forklet_state::event::EventReason;
 use forklet_state::manifest::Kind;
 
 use crate::store_thread::StoreThread;
@@ -37,9 +38,12 @@ impl ProblemHistory {
                 continue;
             }
             let (reason, message) = if now.is_empty() {
-                ("ManifestFixed", "the manifest is valid again".to_owned())
+                (
+                    EventReason::ManifestFixed,
+                    "the manifest is valid again".to_owned(),
+                )
             } else {
-                ("ManifestProblem", now.clone())
+                (EventReason::ManifestProblem, now.clone())
             };
             let event_key = key.clone();
             writes.submit(move |store| {

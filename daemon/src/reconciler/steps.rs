@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use chrono::Utc;
 use forklet_state::desired::DesiredModule;
+use forklet_state::event::EventReason;
 use forklet_state::operation::Operation;
 use forklet_state::store::{ModuleRecord, Phase, RunnerSettings, StoreError};
 use serde_json::{Map, Value};
@@ -69,7 +70,8 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         if record.attempts == 0 {
             record.message = String::new();
         }
-        self.save("Preparing", "starting the runner").await?;
+        self.save(EventReason::Preparing, "starting the runner")
+            .await?;
         // A module is not started towards a cluster that cannot be found:
         // its message says what was found and what to do.
         if desired.kubeconfig.is_some()
@@ -85,8 +87,12 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         self.write_files(desired).await?;
         self.written_kubeconfig = desired.kubeconfig_stamp;
         let endpoint = self.ready_runner(&desired.runner).await?;
-        self.begin(Operation::Install, Phase::Installing, "Installing")
-            .await?;
+        self.begin(
+            Operation::Install,
+            Phase::Installing,
+            EventReason::Installing,
+        )
+        .await?;
         let metadata = self
             .call(endpoint, Operation::Install, &desired.config)
             .await?;
@@ -96,7 +102,8 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         record.installed_hash = Some(desired.install_hash.clone());
         // A fresh install leaves the module awake; `hibernated` is applied next.
         record.asleep = false;
-        self.settle("Installed", "POST /install succeeded").await
+        self.settle(EventReason::Installed, "POST /install succeeded")
+            .await
     }
 
     async fn sleep_or_resume(
@@ -105,8 +112,8 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         desired: &DesiredModule,
     ) -> Result<(), StepError> {
         let (during, reason, asleep) = match operation {
-            Operation::Sleep => (Phase::Sleeping, "Sleeping", true),
-            _ => (Phase::Resuming, "Resuming", false),
+            Operation::Sleep => (Phase::Sleeping, EventReason::Sleeping, true),
+            _ => (Phase::Resuming, EventReason::Resuming, false),
         };
         self.begin(operation, during, reason).await?;
         let endpoint = self.ready_runner(&desired.runner).await?;
@@ -122,7 +129,11 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         let record = self.recorded()?;
         record.metadata = metadata;
         record.asleep = asleep;
-        let reason = if asleep { "Slept" } else { "Resumed" };
+        let reason = if asleep {
+            EventReason::Slept
+        } else {
+            EventReason::Resumed
+        };
         self.settle(reason, &format!("POST {} succeeded", operation.path()))
             .await
     }
@@ -137,8 +148,12 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         let reached = installed || record.operation.is_some();
         let runner = match reached {
             true => {
-                self.begin(Operation::Uninstall, Phase::Uninstalling, "Uninstalling")
-                    .await?;
+                self.begin(
+                    Operation::Uninstall,
+                    Phase::Uninstalling,
+                    EventReason::Uninstalling,
+                )
+                .await?;
                 Some(self.ready_runner(&settings).await)
             }
             false => None,
@@ -157,7 +172,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
                 record.operation = None;
                 record.installed_hash = None;
                 record.metadata = Map::new();
-                self.save("Uninstalled", "POST /uninstall succeeded")
+                self.save(EventReason::Uninstalled, "POST /uninstall succeeded")
                     .await?;
             }
             // A module that never installed and cannot even get a runner
@@ -192,7 +207,8 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         }
         let record = self.recorded()?;
         if record.phase != settled(record.asleep) {
-            self.settle("Recovered", "runner is healthy").await?;
+            self.settle(EventReason::Recovered, "runner is healthy")
+                .await?;
         }
         Ok(())
     }
@@ -284,7 +300,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         if remade || record.container_id.as_deref() != Some(runner.container_id.as_str()) {
             record.container_id = Some(runner.container_id.clone());
             let message = format!("runner container {}", short_id(&runner.container_id));
-            self.save("RunnerStarted", &message).await?;
+            self.save(EventReason::RunnerStarted, &message).await?;
         }
         self.ctx.client.wait_healthy(runner.endpoint).await?;
         tracing::debug!(module = %self.key, container = short_id(&runner.container_id), "runner healthy");
@@ -333,7 +349,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         &mut self,
         operation: Operation,
         phase: Phase,
-        reason: &str,
+        reason: EventReason,
     ) -> Result<(), StepError> {
         let record = self.recorded()?;
         record.phase = phase;
@@ -349,7 +365,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
 
     /// The call under way worked: the module rests in its settled phase,
     /// and the failures before no longer count.
-    async fn settle(&mut self, reason: &str, message: &str) -> Result<(), StepError> {
+    async fn settle(&mut self, reason: EventReason, message: &str) -> Result<(), StepError> {
         let record = self.recorded()?;
         record.operation = None;
         record.attempts = 0;
@@ -362,16 +378,20 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
     }
 
     /// Commits the record with an event, on the store thread.
-    pub(super) async fn save(&mut self, reason: &str, message: &str) -> Result<(), StoreError> {
+    pub(super) async fn save(
+        &mut self,
+        reason: EventReason,
+        message: &str,
+    ) -> Result<(), StoreError> {
         let Some(record) = self.record.as_mut() else {
             return Ok(());
         };
         record.last_activity = Utc::now();
         let record = record.clone();
-        let (reason, message) = (reason.to_owned(), message.to_owned());
+        let message = message.to_owned();
         self.ctx
             .writes
-            .run(move |store| store.save(&record, &reason, &message))
+            .run(move |store| store.save(&record, reason, &message))
             .await
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use forklet_state::ObjectKey;
 use forklet_state::desired::DesiredState;
+use forklet_state::event::EventReason;
 use forklet_state::hibernation::Scope;
 use forklet_state::manifest::Kind;
 use forklet_state::store::{Phase, StoreError};
@@ -346,7 +347,7 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
             record.phase = Phase::Failed;
             record.message = message;
             record.last_activity = Utc::now();
-            if let Err(err) = store.save(&record, "WorkerFailed", &record.message) {
+            if let Err(err) = store.save(&record, EventReason::WorkerFailed, &record.message) {
                 tracing::error!(module = %key, error = %err, "cannot record the failure");
             }
         });

@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 use forklet_state::ObjectKey;
 use forklet_state::desired::DesiredModule;
+use forklet_state::event::EventReason;
 use forklet_state::store::{ModuleRecord, Phase, RunnerSettings};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -300,7 +301,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
             .ok()
             .and_then(|d| Utc::now().checked_add_signed(d));
         tracing::warn!(module = %self.key, attempt = record.attempts, "{message}; retrying in {delay:?}");
-        if let Err(store_err) = self.save("Failed", &message).await {
+        if let Err(store_err) = self.save(EventReason::Failed, &message).await {
             tracing::error!(module = %self.key, error = %store_err, "cannot record the failure");
         }
         delay

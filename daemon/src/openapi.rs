@@ -1,0 +1,44 @@
+//! The control API's OpenAPI 3.1 document, served at `/v1/openapi.json`.
+//! It is generated from the routes themselves (see [`crate::api::routes`]),
+//! so it says what the daemon serves.
+
+use std::sync::LazyLock;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "forkletd control API",
+        description = "The local API of forkletd, on its Unix socket. Errors are RFC 9457 \
+                       problem details (application/problem+json) with a stable `code`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    tags(
+        (name = "modules", description = "Modules: what runs, its phase, history and output"),
+        (name = "workspaces", description = "Workspaces: schedules and clusters"),
+        (name = "hibernation", description = "Manual sleep and resume"),
+        (name = "events", description = "The history, and a stream of what happens next"),
+        (name = "secrets", description = "Registry credentials and kubeconfigs; never answered back"),
+        (name = "manifests", description = "Manifest problems and definitions"),
+        (name = "daemon", description = "forkletd itself"),
+    )
+)]
+pub struct Document;
+
+/// Built once: the document never changes while the daemon runs.
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    let mut document = crate::api::routes().into_openapi();
+    document.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    document.to_pretty_json().expect("the document serializes")
+});
+
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "daemon",
+    responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]
+pub async fn document() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.as_str(),
+    )
+}

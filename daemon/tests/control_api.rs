@@ -1,0 +1,173 @@
+//! The control API's contract: its OpenAPI document says what the router
+//! serves, and every error, axum's own included, is problem details.
+
+use forkletd::testing::Harness;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+fn client(harness: &Harness) -> reqwest::Client {
+    reqwest::Client::builder()
+        .unix_socket(harness.socket.as_path())
+        .build()
+        .unwrap()
+}
+
+async fn call(
+    http: &reqwest::Client,
+    method: Method,
+    path: &str,
+    body: Option<&str>,
+) -> (StatusCode, Option<String>, Value) {
+    let mut request = http.request(method, format!("http://forkletd{path}"));
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.expect("the API answers");
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = response.text().await.unwrap();
+    (
+        status,
+        content_type,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_operation_is_served_and_answers_only_what_it_documents() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    let http = client(&harness);
+    let (status, content_type, document) = call(&http, Method::GET, "/v1/openapi.json", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(content_type.as_deref(), Some("application/json"));
+    assert_eq!(document["openapi"], "3.1.0");
+    assert_eq!(document["info"]["version"], env!("CARGO_PKG_VERSION"));
+
+    let paths = document["paths"].as_object().expect("paths");
+    let mut operations = 0;
+    for (template, item) in paths {
+        // Objects no one has: nothing is changed by asking.
+        let path = template
+            .replace("{namespace}", "default")
+            .replace("{name}", "nobody-here");
+        for (method, operation) in item.as_object().unwrap() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let body = (method == Method::POST).then_some("{}");
+            let (status, content_type, answer) = call(&http, method.clone(), &path, body).await;
+            let documented: Vec<&String> = operation["responses"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{method} {template} documents no responses"))
+                .keys()
+                .collect();
+            assert!(
+                documented.contains(&&status.as_u16().to_string()),
+                "{method} {path} answered {status} ({answer}), which is not among {documented:?}"
+            );
+            assert_ne!(answer["code"], "no_route", "{method} {path} is not served");
+            if !status.is_success() {
+                assert_eq!(
+                    content_type.as_deref(),
+                    Some("application/problem+json"),
+                    "{method} {path}"
+                );
+            }
+            operations += 1;
+        }
+    }
+    // Every operation of `api::routes`: one that lost its annotation, and so
+    // its route, shows here.
+    assert_eq!(operations, 22, "operations documented");
+    for schema in [
+        "ModuleView",
+        "ModulePhase",
+        "EventReason",
+        "ProblemDetails",
+        "ErrorCode",
+    ] {
+        assert!(
+            document["components"]["schemas"][schema].is_object(),
+            "{schema} is described"
+        );
+    }
+    let codes = &document["components"]["schemas"]["ErrorCode"];
+    assert!(
+        codes.to_string().contains("secret_in_use"),
+        "the codes are listed: {codes}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_axum_writes_itself_are_problem_details_too() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    let http = client(&harness);
+    let problem = |status: u16, code: &str| (StatusCode::from_u16(status).unwrap(), json!(code));
+    let cases = [
+        (
+            Method::GET,
+            "/v1/nothing-here",
+            None,
+            problem(404, "no_route"),
+        ),
+        (
+            Method::DELETE,
+            "/v1/modules",
+            None,
+            problem(405, "no_route"),
+        ),
+        (
+            Method::POST,
+            "/v1/secrets",
+            Some("{not json"),
+            problem(400, "invalid_request"),
+        ),
+        (
+            Method::POST,
+            "/v1/secrets",
+            Some(r#"{"name": "x", "type": "opaque"}"#),
+            problem(400, "invalid_request"),
+        ),
+        (
+            Method::GET,
+            "/v1/modules/Not_A_Name/x",
+            None,
+            problem(400, "invalid_request"),
+        ),
+        (
+            Method::GET,
+            "/v1/events?after=soon",
+            None,
+            problem(400, "invalid_request"),
+        ),
+    ];
+    for (method, path, body, (status, code)) in cases {
+        let (got, content_type, answer) = call(&http, method.clone(), path, body).await;
+        assert_eq!(
+            (got, &answer["code"]),
+            (status, &code),
+            "{method} {path}: {answer}"
+        );
+        assert_eq!(
+            content_type.as_deref(),
+            Some("application/problem+json"),
+            "{method} {path}"
+        );
+        assert_eq!(answer["status"], status.as_u16());
+        assert_eq!(
+            answer["type"],
+            format!("urn:forklet:problem:{}", code.as_str().unwrap())
+        );
+        assert!(
+            !answer["detail"].as_str().unwrap_or_default().is_empty(),
+            "{method} {path}: a detail for people"
+        );
+    }
+}
