@@ -22,6 +22,7 @@ use bollard::auth::DockerCredentials;
 use futures_util::StreamExt;
 
 use crate::image_ref::{PullPolicy, credentials_for, pull_policy};
+use crate::metrics::timed_docker;
 use crate::runner_events::RunnerEvents;
 use crate::runtime::{
     CONTROLLER_MOUNT, CONTROLLER_SOCKET, Progress, Runner, RunnerSpec, Runtime, RuntimeError,
@@ -58,7 +59,15 @@ impl DockerRuntime {
             action: "connect",
             detail: detail.to_string(),
         };
-        let docker = Docker::connect_with_defaults().map_err(engine)?;
+        let docker = match rootless_socket() {
+            Some(socket) => {
+                tracing::info!(socket = %socket.display(), "using rootless Docker");
+                let path = socket.to_string_lossy();
+                Docker::connect_with_unix(&path, 120, bollard::API_DEFAULT_VERSION)
+            }
+            None => Docker::connect_with_defaults(),
+        }
+        .map_err(engine)?;
         // Without this, engines older than bollard's default API refuse every call.
         let docker = docker.negotiate_version().await.map_err(engine)?;
         docker.ping().await.map_err(engine)?;
@@ -152,6 +161,23 @@ impl DockerRuntime {
         let options = CreateImageOptionsBuilder::default()
             .from_image(image)
             .build();
+        let started = Instant::now();
+        let pulled = self.pull(image, options, credentials, progress).await;
+        let outcome = crate::metrics::Outcome::of(&pulled);
+        crate::metrics::METRICS.docker("pull", outcome, started.elapsed());
+        pulled?;
+        tracing::info!(image, "pulled image");
+        Ok(())
+    }
+
+    /// Follows a pull to its end, failing when it stops making progress.
+    async fn pull(
+        &self,
+        image: &str,
+        options: bollard::query_parameters::CreateImageOptions,
+        credentials: Option<DockerCredentials>,
+        progress: Progress<'_>,
+    ) -> Result<(), RuntimeError> {
         let mut pull = self.docker.create_image(Some(options), None, credentials);
         let mut reported = Instant::now();
         loop {
@@ -187,7 +213,6 @@ impl DockerRuntime {
                 progress(&line);
             }
         }
-        tracing::info!(image, "pulled image");
         Ok(())
     }
 
@@ -344,7 +369,7 @@ impl Runtime for DockerRuntime {
         progress: Progress<'_>,
     ) -> Result<Runner, RuntimeError> {
         let mut keep = None;
-        for container in self.runners_of(&spec.key).await? {
+        for container in timed_docker("list", self.runners_of(&spec.key)).await? {
             let Some(id) = container.id else { continue };
             let label = |name| container.labels.as_ref().and_then(|l| l.get(name));
             let network = label(LABEL_NETWORK).map_or("", String::as_str);
@@ -355,23 +380,24 @@ impl Runtime for DockerRuntime {
                 keep = Some(id);
             } else {
                 tracing::info!(module = %spec.key, container = %id, "removing outdated runner");
-                self.remove(&id).await?;
+                timed_docker("remove", self.remove(&id)).await?;
             }
         }
         let id = match keep {
             Some(id) => id,
-            None => self.create(spec, progress).await?,
+            None => timed_docker("create", self.create(spec, progress)).await?,
         };
         // The port is read afresh every time: an engine restart may move it.
-        self.start(&id).await
+        timed_docker("start", self.start(&id)).await
     }
 
     async fn stop_runners(&self, key: &ObjectKey) -> Result<(), RuntimeError> {
         // The SIGTERM grace a module gets before it is killed.
         let options = StopContainerOptionsBuilder::default().t(10).build();
-        for container in self.runners_of(key).await? {
+        for container in timed_docker("list", self.runners_of(key)).await? {
             let Some(id) = container.id else { continue };
-            match self.docker.stop_container(&id, Some(options.clone())).await {
+            let stop = self.docker.stop_container(&id, Some(options.clone()));
+            match timed_docker("stop", stop).await {
                 // 304: already stopped; 404: gone.
                 Ok(())
                 | Err(bollard::errors::Error::DockerResponseServerError {
@@ -385,13 +411,27 @@ impl Runtime for DockerRuntime {
     }
 
     async fn remove_runners(&self, key: &ObjectKey) -> Result<(), RuntimeError> {
-        for container in self.runners_of(key).await? {
+        for container in timed_docker("list", self.runners_of(key)).await? {
             if let Some(id) = container.id {
-                self.remove(&id).await?;
+                timed_docker("remove", self.remove(&id)).await?;
             }
         }
         Ok(())
     }
+}
+
+/// Rootless Docker's socket, where `docker` would not find an engine by
+/// itself: no `DOCKER_HOST`, no system socket, and
+/// `$XDG_RUNTIME_DIR/docker.sock` there. So the user unit works with either
+/// engine without an edit.
+fn rootless_socket() -> Option<std::path::PathBuf> {
+    if std::env::var_os("DOCKER_HOST").is_some()
+        || std::path::Path::new("/var/run/docker.sock").exists()
+    {
+        return None;
+    }
+    let socket = std::path::Path::new(&std::env::var_os("XDG_RUNTIME_DIR")?).join("docker.sock");
+    socket.exists().then_some(socket)
 }
 
 /// `forklet-<instance>-<namespace>_<name>`: `_` is in no Kubernetes name and

@@ -166,6 +166,11 @@ fn expired_news(scope: Scope, key: &ObjectKey) -> News {
 
 fn record(store: &Store, news: Vec<News>) {
     for (scope, key, reason, message) in news {
+        match reason {
+            EventReason::ScheduledSleep => crate::metrics::METRICS.scheduled("sleep"),
+            EventReason::ScheduledWake => crate::metrics::METRICS.scheduled("wake"),
+            _ => {}
+        }
         if let Err(err) = crate::api::note(store, scope, &key, reason, message) {
             tracing::warn!(object = %key, error = %err, "cannot record {reason}");
         }

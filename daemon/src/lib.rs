@@ -16,6 +16,7 @@ pub mod fault;
 pub mod hibernation;
 pub mod image_ref;
 pub mod kubeconfig;
+pub mod metrics;
 pub mod module_logs;
 pub mod openapi;
 pub mod orphans;
@@ -88,6 +89,8 @@ pub struct Config {
     pub rescan_every: Duration,
     /// Keep runners running while their module is asleep (default: stop them).
     pub keep_runners_while_asleep: bool,
+    /// Where to serve Prometheus metrics (`None`: not served).
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +108,11 @@ pub enum Error {
         "cannot use Docker: {0} (is the engine running? forkletd connects as `docker` does, through DOCKER_HOST or /var/run/docker.sock)"
     )]
     Docker(#[from] RuntimeError),
+    #[error("--metrics-address {address}: {source}")]
+    Metrics {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("manifests directory {path}: {source} (create it, or pass --manifests)")]
     Manifests {
         path: PathBuf,
@@ -180,6 +188,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         None => 0o600,
     };
     let listener = control_socket::bind_as(&config.socket, mode, config.socket_group)?;
+    let metrics = match config.metrics_address {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| Error::Metrics { address, source })?,
+        ),
+        None => None,
+    };
     tracing::info!(socket = %config.socket.display(), manifests = %manifests.display(), "forkletd ready");
 
     // The first snapshot is taken before any worker starts, so that a module
@@ -286,6 +302,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         "control socket",
         control_socket::serve(listener, app, stop.clone()),
     );
+    if let Some(listener) = metrics {
+        if let Ok(address) = listener.local_addr() {
+            tracing::info!(%address, "serving metrics at /metrics");
+        }
+        core.spawn(
+            "metrics",
+            metrics::serve(listener, store.clone(), stop.clone()),
+        );
+    }
     // Every core task runs until shutdown: one that ends before is a
     // daemon that no longer does its job, and it says so by failing (a
     // service manager then restarts it).

@@ -62,6 +62,11 @@ struct Args {
     /// Seconds an image pull may go without progress before it fails.
     #[arg(long, env = "FORKLET_PULL_TIMEOUT", value_parser = seconds(), default_value_t = 120)]
     pull_timeout: u64,
+    /// Serve Prometheus/OpenMetrics metrics at http://ADDRESS/metrics:
+    /// PORT or :PORT (loopback), or HOST:PORT. Default: not served.
+    #[arg(long, env = "FORKLET_METRICS_ADDRESS", value_name = "ADDRESS",
+          value_parser = forkletd::metrics::parse_address)]
+    metrics_address: Option<std::net::SocketAddr>,
     /// Keep a module's runner running while it is asleep (by default it is
     /// stopped after /sleep and started again before /resume).
     #[arg(long, env = "FORKLET_KEEP_RUNNERS_WHILE_ASLEEP")]
@@ -117,6 +122,7 @@ async fn main() -> anyhow::Result<()> {
         pull_stall: Duration::from_secs(args.pull_timeout.max(1)),
         rescan_every: forkletd::watcher::RESYNC,
         keep_runners_while_asleep: args.keep_runners_while_asleep,
+        metrics_address: args.metrics_address,
         retry: Backoff {
             base: Duration::from_secs(1),
             cap: Duration::from_secs(args.retry_max.max(1)),

@@ -9,6 +9,8 @@ use forklet_state::fetch::error_chain;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
+use crate::metrics::{METRICS, Outcome};
+
 pub use forklet_state::operation::Operation;
 
 /// The one success status the specification gives each endpoint.
@@ -253,7 +255,10 @@ pub trait ModuleApi: Send + Sync + 'static {
 
 impl ModuleApi for ModuleClient {
     async fn wait_healthy(&self, endpoint: SocketAddr) -> Result<(), CallError> {
-        ModuleClient::wait_healthy(self, endpoint).await
+        let started = std::time::Instant::now();
+        let healthy = ModuleClient::wait_healthy(self, endpoint).await;
+        METRICS.call("health", Outcome::of(&healthy), started.elapsed());
+        healthy
     }
 
     async fn call(
@@ -262,7 +267,10 @@ impl ModuleApi for ModuleClient {
         operation: Operation,
         body: &Map<String, Value>,
     ) -> Result<Option<Map<String, Value>>, CallError> {
-        ModuleClient::call(self, endpoint, operation, body).await
+        let started = std::time::Instant::now();
+        let answer = ModuleClient::call(self, endpoint, operation, body).await;
+        METRICS.call(operation.as_str(), Outcome::of(&answer), started.elapsed());
+        answer
     }
 }
 

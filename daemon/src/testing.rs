@@ -176,6 +176,7 @@ impl Harness {
             pull_stall: Duration::from_secs(120),
             rescan_every: crate::watcher::RESYNC,
             keep_runners_while_asleep: false,
+            metrics_address: None,
             // Short, so tests see retries happen without waiting long.
             retry: Backoff {
                 base: Duration::from_millis(100),

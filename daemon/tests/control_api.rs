@@ -1,7 +1,7 @@
 //! The control API's contract: its OpenAPI document says what the router
 //! serves, and every error, axum's own included, is problem details.
 
-use forkletd::testing::Harness;
+use forkletd::testing::{Harness, ModuleYaml, WORKSPACE};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -170,4 +170,61 @@ async fn errors_axum_writes_itself_are_problem_details_too() {
             "{method} {path}: a detail for people"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_a_ready_module_its_install_and_the_build() {
+    // A free loopback port, handed to the daemon.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let Some(harness) = Harness::start_with(move |config| {
+        config.metrics_address = Some(address);
+    })
+    .await
+    else {
+        return;
+    };
+    harness.write("ws.yaml", WORKSPACE);
+    harness.write("app.yaml", &ModuleYaml::default().to_string());
+    harness.wait_phase("app", "ready").await;
+
+    let response = reqwest::get(format!("http://{address}/metrics"))
+        .await
+        .expect("metrics are served");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let text = response.text().await.unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} in\n{text}"))
+    };
+    assert_eq!(value("forklet_modules{phase=\"ready\"}"), 1.0);
+    assert_eq!(value("forklet_modules{phase=\"failed\"}"), 0.0);
+    // Counters are the process's: other tests in this binary add to them.
+    assert!(value("forklet_phase_transitions_total{phase=\"ready\"}") >= 1.0);
+    assert!(
+        value("forklet_lifecycle_call_duration_seconds_count{endpoint=\"install\",outcome=\"ok\"}")
+            >= 1.0
+    );
+    assert!(
+        value(
+            "forklet_docker_operation_duration_seconds_count{operation=\"create\",outcome=\"ok\"}"
+        ) >= 1.0
+    );
+    assert_eq!(
+        value(&format!(
+            "forklet_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        1.0
+    );
+    assert!(text.trim_end().ends_with("# EOF"));
 }

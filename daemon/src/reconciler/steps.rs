@@ -388,11 +388,16 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         };
         record.last_activity = Utc::now();
         let record = record.clone();
+        let phase = record.phase;
         let message = message.to_owned();
         self.ctx
             .writes
             .run(move |store| store.save(&record, reason, &message))
-            .await
+            .await?;
+        if self.saved_phase.replace(phase) != Some(phase) {
+            crate::metrics::METRICS.entered(phase);
+        }
+        Ok(())
     }
 }
 

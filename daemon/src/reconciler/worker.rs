@@ -135,6 +135,8 @@ pub(super) struct Worker<R, M> {
     /// The fingerprint of the kubeconfig in the runner's files, as this
     /// worker wrote it (`None`: not written since it started).
     pub written_kubeconfig: Option<u64>,
+    /// The phase last committed, to count the module entering another.
+    pub saved_phase: Option<Phase>,
 }
 
 impl<R: Runtime, M: ModuleApi> Worker<R, M> {
@@ -145,6 +147,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
             record: None,
             runner: RunnerState::Unknown,
             written_kubeconfig: None,
+            saved_phase: None,
         }
     }
 
@@ -160,6 +163,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         if !self.load().await {
             return;
         }
+        self.saved_phase = self.record.as_ref().map(|r| r.phase);
         let shutdown = self.ctx.shutdown.clone();
         // A failed step waits for this before it is tried again (restored
         // from the record, so a restart keeps backing off).
@@ -263,11 +267,13 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         };
         let name = action.name();
         let step = async {
+            let mut slot = crate::metrics::METRICS.queued();
             let _permit = ctx
                 .permits
                 .acquire()
                 .await
                 .map_err(|_| StepError::Stopping)?;
+            slot.started();
             self.step(action).await
         };
         let result = tokio::select! {
