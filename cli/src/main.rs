@@ -44,8 +44,8 @@ enum Command {
         #[arg(short, long, global = true)]
         namespace: Option<String>,
         /// Output format.
-        #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
-        output: Format,
+        #[arg(short, long, global = true, value_enum, default_value_t = get::Output::Table)]
+        output: get::Output,
         /// After the table, a row per change (modules).
         #[arg(short, long, global = true)]
         watch: bool,
@@ -123,6 +123,16 @@ const USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Get {
+        what,
+        output,
+        watch,
+        ..
+    } = &cli.command
+        && let Some(why) = get::refusal(what, *output, *watch)
+    {
+        return fail(why, ExitCode::from(USAGE));
+    }
     let socket = cli.socket.unwrap_or_else(paths::default_socket);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -133,9 +143,9 @@ fn main() -> ExitCode {
         Command::Get {
             what,
             namespace,
+            output,
             watch: true,
-            ..
-        } => match runtime.block_on(get::watch(&client(), what, namespace)) {
+        } => match runtime.block_on(get::watch(&client(), what, namespace, output)) {
             Ok(()) => return ExitCode::SUCCESS,
             Err(err) => Err(err),
         },
@@ -251,12 +261,20 @@ async fn versions(client: &Client) -> (String, bool) {
     }
 }
 
+/// `text` and a newline on standard output; nothing at all for no text, so
+/// that `-o name` of no objects is no lines rather than an empty one.
+fn print_out(text: &str) {
+    if !text.is_empty() {
+        write_out(format!("{text}\n").as_bytes());
+    }
+}
+
 /// Standard output, where a reader that went away (`| head`, `| grep -q`)
 /// ends the command quietly rather than in a panic.
-fn print_out(text: &str) {
+fn write_out(bytes: &[u8]) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    if let Err(err) = writeln!(out, "{text}").and_then(|()| out.flush())
+    if let Err(err) = out.write_all(bytes).and_then(|()| out.flush())
         && err.kind() != std::io::ErrorKind::BrokenPipe
     {
         eprintln!("forklet: writing the output: {err}");

@@ -1,6 +1,7 @@
 //! Output for people (aligned tables) and for programs (JSON, YAML).
 
 use chrono::{DateTime, Utc};
+use forklet_state::api::ScheduleView;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -59,6 +60,16 @@ pub fn age(since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
         s if s < 2 * 86_400 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86_400),
     }
+}
+
+/// A workspace's schedule on one line: both crons (they hold blanks, so
+/// quoted) and the time zone they are read in.
+pub fn schedule(schedule: &ScheduleView) -> String {
+    let wake = schedule.wake.as_deref().unwrap_or("-");
+    format!(
+        "sleep {:?}, wake {wake:?} ({})",
+        schedule.sleep, schedule.timezone
+    )
 }
 
 #[cfg(test)]
