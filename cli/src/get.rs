@@ -6,7 +6,8 @@ use forklet_state::api::{ModuleView, WorkspaceView};
 use serde::Serialize;
 
 use crate::client::{Client, ClientError, object_path};
-use crate::table::{Format, age, render, schedule, structured};
+use crate::colour::{Paint, Tone, phase_tone};
+use crate::table::{Format, age, render_toned, schedule, structured};
 
 #[derive(clap::Subcommand)]
 pub enum What {
@@ -70,6 +71,7 @@ pub async fn run(
     namespace: Option<String>,
     output: Output,
 ) -> Result<String, ClientError> {
+    let paint = Paint::stdout();
     let ns = namespace.clone().unwrap_or_else(|| "default".into());
     let in_namespace = |item_ns: &str| namespace.as_deref().is_none_or(|n| n == item_ns);
     Ok(match what {
@@ -85,7 +87,7 @@ pub async fn run(
                     );
                 }
             }
-            show_modules(output, &modules, &modules)
+            show_modules(output, &modules, &modules, paint)
         }
         What::Problems => {
             let problems: Vec<Problem> = client.get("/v1/problems").await?;
@@ -108,25 +110,30 @@ pub async fn run(
         What::Module { name } => {
             let path = object_path("modules", &ns, &name, "")?;
             let module: ModuleView = client.get(&path).await?;
-            show_modules(output, &module, std::slice::from_ref(&module))
+            show_modules(output, &module, std::slice::from_ref(&module), paint)
         }
         What::Workspaces => {
             let mut workspaces: Vec<WorkspaceView> = client.get("/v1/workspaces").await?;
             workspaces.retain(|w| in_namespace(&w.namespace));
-            show_workspaces(output, &workspaces, &workspaces)
+            show_workspaces(output, &workspaces, &workspaces, paint)
         }
         What::Workspace { name } => {
             let workspace: WorkspaceView = client
                 .get(&object_path("workspaces", &ns, &name, "")?)
                 .await?;
-            show_workspaces(output, &workspace, std::slice::from_ref(&workspace))
+            show_workspaces(output, &workspace, std::slice::from_ref(&workspace), paint)
         }
     })
 }
 
 /// `value` (the list, or the one module asked for) as `output` asks;
 /// `modules` are the modules in it.
-fn show_modules(output: Output, value: &impl Serialize, modules: &[ModuleView]) -> String {
+fn show_modules(
+    output: Output,
+    value: &impl Serialize,
+    modules: &[ModuleView],
+    paint: Paint,
+) -> String {
     match output {
         Output::Json | Output::Yaml => output
             .structured()
@@ -140,20 +147,25 @@ fn show_modules(output: Output, value: &impl Serialize, modules: &[ModuleView]) 
                 .iter()
                 .map(|m| module_row(m, m.phase.to_string(), wide, now))
                 .collect();
-            module_table(&rows, wide)
+            module_table(&rows, wide, paint)
         }
     }
 }
 
 /// As [`show_modules`], for workspaces.
-fn show_workspaces(output: Output, value: &impl Serialize, workspaces: &[WorkspaceView]) -> String {
+fn show_workspaces(
+    output: Output,
+    value: &impl Serialize,
+    workspaces: &[WorkspaceView],
+    paint: Paint,
+) -> String {
     match output {
         Output::Json | Output::Yaml => output
             .structured()
             .and_then(|format| structured(format, value))
             .unwrap_or_default(),
         Output::Name => names("workspace", workspaces.iter().map(|w| w.name.as_str())),
-        Output::Table | Output::Wide => workspace_table(workspaces, output == Output::Wide),
+        Output::Table | Output::Wide => workspace_table(workspaces, output == Output::Wide, paint),
     }
 }
 
@@ -183,6 +195,7 @@ pub async fn watch(
             ));
         }
     };
+    let paint = Paint::stdout();
     let wide = output == Output::Wide;
     let ns = namespace.clone().unwrap_or_else(|| "default".into());
     let in_scope = |m_ns: &str, m_name: &str| {
@@ -232,7 +245,7 @@ pub async fn watch(
             continue;
         }
         let row = module_row(&module, phase, wide, Utc::now());
-        let table = module_table(&[row], wide);
+        let table = module_table(&[row], wide, paint);
         crate::print_out(table.lines().nth(1).unwrap_or_default());
     }
 }
@@ -267,7 +280,7 @@ fn module_row(module: &ModuleView, phase: String, wide: bool, now: DateTime<Utc>
     row
 }
 
-fn module_table(rows: &[Vec<String>], wide: bool) -> String {
+fn module_table(rows: &[Vec<String>], wide: bool, paint: Paint) -> String {
     let mut header = vec![
         "NAME",
         "NAMESPACE",
@@ -280,7 +293,13 @@ fn module_table(rows: &[Vec<String>], wide: bool) -> String {
         header.extend(["IMAGE", "CONTAINER", "NETWORK", "DEFINITION"]);
     }
     header.push("MESSAGE");
-    render(&header, rows)
+    render_toned(&header, rows, paint, phase_column(&header))
+}
+
+/// Colours the PHASE column, and nothing else.
+fn phase_column(header: &[&str]) -> impl Fn(usize, &str) -> Option<Tone> + use<> {
+    let phase = header.iter().position(|h| *h == "PHASE");
+    move |column, text| (Some(column) == phase).then(|| phase_tone(text)).flatten()
 }
 
 /// The module's message, with the retry it waits for when it failed.
@@ -297,7 +316,7 @@ fn message(module: &ModuleView, now: DateTime<Utc>) -> String {
     }
 }
 
-fn workspace_table(workspaces: &[WorkspaceView], wide: bool) -> String {
+fn workspace_table(workspaces: &[WorkspaceView], wide: bool, paint: Paint) -> String {
     let now = Utc::now();
     let rows: Vec<Vec<String>> = workspaces
         .iter()
@@ -366,7 +385,7 @@ fn workspace_table(workspaces: &[WorkspaceView], wide: bool) -> String {
         header.extend(["SCHEDULE", "NETWORK", "FILE", "SLEEP REASON"]);
     }
     header.push("MESSAGE");
-    render(&header, &rows)
+    render_toned(&header, &rows, paint, phase_column(&header))
 }
 
 /// How long until `at`, kubectl-style.

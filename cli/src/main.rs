@@ -1,6 +1,7 @@
 //! forklet: the command line for forkletd.
 
 mod client;
+mod colour;
 mod describe;
 mod doctor;
 mod events;
@@ -24,7 +25,11 @@ use crate::table::Format;
 #[derive(Parser)]
 #[command(
     version,
-    about = "Drive forkletd, the local runtime for Forkspacer Custom modules"
+    about = "Drive forkletd, the local runtime for Forkspacer Custom modules",
+    after_long_help = "Colour: tables are coloured only when standard output is a terminal, \
+                       and never when NO_COLOR is set (to anything but the empty string) or \
+                       TERM is dumb. CLICOLOR_FORCE=1 colours them in a pipe too (for less -R); \
+                       -o json, yaml and name are never coloured."
 )]
 struct Cli {
     /// forkletd's control socket.
@@ -224,7 +229,7 @@ fn main() -> ExitCode {
                 Err(err) => return fail(&err, ExitCode::from(USAGE)),
             };
             let report = runtime.block_on(validate::run(&files, fetch));
-            print_out(&validate::render(&report, output));
+            print_out(&validate::render(&report, output, colour::Paint::stdout()));
             return if report.valid {
                 ExitCode::SUCCESS
             } else {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{forklet, line_where, spawn, stdout_lines};
+use common::{forklet, line_where, on_terminal, spawn, stdout_lines};
 use std::path::Path;
 use std::process::Command;
 
@@ -321,6 +321,28 @@ async fn wide_shows_more_columns_and_name_shows_only_kind_and_name() {
         cell(header, night, "FILE").ends_with("night.yaml"),
         "{table}"
     );
+
+    // Colour: none in a pipe, whatever the format...
+    for format in ["table", "wide", "name", "json", "yaml"] {
+        let (_, text, _) = forklet(&socket, &["get", "modules", "-o", format]);
+        assert!(!text.contains('\x1b'), "-o {format} in a pipe: {text}");
+    }
+    // ...and on a terminal only the tables' phases, unless NO_COLOR is set.
+    let socket = socket.to_str().unwrap();
+    if let Some(table) = on_terminal(&["--socket", socket, "get", "workspaces"], &[]) {
+        assert!(table.contains("\x1b[32mready\x1b[0m"), "{table:?}");
+        assert!(table.contains("\x1b[34mhibernated\x1b[0m"), "{table:?}");
+        let plain = on_terminal(
+            &["--socket", socket, "get", "workspaces"],
+            &[("NO_COLOR", "1")],
+        );
+        assert!(!plain.unwrap().contains('\x1b'));
+        for format in ["name", "json", "yaml"] {
+            let args = ["--socket", socket, "get", "modules", "-o", format];
+            let text = on_terminal(&args, &[]).unwrap();
+            assert!(!text.contains('\x1b'), "-o {format} on a terminal: {text}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
