@@ -2,12 +2,14 @@
 
 mod client;
 mod colour;
+mod completion;
 mod describe;
 mod doctor;
 mod events;
 mod get;
 mod hibernate;
 mod logs;
+mod manpage;
 mod secret;
 mod table;
 mod validate;
@@ -16,7 +18,7 @@ mod wait;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use forklet_state::paths;
 
 use crate::client::{Client, object_path};
@@ -121,6 +123,22 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Print a shell's completion script.
+    ///
+    /// Install it where the shell looks, e.g.
+    /// `forklet completion bash > ~/.local/share/bash-completion/completions/forklet`,
+    /// `forklet completion zsh > ~/.zfunc/_forklet` (with ~/.zfunc in $fpath),
+    /// `forklet completion fish > ~/.config/fish/completions/forklet.fish`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page forklet(1), or a subcommand's, in roff.
+    ///
+    /// `forklet man | man -l -` shows it; `forklet man >
+    /// ~/.local/share/man/man1/forklet.1` installs it for `man forklet`.
+    /// forklet(1) lists the subcommands' pages: `forklet man get` is forklet-get(1).
+    Man(manpage::Args),
 }
 
 /// Usage errors exit 2, as clap's own do.
@@ -218,6 +236,17 @@ fn main() -> ExitCode {
                 };
             }
             Err(err) => Err(err),
+        },
+        Command::Completion { shell } => {
+            write_out(&completion::script(shell, Cli::command()));
+            return ExitCode::SUCCESS;
+        }
+        Command::Man(args) => match manpage::render(Cli::command(), &args) {
+            Ok(page) => {
+                write_out(&page);
+                return ExitCode::SUCCESS;
+            }
+            Err(why) => return fail(&why, ExitCode::from(USAGE)),
         },
         Command::Validate {
             paths,
