@@ -152,15 +152,7 @@ fn workspace(w: &WorkspaceView) -> String {
         field(&mut out, "Sleep reason", reason);
     }
     if let Some(schedule) = &w.schedule {
-        let wake = schedule.wake.as_deref().unwrap_or("-");
-        field(
-            &mut out,
-            "Schedule",
-            format!(
-                "sleep {:?}, wake {wake:?} ({})",
-                schedule.sleep, schedule.timezone
-            ),
-        );
+        field(&mut out, "Schedule", crate::table::schedule(schedule));
     }
     if let Some(next) = &w.next_transition {
         field(

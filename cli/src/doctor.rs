@@ -4,6 +4,7 @@
 use forklet_state::api::{CheckName, CheckView, DoctorView, WorkspaceView};
 
 use crate::client::{Client, ClientError, object_path};
+use crate::colour::{Paint, Tone};
 use crate::table::{Format, structured};
 
 /// The report, and whether every check passed.
@@ -49,21 +50,66 @@ pub async fn run(
         }
     }
     let ok = reports.iter().all(|r| r.ok);
-    let text = structured(format, &reports).unwrap_or_else(|| render(&reports));
+    let text = structured(format, &reports).unwrap_or_else(|| render(&reports, Paint::stdout()));
     Ok((text, ok))
 }
 
-fn render(reports: &[DoctorView]) -> String {
+fn render(reports: &[DoctorView], paint: Paint) -> String {
     let mut out = String::new();
     for report in reports {
         out.push_str(&format!("workspace {}\n", report.workspace));
         for check in &report.checks {
-            let mark = if check.ok { "ok" } else { "FAILED" };
+            let (mark, tone) = match check.ok {
+                true => ("ok", Tone::Good),
+                false => ("FAILED", Tone::Bad),
+            };
             out.push_str(&format!(
-                "  {:<8} {:<6} {}\n",
-                check.name, mark, check.detail
+                "  {:<8} {} {}\n",
+                check.name,
+                paint.padded(mark, 6, Some(tone)),
+                check.detail
             ));
         }
     }
     out.trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_are_coloured_and_the_details_stay_in_line() {
+        let report = DoctorView {
+            workspace: "default/dev".into(),
+            ok: false,
+            checks: vec![
+                CheckView {
+                    name: CheckName::Route,
+                    ok: true,
+                    detail: "direct".into(),
+                },
+                CheckView {
+                    name: CheckName::Connect,
+                    ok: false,
+                    detail: "refused".into(),
+                },
+            ],
+        };
+        let plain = render(std::slice::from_ref(&report), Paint::Plain);
+        assert_eq!(
+            plain,
+            "workspace default/dev\n  route    ok     direct\n  connect  FAILED refused"
+        );
+        let coloured = render(&[report], Paint::Colour);
+        assert!(
+            coloured.contains("\x1b[32mok\x1b[0m     direct"),
+            "{coloured:?}"
+        );
+        assert!(
+            coloured.contains("\x1b[31mFAILED\x1b[0m refused"),
+            "{coloured:?}"
+        );
+        assert_eq!(anstream::adapter::strip_str(&coloured).to_string(), plain);
+    }
 }

@@ -1,11 +1,13 @@
 //! `forklet get modules|module NAME|workspaces|workspace NAME|problems`.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use forklet_state::Problem;
 use forklet_state::api::{Kind, ModuleView, WorkspaceView};
+use serde::Serialize;
 
 use crate::client::{Client, ClientError, object_path};
-use crate::table::{Format, age, render, structured};
+use crate::colour::{Paint, Tone, phase_tone};
+use crate::table::{Format, age, render_toned, schedule, structured};
 
 #[derive(clap::Subcommand)]
 pub enum What {
@@ -22,19 +24,61 @@ pub enum What {
     Problems,
 }
 
+/// `get -o`. Not [`Format`]: wide rows and names are of listed objects,
+/// which only `get` shows, so no other command accepts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Aligned columns.
+    Table,
+    /// The table with more columns: a module's image, container, network
+    /// and definition; a workspace's schedule, network, file and sleep reason.
+    Wide,
+    /// `module/NAME` or `workspace/NAME`, one a line, as `kubectl -o name`.
+    Name,
+    /// The daemon's view, every field: for programs.
+    Json,
+    /// As json, in YAML.
+    Yaml,
+}
+
+impl Output {
+    fn structured(self) -> Option<Format> {
+        match self {
+            Output::Json => Some(Format::Json),
+            Output::Yaml => Some(Format::Yaml),
+            Output::Table | Output::Wide | Output::Name => None,
+        }
+    }
+}
+
+/// Why `get` cannot do what its arguments ask, told before the daemon is
+/// asked anything (a usage error).
+pub fn refusal(what: &What, output: Output, watch: bool) -> Option<&'static str> {
+    match (what, output, watch) {
+        (What::Problems, Output::Name, _) => {
+            Some("-o name: manifest problems have no names; use -o table, wide, json or yaml")
+        }
+        (_, Output::Json | Output::Yaml, true) => Some(
+            "-w prints a row per change: use -o table, wide or name; `forklet events -w -o json|yaml` streams documents",
+        ),
+        _ => None,
+    }
+}
+
 pub async fn run(
     client: &Client,
     what: What,
     namespace: Option<String>,
-    format: Format,
+    output: Output,
 ) -> Result<String, ClientError> {
+    let paint = Paint::stdout();
     let ns = namespace.clone().unwrap_or_else(|| "default".into());
     let in_namespace = |item_ns: &str| namespace.as_deref().is_none_or(|n| n == item_ns);
     Ok(match what {
         What::Modules => {
             let mut modules: Vec<ModuleView> = client.get("/v1/modules").await?;
             modules.retain(|m| in_namespace(&m.namespace));
-            if matches!(format, Format::Table) {
+            if matches!(output, Output::Table | Output::Wide) {
                 let problems: Vec<Problem> = client.get("/v1/problems").await?;
                 let unnamed = problems.iter().filter(|p| p.object.is_none()).count();
                 if unnamed > 0 {
@@ -43,49 +87,104 @@ pub async fn run(
                     );
                 }
             }
-            structured(format, &modules).unwrap_or_else(|| module_table(&modules))
+            show_modules(output, &modules, &modules, paint)
         }
         What::Problems => {
             let problems: Vec<Problem> = client.get("/v1/problems").await?;
-            structured(format, &problems).unwrap_or_else(|| {
-                if problems.is_empty() {
-                    return "no manifest problems".to_owned();
-                }
-                problems
-                    .iter()
-                    .map(|p| format!("{p}\n"))
-                    .collect::<String>()
-                    .trim_end()
-                    .to_owned()
-            })
+            // Wide has nothing to add: a problem is one line already.
+            output
+                .structured()
+                .and_then(|format| structured(format, &problems))
+                .unwrap_or_else(|| {
+                    if problems.is_empty() {
+                        return "no manifest problems".to_owned();
+                    }
+                    problems
+                        .iter()
+                        .map(|p| format!("{p}\n"))
+                        .collect::<String>()
+                        .trim_end()
+                        .to_owned()
+                })
         }
         What::Module { name } => {
             let path = object_path("modules", &ns, &name, "")?;
             let module: ModuleView = client.get(&path).await?;
-            structured(format, &module)
-                .unwrap_or_else(|| module_table(std::slice::from_ref(&module)))
+            show_modules(output, &module, std::slice::from_ref(&module), paint)
         }
         What::Workspaces => {
             let mut workspaces: Vec<WorkspaceView> = client.get("/v1/workspaces").await?;
             workspaces.retain(|w| in_namespace(&w.namespace));
-            structured(format, &workspaces).unwrap_or_else(|| workspace_table(&workspaces))
+            show_workspaces(output, &workspaces, &workspaces, paint)
         }
         What::Workspace { name } => {
             let workspace: WorkspaceView = client
                 .get(&object_path("workspaces", &ns, &name, "")?)
                 .await?;
-            structured(format, &workspace)
-                .unwrap_or_else(|| workspace_table(std::slice::from_ref(&workspace)))
+            show_workspaces(output, &workspace, std::slice::from_ref(&workspace), paint)
         }
     })
 }
 
-/// `get modules|module NAME -w`: the table, then a row per change (a
-/// module forgotten shows once more as `deleted`), as `kubectl get -w`.
+/// `value` (the list, or the one module asked for) as `output` asks;
+/// `modules` are the modules in it.
+fn show_modules(
+    output: Output,
+    value: &impl Serialize,
+    modules: &[ModuleView],
+    paint: Paint,
+) -> String {
+    match output {
+        Output::Json | Output::Yaml => output
+            .structured()
+            .and_then(|format| structured(format, value))
+            .unwrap_or_default(),
+        Output::Name => names("module", modules.iter().map(|m| m.name.as_str())),
+        Output::Table | Output::Wide => {
+            let wide = output == Output::Wide;
+            let now = Utc::now();
+            let rows: Vec<Vec<String>> = modules
+                .iter()
+                .map(|m| module_row(m, m.phase.to_string(), wide, now))
+                .collect();
+            module_table(&rows, wide, paint)
+        }
+    }
+}
+
+/// As [`show_modules`], for workspaces.
+fn show_workspaces(
+    output: Output,
+    value: &impl Serialize,
+    workspaces: &[WorkspaceView],
+    paint: Paint,
+) -> String {
+    match output {
+        Output::Json | Output::Yaml => output
+            .structured()
+            .and_then(|format| structured(format, value))
+            .unwrap_or_default(),
+        Output::Name => names("workspace", workspaces.iter().map(|w| w.name.as_str())),
+        Output::Table | Output::Wide => workspace_table(workspaces, output == Output::Wide, paint),
+    }
+}
+
+/// `kind/NAME` a line, as `kubectl get -o name`: what `events --for` takes.
+fn names<'a>(kind: &str, names: impl Iterator<Item = &'a str>) -> String {
+    names
+        .map(|name| format!("{kind}/{name}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `get modules|module NAME -w`: the table (or the names), then a row (or
+/// a name) per change; a module forgotten shows once more as `deleted`, as
+/// `kubectl get -w`.
 pub async fn watch(
     client: &Client,
     what: What,
     namespace: Option<String>,
+    output: Output,
 ) -> Result<(), ClientError> {
     let one = match &what {
         What::Modules => None,
@@ -96,6 +195,8 @@ pub async fn watch(
             ));
         }
     };
+    let paint = Paint::stdout();
+    let wide = output == Output::Wide;
     let ns = namespace.clone().unwrap_or_else(|| "default".into());
     let in_scope = |m_ns: &str, m_name: &str| {
         namespace.as_deref().is_none_or(|n| n == m_ns) && one.as_deref().is_none_or(|n| n == m_name)
@@ -103,7 +204,7 @@ pub async fn watch(
     // Where the stream starts: before the first look, so no change is missed.
     let history: Vec<forklet_state::api::StreamEventView> = client.get("/v1/events").await?;
     let after = history.last().map_or(0, |e| e.id);
-    let text = run(client, what, namespace.clone(), Format::Table).await?;
+    let text = run(client, what, namespace.clone(), output).await?;
     crate::print_out(&text);
     let mut last: std::collections::HashMap<(String, String), ModuleView> = Default::default();
     let (changes_tx, mut changes) = tokio::sync::mpsc::unbounded_channel();
@@ -124,58 +225,85 @@ pub async fn watch(
             continue;
         }
         let path = object_path("modules", &m_ns, &m_name, "")?;
-        let row = match client.get::<ModuleView>(&path).await {
+        let (module, phase) = match client.get::<ModuleView>(&path).await {
             Ok(module) => {
-                let row = module_row(&module, Utc::now());
-                last.insert((m_ns, m_name), module);
-                row
+                last.insert((m_ns, m_name), module.clone());
+                let phase = module.phase.to_string();
+                (module, phase)
             }
             Err(err) if err.is_not_found() => {
-                let Some(gone) = last.remove(&(m_ns, m_name)) else {
+                let Some(mut gone) = last.remove(&(m_ns, m_name)) else {
                     continue;
                 };
-                let mut row = module_row(&gone, Utc::now());
-                row[3] = "deleted".into();
-                row[6].clear();
-                row
+                gone.message.clear();
+                (gone, "deleted".to_owned())
             }
             Err(err) => return Err(err),
         };
-        let table = render(&MODULE_COLUMNS, &[row]);
+        if output == Output::Name {
+            crate::print_out(&names("module", [module.name.as_str()].into_iter()));
+            continue;
+        }
+        let row = module_row(&module, phase, wide, Utc::now());
+        let table = module_table(&[row], wide, paint);
         crate::print_out(table.lines().nth(1).unwrap_or_default());
     }
 }
 
-const MODULE_COLUMNS: [&str; 7] = [
-    "NAME",
-    "NAMESPACE",
-    "WORKSPACE",
-    "PHASE",
-    "AGE",
-    "LAST ACTIVITY",
-    "MESSAGE",
-];
-
-fn module_table(modules: &[ModuleView]) -> String {
-    let now = Utc::now();
-    let rows: Vec<Vec<String>> = modules.iter().map(|m| module_row(m, now)).collect();
-    render(&MODULE_COLUMNS, &rows)
-}
-
-fn module_row(m: &ModuleView, now: chrono::DateTime<Utc>) -> Vec<String> {
-    vec![
+/// One module's cells; `phase` is apart from the module so that a row can
+/// say `deleted`, which no module's phase ever is.
+fn module_row(module: &ModuleView, phase: String, wide: bool, now: DateTime<Utc>) -> Vec<String> {
+    let m = module;
+    let mut row = vec![
         m.name.clone(),
         m.namespace.clone(),
         m.workspace.clone(),
-        m.phase.to_string(),
+        phase,
         age(m.created_at, now),
         age(m.last_activity, now),
-        message(m, now),
-    ]
+    ];
+    if wide {
+        let container = m
+            .container_id
+            .as_deref()
+            // Docker's short id, as `docker ps` shows it.
+            .map_or("-".to_owned(), |id| id.chars().take(12).collect());
+        row.extend([
+            m.image.clone().unwrap_or_else(|| "-".into()),
+            container,
+            // No network of its own: Docker's default bridge.
+            m.network.clone().unwrap_or_else(|| "bridge".into()),
+            m.definition.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    row.push(message(m, now));
+    row
+}
+
+fn module_table(rows: &[Vec<String>], wide: bool, paint: Paint) -> String {
+    let mut header = vec![
+        "NAME",
+        "NAMESPACE",
+        "WORKSPACE",
+        "PHASE",
+        "AGE",
+        "LAST ACTIVITY",
+    ];
+    if wide {
+        header.extend(["IMAGE", "CONTAINER", "NETWORK", "DEFINITION"]);
+    }
+    header.push("MESSAGE");
+    render_toned(&header, rows, paint, phase_column(&header))
+}
+
+/// Colours the PHASE column, and nothing else.
+fn phase_column(header: &[&str]) -> impl Fn(usize, &str) -> Option<Tone> + use<> {
+    let phase = header.iter().position(|h| *h == "PHASE");
+    move |column, text| (Some(column) == phase).then(|| phase_tone(text)).flatten()
 }
 
 /// The module's message, with the retry it waits for when it failed.
-fn message(module: &ModuleView, now: chrono::DateTime<Utc>) -> String {
+fn message(module: &ModuleView, now: DateTime<Utc>) -> String {
     match module.next_retry {
         Some(at) if module.attempts > 0 => {
             let wait = (at - now).num_seconds().max(0);
@@ -188,7 +316,7 @@ fn message(module: &ModuleView, now: chrono::DateTime<Utc>) -> String {
     }
 }
 
-fn workspace_table(workspaces: &[WorkspaceView]) -> String {
+fn workspace_table(workspaces: &[WorkspaceView], wide: bool, paint: Paint) -> String {
     let now = Utc::now();
     let rows: Vec<Vec<String>> = workspaces
         .iter()
@@ -216,7 +344,7 @@ fn workspace_table(workspaces: &[WorkspaceView]) -> String {
                 (message, Some(reason)) => format!("{message}; {reason}"),
                 (message, None) => message.to_owned(),
             };
-            vec![
+            let mut row = vec![
                 w.name.clone(),
                 w.namespace.clone(),
                 w.phase.to_string(),
@@ -225,27 +353,42 @@ fn workspace_table(workspaces: &[WorkspaceView]) -> String {
                 w.modules.to_string(),
                 next,
                 manual,
-                message,
-            ]
+            ];
+            if wide {
+                let network = match &w.cluster {
+                    // No module of it reaches the cluster: no network either.
+                    None => "-".to_owned(),
+                    Some(c) => c.network.clone().unwrap_or_else(|| "bridge".into()),
+                };
+                row.extend([
+                    w.schedule.as_ref().map_or("-".to_owned(), schedule),
+                    network,
+                    w.file.clone().unwrap_or_else(|| "-".into()),
+                    w.sleep_reason.map_or("-".to_owned(), |r| r.to_string()),
+                ]);
+            }
+            row.push(message);
+            row
         })
         .collect();
-    render(
-        &[
-            "NAME",
-            "NAMESPACE",
-            "PHASE",
-            "CONNECTION",
-            "CLUSTER",
-            "MODULES",
-            "NEXT",
-            "OVERRIDE",
-            "MESSAGE",
-        ],
-        &rows,
-    )
+    let mut header = vec![
+        "NAME",
+        "NAMESPACE",
+        "PHASE",
+        "CONNECTION",
+        "CLUSTER",
+        "MODULES",
+        "NEXT",
+        "OVERRIDE",
+    ];
+    if wide {
+        header.extend(["SCHEDULE", "NETWORK", "FILE", "SLEEP REASON"]);
+    }
+    header.push("MESSAGE");
+    render_toned(&header, &rows, paint, phase_column(&header))
 }
 
 /// How long until `at`, kubectl-style.
-fn until(at: chrono::DateTime<Utc>, now: chrono::DateTime<Utc>) -> String {
+fn until(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     age(Some(now), at.max(now))
 }

@@ -1,12 +1,15 @@
 //! forklet: the command line for forkletd.
 
 mod client;
+mod colour;
+mod completion;
 mod describe;
 mod doctor;
 mod events;
 mod get;
 mod hibernate;
 mod logs;
+mod manpage;
 mod secret;
 mod table;
 mod validate;
@@ -15,7 +18,7 @@ mod wait;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use forklet_state::paths;
 
 use crate::client::{Client, object_path};
@@ -24,7 +27,11 @@ use crate::table::Format;
 #[derive(Parser)]
 #[command(
     version,
-    about = "Drive forkletd, the local runtime for Forkspacer Custom modules"
+    about = "Drive forkletd, the local runtime for Forkspacer Custom modules",
+    after_long_help = "Colour: tables are coloured only when standard output is a terminal, \
+                       and never when NO_COLOR is set (to anything but the empty string) or \
+                       TERM is dumb. CLICOLOR_FORCE=1 colours them in a pipe too (for less -R); \
+                       -o json, yaml and name are never coloured."
 )]
 struct Cli {
     /// forkletd's control socket.
@@ -44,8 +51,8 @@ enum Command {
         #[arg(short, long, global = true)]
         namespace: Option<String>,
         /// Output format.
-        #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
-        output: Format,
+        #[arg(short, long, global = true, value_enum, default_value_t = get::Output::Table)]
+        output: get::Output,
         /// After the table, a row per change (modules).
         #[arg(short, long, global = true)]
         watch: bool,
@@ -116,6 +123,22 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Print a shell's completion script.
+    ///
+    /// Install it where the shell looks, e.g.
+    /// `forklet completion bash > ~/.local/share/bash-completion/completions/forklet`,
+    /// `forklet completion zsh > ~/.zfunc/_forklet` (with ~/.zfunc in $fpath),
+    /// `forklet completion fish > ~/.config/fish/completions/forklet.fish`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page forklet(1), or a subcommand's, in roff.
+    ///
+    /// `forklet man | man -l -` shows it; `forklet man >
+    /// ~/.local/share/man/man1/forklet.1` installs it for `man forklet`.
+    /// forklet(1) lists the subcommands' pages: `forklet man get` is forklet-get(1).
+    Man(manpage::Args),
 }
 
 /// Usage errors exit 2, as clap's own do.
@@ -123,6 +146,16 @@ const USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Get {
+        what,
+        output,
+        watch,
+        ..
+    } = &cli.command
+        && let Some(why) = get::refusal(what, *output, *watch)
+    {
+        return fail(why, ExitCode::from(USAGE));
+    }
     let socket = cli.socket.unwrap_or_else(paths::default_socket);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -133,9 +166,9 @@ fn main() -> ExitCode {
         Command::Get {
             what,
             namespace,
+            output,
             watch: true,
-            ..
-        } => match runtime.block_on(get::watch(&client(), what, namespace)) {
+        } => match runtime.block_on(get::watch(&client(), what, namespace, output)) {
             Ok(()) => return ExitCode::SUCCESS,
             Err(err) => Err(err),
         },
@@ -204,6 +237,17 @@ fn main() -> ExitCode {
             }
             Err(err) => Err(err),
         },
+        Command::Completion { shell } => {
+            write_out(&completion::script(shell, Cli::command()));
+            return ExitCode::SUCCESS;
+        }
+        Command::Man(args) => match manpage::render(Cli::command(), &args) {
+            Ok(page) => {
+                write_out(&page);
+                return ExitCode::SUCCESS;
+            }
+            Err(why) => return fail(&why, ExitCode::from(USAGE)),
+        },
         Command::Validate {
             paths,
             fetch,
@@ -214,7 +258,7 @@ fn main() -> ExitCode {
                 Err(err) => return fail(&err, ExitCode::from(USAGE)),
             };
             let report = runtime.block_on(validate::run(&files, fetch));
-            print_out(&validate::render(&report, output));
+            print_out(&validate::render(&report, output, colour::Paint::stdout()));
             return if report.valid {
                 ExitCode::SUCCESS
             } else {
@@ -251,12 +295,20 @@ async fn versions(client: &Client) -> (String, bool) {
     }
 }
 
+/// `text` and a newline on standard output; nothing at all for no text, so
+/// that `-o name` of no objects is no lines rather than an empty one.
+fn print_out(text: &str) {
+    if !text.is_empty() {
+        write_out(format!("{text}\n").as_bytes());
+    }
+}
+
 /// Standard output, where a reader that went away (`| head`, `| grep -q`)
 /// ends the command quietly rather than in a panic.
-fn print_out(text: &str) {
+fn write_out(bytes: &[u8]) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    if let Err(err) = writeln!(out, "{text}").and_then(|()| out.flush())
+    if let Err(err) = out.write_all(bytes).and_then(|()| out.flush())
         && err.kind() != std::io::ErrorKind::BrokenPipe
     {
         eprintln!("forklet: writing the output: {err}");

@@ -1,7 +1,10 @@
 //! Output for people (aligned tables) and for programs (JSON, YAML).
 
 use chrono::{DateTime, Utc};
+use forklet_state::api::ScheduleView;
 use serde::Serialize;
+
+use crate::colour::{Paint, Tone};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -21,28 +24,41 @@ pub fn structured<T: Serialize>(format: Format, value: &T) -> Option<String> {
 
 /// Columns padded to their widest cell; the last column is not padded.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+    render_toned(header, rows, Paint::Plain, |_, _| None)
+}
+
+/// As [`render`], each cell in the colour `tone` gives it (by column and
+/// text) when `paint` colours. Widths are of the text alone, and padding
+/// goes outside the colour, so a coloured table lines up as a plain one.
+pub fn render_toned(
+    header: &[&str],
+    rows: &[Vec<String>],
+    paint: Paint,
+    tone: impl Fn(usize, &str) -> Option<Tone>,
+) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
+    let line = |cells: Vec<&str>, tone: &dyn Fn(usize, &str) -> Option<Tone>| {
         let last = cells.len() - 1;
         let mut out = String::new();
         for (i, cell) in cells.into_iter().enumerate() {
             if i == last {
-                out.push_str(cell);
+                out.push_str(&paint.text(cell, tone(i, cell)));
             } else {
-                out.push_str(&format!("{cell:<width$}   ", width = widths[i]));
+                out.push_str(&paint.padded(cell, widths[i], tone(i, cell)));
+                out.push_str("   ");
             }
         }
         out.trim_end().to_owned()
     };
-    let mut out = line(header.to_vec());
+    let mut out = line(header.to_vec(), &|_, _| None);
     for row in rows {
         out.push('\n');
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
+        out.push_str(&line(row.iter().map(String::as_str).collect(), &tone));
     }
     out
 }
@@ -61,6 +77,16 @@ pub fn age(since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     }
 }
 
+/// A workspace's schedule on one line: both crons (they hold blanks, so
+/// quoted) and the time zone they are read in.
+pub fn schedule(schedule: &ScheduleView) -> String {
+    let wake = schedule.wake.as_deref().unwrap_or("-");
+    format!(
+        "sleep {:?}, wake {wake:?} ({})",
+        schedule.sleep, schedule.timezone
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +100,51 @@ mod tests {
         assert_eq!(
             render(&["N", "V", "MESSAGE"], &rows),
             "N     V            MESSAGE\na     long-value   x\nbbb   v"
+        );
+    }
+
+    #[test]
+    fn colour_never_moves_a_column() {
+        let rows: Vec<Vec<String>> = [
+            ["hello", "ready", "", ""],
+            ["app-installer", "failed", "x", "boom"],
+            ["b", "installing", "", "last"],
+            ["gone", "deleted", "", ""],
+        ]
+        .iter()
+        .map(|row| row.iter().map(|cell| cell.to_string()).collect())
+        .collect();
+        let header = ["NAME", "PHASE", "X", "MESSAGE"];
+        let phase = |column: usize, text: &str| match column {
+            1 => crate::colour::phase_tone(text),
+            _ => None,
+        };
+        let plain = render_toned(&header, &rows, Paint::Plain, phase);
+        let coloured = render_toned(&header, &rows, Paint::Colour, phase);
+        assert_eq!(plain, render(&header, &rows), "plain paint is no paint");
+        assert!(coloured.contains("\x1b[32mready\x1b[0m"), "{coloured}");
+        assert!(coloured.contains("\x1b[31mfailed\x1b[0m"), "{coloured}");
+        assert!(
+            !coloured.contains(" \x1b[0m"),
+            "no blank is coloured: {coloured:?}"
+        );
+        assert_eq!(anstream::adapter::strip_str(&coloured).to_string(), plain);
+    }
+
+    #[test]
+    fn a_coloured_last_column_is_not_padded() {
+        let rows = vec![
+            vec!["a".into(), "ready".into()],
+            vec!["bbbb".into(), "failed".into()],
+        ];
+        let coloured = render_toned(&["N", "PHASE"], &rows, Paint::Colour, |column, text| {
+            (column == 1)
+                .then(|| crate::colour::phase_tone(text))
+                .flatten()
+        });
+        assert_eq!(
+            coloured,
+            "N      PHASE\na      \x1b[32mready\x1b[0m\nbbbb   \x1b[31mfailed\x1b[0m"
         );
     }
 

@@ -14,6 +14,7 @@ use forklet_state::manifest::{
 use forklet_state::source::{FetchedDefinitions, LocalDefinitions};
 use serde::Serialize;
 
+use crate::colour::{Paint, Tone};
 use crate::table::{Format, structured};
 
 #[derive(Debug, Serialize)]
@@ -123,25 +124,33 @@ fn module_file(parsed: &[ParsedFile], key: &forklet_state::ObjectKey) -> Option<
         .map(|m| m.file().to_owned())
 }
 
-pub fn render(report: &Report, format: Format) -> String {
+/// The report as `format` asks; a table's problems in red, what was not
+/// checked in yellow and the verdict in its colour, when `paint` colours.
+pub fn render(report: &Report, format: Format, paint: Paint) -> String {
     if let Some(text) = structured(format, report) {
         return text;
     }
-    let mut lines: Vec<String> = report.problems.iter().map(Problem::to_string).collect();
+    let mut lines: Vec<String> = report
+        .problems
+        .iter()
+        .map(|problem| paint.text(&problem.to_string(), Some(Tone::Bad)))
+        .collect();
     for skipped in &report.not_checked {
-        lines.push(format!(
+        let line = format!(
             "{}: Module {}: spec.source.httpURL: not checked: {} was not fetched (pass --fetch)",
             skipped.file.display(),
             skipped.module,
             skipped.url
-        ));
+        );
+        lines.push(paint.text(&line, Some(Tone::Unsettled)));
     }
     let files = plural(report.files, "file");
     let objects = plural(report.objects, "object");
-    lines.push(match report.problems.len() {
-        0 => format!("{files}, {objects}: valid"),
-        n => format!("{files}, {objects}: {}", plural(n, "problem")),
-    });
+    let verdict = match report.problems.len() {
+        0 => paint.text("valid", Some(Tone::Good)),
+        n => paint.text(&plural(n, "problem"), Some(Tone::Bad)),
+    };
+    lines.push(format!("{files}, {objects}: {verdict}"));
     lines.join("\n")
 }
 
@@ -150,5 +159,53 @@ fn plural(n: usize, word: &str) -> String {
         format!("1 {word}")
     } else {
         format!("{n} {word}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn report(problems: Vec<Problem>) -> Report {
+        Report {
+            files: 1,
+            objects: 1,
+            valid: problems.is_empty(),
+            problems,
+            not_checked: vec![NotChecked {
+                file: "m.yaml".into(),
+                module: "default/m".into(),
+                url: "https://example.invalid/d.yaml".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn problems_are_red_the_unchecked_yellow_and_colour_changes_no_word() {
+        let broken = report(vec![Problem::file(Path::new("m.yaml"), "not YAML")]);
+        let plain = render(&broken, Format::Table, Paint::Plain);
+        let coloured = render(&broken, Format::Table, Paint::Colour);
+        let lines: Vec<&str> = coloured.lines().collect();
+        assert!(lines[0].starts_with("\x1b[31mm.yaml") && lines[0].ends_with("\x1b[0m"));
+        assert!(lines[1].starts_with("\x1b[33mm.yaml: Module default/m"));
+        assert!(
+            lines[2].ends_with(": \x1b[31m1 problem\x1b[0m"),
+            "{coloured:?}"
+        );
+        assert_eq!(anstream::adapter::strip_str(&coloured).to_string(), plain);
+
+        let fine = render(&report(Vec::new()), Format::Table, Paint::Colour);
+        assert!(
+            fine.ends_with("1 file, 1 object: \x1b[32mvalid\x1b[0m"),
+            "{fine:?}"
+        );
+    }
+
+    #[test]
+    fn json_is_never_coloured() {
+        let broken = report(vec![Problem::file(Path::new("m.yaml"), "not YAML")]);
+        let json = render(&broken, Format::Json, Paint::Colour);
+        assert!(!json.contains('\x1b'), "{json}");
     }
 }

@@ -373,7 +373,7 @@ async fn version() -> Json<VersionView> {
 }
 
 /// The module's runner output, streamed (see [`crate::module_logs`]).
-#[utoipa::path(get, path = "/v1/modules/{namespace}/{name}/logs", tag = "modules", params(ObjectPath, crate::module_logs::LogsQuery), responses((status = 200, description = "The runner's output: one JSON object per line: `{"stream": "stdout"|"stderr", "data": TEXT}`", content_type = "application/x-ndjson", body = String), (status = 400, description = "A name, query or body is not acceptable", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "No such object", body = ProblemDetails, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/modules/{namespace}/{name}/logs", tag = "modules", params(ObjectPath, crate::module_logs::LogsQuery), responses((status = 200, description = "The runner's output: one JSON object per line: `{\"stream\": \"stdout\"|\"stderr\", \"data\": TEXT}`", content_type = "application/x-ndjson", body = String), (status = 400, description = "A name, query or body is not acceptable", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "No such object", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn module_logs(
     State(state): State<ApiState>,
     KeyPath(key): KeyPath,

@@ -8,6 +8,7 @@ use std::time::Instant;
 use forkletd::testing::DEADLINE;
 
 /// Runs `forklet --socket SOCKET ARGS...`: success, stdout, stderr.
+#[allow(dead_code)]
 pub fn forklet(socket: &Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_forklet"))
         .arg("--socket")
@@ -85,4 +86,38 @@ pub async fn line_where(
     })
     .await
     .unwrap()
+}
+
+/// Runs `forklet ARGS...` with its standard output on a terminal (a pty of
+/// util-linux `script`), the environment's colour variables replaced by
+/// `env`: its stdout, or `None` where `script` is not util-linux's.
+#[allow(dead_code)]
+pub fn on_terminal(args: &[&str], env: &[(&str, &str)]) -> Option<String> {
+    let util_linux = Command::new("script")
+        .arg("-V")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("util-linux"));
+    if !util_linux {
+        eprintln!("skipping the terminal case: no util-linux `script`");
+        return None;
+    }
+    let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_forklet"))
+        .chain(args.iter().copied())
+        .map(|word| format!("'{}'", word.replace('\'', r"'\''")))
+        .collect();
+    let mut script = Command::new("script");
+    script
+        .args(["-qec", &quoted.join(" "), "/dev/null"])
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .env("TERM", "xterm")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null());
+    let out = script.output().expect("run script");
+    assert!(
+        out.status.success(),
+        "forklet {args:?} on a terminal failed"
+    );
+    // A terminal ends lines with CR LF.
+    Some(String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n"))
 }
