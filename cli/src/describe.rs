@@ -93,6 +93,22 @@ fn module(m: &ModuleView) -> String {
         "  Network:      {}",
         m.network.as_deref().unwrap_or("bridge")
     );
+    if let Some(runner) = &m.runner {
+        let _ = writeln!(out, "  Container name: {}", runner.container);
+        let _ = writeln!(
+            out,
+            "  Endpoint:       {}",
+            or_none(runner.endpoint.as_deref())
+        );
+        let _ = writeln!(out, "  State:          {}", runner.state);
+        if let Some(started) = runner.started_at {
+            let _ = writeln!(
+                out,
+                "  Started:        {started} ({} ago)",
+                age(Some(started), now)
+            );
+        }
+    }
     if let Some(created) = m.created_at {
         field(
             &mut out,

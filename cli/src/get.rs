@@ -1,5 +1,7 @@
 //! `forklet get modules|module NAME|workspaces|workspace NAME|problems`.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use forklet_state::Problem;
 use forklet_state::api::{Kind, ModuleView, WorkspaceView};
@@ -189,9 +191,13 @@ pub async fn watch(
     let one = match &what {
         What::Modules => None,
         What::Module { name } => Some(name.clone()),
-        _ => {
+        What::Workspaces => return watch_workspaces(client, None, namespace, output).await,
+        What::Workspace { name } => {
+            return watch_workspaces(client, Some(name.clone()), namespace, output).await;
+        }
+        What::Problems => {
             return Err(ClientError::Api(
-                "-w follows modules: get modules -w, or get module NAME -w".into(),
+                "-w follows modules and workspaces, not problems".into(),
             ));
         }
     };
@@ -316,61 +322,95 @@ fn message(module: &ModuleView, now: DateTime<Utc>) -> String {
     }
 }
 
+/// `get workspaces|workspace NAME -w`: the table, then a row for each
+/// workspace that changed, looked at again after each event (its own, or
+/// one of its modules'); one gone shows once more as `deleted`.
+async fn watch_workspaces(
+    client: &Client,
+    one: Option<String>,
+    namespace: Option<String>,
+    output: Output,
+) -> Result<(), ClientError> {
+    let paint = Paint::stdout();
+    let wide = output == Output::Wide;
+    let ns = namespace.clone().unwrap_or_else(|| "default".into());
+    let in_scope = |w: &WorkspaceView| match &one {
+        Some(name) => w.namespace == ns && &w.name == name,
+        None => namespace.as_deref().is_none_or(|n| n == w.namespace),
+    };
+    // Where the stream starts: before the first look, so no change is missed.
+    let history: Vec<forklet_state::api::StreamEventView> = client.get("/v1/events").await?;
+    let after = history.last().map_or(0, |e| e.id);
+    let what = match &one {
+        Some(name) => What::Workspace { name: name.clone() },
+        None => What::Workspaces,
+    };
+    crate::print_out(&run(client, what, namespace.clone(), output).await?);
+    let look = || async {
+        let all: Vec<WorkspaceView> = client.get("/v1/workspaces").await?;
+        Ok::<_, ClientError>(
+            all.into_iter()
+                .filter(|w| in_scope(w))
+                .map(|w| ((w.namespace.clone(), w.name.clone()), w))
+                .collect::<HashMap<_, _>>(),
+        )
+    };
+    let mut last = look().await?;
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let query = format!("after={after}");
+    let follow = crate::events::follow(client, &query, move |_| tx.send(()).is_ok());
+    tokio::pin!(follow);
+    loop {
+        tokio::select! {
+            ended = &mut follow => return ended,
+            Some(()) = events.recv() => {}
+        }
+        // A burst of events is one look.
+        while events.try_recv().is_ok() {}
+        let now = look().await?;
+        let mut changed: Vec<(&WorkspaceView, bool)> = now
+            .iter()
+            .filter(|(key, w)| last.get(*key) != Some(*w))
+            .map(|(_, w)| (w, false))
+            .collect();
+        changed.extend(
+            last.iter()
+                .filter(|(key, _)| !now.contains_key(*key))
+                .map(|(_, w)| (w, true)),
+        );
+        changed.sort_by(|a, b| (&a.0.namespace, &a.0.name).cmp(&(&b.0.namespace, &b.0.name)));
+        for (workspace, gone) in changed {
+            if output == Output::Name {
+                crate::print_out(&names("workspace", [workspace.name.as_str()].into_iter()));
+                continue;
+            }
+            let mut row = workspace_row(workspace, wide, Utc::now());
+            if gone {
+                row[2] = "deleted".into();
+            }
+            let table = render_toned(
+                &workspace_header(wide),
+                &[row],
+                paint,
+                phase_column(&workspace_header(wide)),
+            );
+            crate::print_out(table.lines().nth(1).unwrap_or_default());
+        }
+        last = now;
+    }
+}
+
 fn workspace_table(workspaces: &[WorkspaceView], wide: bool, paint: Paint) -> String {
     let now = Utc::now();
     let rows: Vec<Vec<String>> = workspaces
         .iter()
-        .map(|w| {
-            let next = w.next_transition.as_ref().map_or("-".to_owned(), |t| {
-                format!("{} in {}", t.action, until(t.at, now))
-            });
-            let manual = w
-                .manual_override
-                .as_ref()
-                .map_or("-".to_owned(), |o| match o.until {
-                    Some(at) => format!("{} for {}", o.action, until(at, now)),
-                    None => o.action.to_string(),
-                });
-            let cluster = match &w.cluster {
-                None => "-".to_owned(),
-                Some(c) => match (&c.endpoint, &c.via) {
-                    (Some(endpoint), Some(via)) => format!("{endpoint} ({via})"),
-                    _ => "unreachable".to_owned(),
-                },
-            };
-            let reason = w.cluster.as_ref().and_then(|c| c.reason.as_deref());
-            let message = match (w.message.as_str(), reason) {
-                ("", Some(reason)) => reason.to_owned(),
-                (message, Some(reason)) => format!("{message}; {reason}"),
-                (message, None) => message.to_owned(),
-            };
-            let mut row = vec![
-                w.name.clone(),
-                w.namespace.clone(),
-                w.phase.to_string(),
-                w.connection.clone(),
-                cluster,
-                w.modules.to_string(),
-                next,
-                manual,
-            ];
-            if wide {
-                let network = match &w.cluster {
-                    // No module of it reaches the cluster: no network either.
-                    None => "-".to_owned(),
-                    Some(c) => c.network.clone().unwrap_or_else(|| "bridge".into()),
-                };
-                row.extend([
-                    w.schedule.as_ref().map_or("-".to_owned(), schedule),
-                    network,
-                    w.file.clone().unwrap_or_else(|| "-".into()),
-                    w.sleep_reason.map_or("-".to_owned(), |r| r.to_string()),
-                ]);
-            }
-            row.push(message);
-            row
-        })
+        .map(|w| workspace_row(w, wide, now))
         .collect();
+    let header = workspace_header(wide);
+    render_toned(&header, &rows, paint, phase_column(&header))
+}
+
+fn workspace_header(wide: bool) -> Vec<&'static str> {
     let mut header = vec![
         "NAME",
         "NAMESPACE",
@@ -385,7 +425,58 @@ fn workspace_table(workspaces: &[WorkspaceView], wide: bool, paint: Paint) -> St
         header.extend(["SCHEDULE", "NETWORK", "FILE", "SLEEP REASON"]);
     }
     header.push("MESSAGE");
-    render_toned(&header, &rows, paint, phase_column(&header))
+    header
+}
+
+fn workspace_row(w: &WorkspaceView, wide: bool, now: DateTime<Utc>) -> Vec<String> {
+    let next = w.next_transition.as_ref().map_or("-".to_owned(), |t| {
+        format!("{} in {}", t.action, until(t.at, now))
+    });
+    let manual = w
+        .manual_override
+        .as_ref()
+        .map_or("-".to_owned(), |o| match o.until {
+            Some(at) => format!("{} for {}", o.action, until(at, now)),
+            None => o.action.to_string(),
+        });
+    let cluster = match &w.cluster {
+        None => "-".to_owned(),
+        Some(c) => match (&c.endpoint, &c.via) {
+            (Some(endpoint), Some(via)) => format!("{endpoint} ({via})"),
+            _ => "unreachable".to_owned(),
+        },
+    };
+    let reason = w.cluster.as_ref().and_then(|c| c.reason.as_deref());
+    let message = match (w.message.as_str(), reason) {
+        ("", Some(reason)) => reason.to_owned(),
+        (message, Some(reason)) => format!("{message}; {reason}"),
+        (message, None) => message.to_owned(),
+    };
+    let mut row = vec![
+        w.name.clone(),
+        w.namespace.clone(),
+        w.phase.to_string(),
+        w.connection.clone(),
+        cluster,
+        w.modules.to_string(),
+        next,
+        manual,
+    ];
+    if wide {
+        let network = match &w.cluster {
+            // No module of it reaches the cluster: no network either.
+            None => "-".to_owned(),
+            Some(c) => c.network.clone().unwrap_or_else(|| "bridge".into()),
+        };
+        row.extend([
+            w.schedule.as_ref().map_or("-".to_owned(), schedule),
+            network,
+            w.file.clone().unwrap_or_else(|| "-".into()),
+            w.sleep_reason.map_or("-".to_owned(), |r| r.to_string()),
+        ]);
+    }
+    row.push(message);
+    row
 }
 
 /// How long until `at`, kubectl-style.

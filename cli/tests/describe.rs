@@ -34,6 +34,11 @@ async fn describe_names_the_runner_the_definition_and_the_last_event() {
     let container = ready.container_id.unwrap();
     assert!(line("Container:").ends_with(&container), "{text}");
     assert!(line("Network:").ends_with(" bridge"), "{text}");
+    // Read from the engine: the name, where forkletd calls it, since when.
+    assert!(line("Container name:").contains(" forklet-"), "{text}");
+    assert!(line("Endpoint:").contains(" 127.0.0.1:"), "{text}");
+    assert!(line("State:").ends_with(" running"), "{text}");
+    assert!(line("Started:").ends_with(" ago)"), "{text}");
     assert!(line("greeting:").ends_with(" hi"), "{text}");
     let last_event = text.lines().last().unwrap();
     assert!(
@@ -48,6 +53,24 @@ async fn describe_names_the_runner_the_definition_and_the_last_event() {
             .any(|l| l.starts_with("Modules:") && l.ends_with(" 1")),
         "{text}"
     );
+    // A workspace's own history: the override set on it by hand.
+    let (ok, _, stderr) = forklet(
+        &harness.socket,
+        &["sleep", "dev", "--workspace", "--for", "1h"],
+    );
+    assert!(ok, "{stderr}");
+    let (ok, text, _) = forklet(&harness.socket, &["describe", "workspace", "dev"]);
+    assert!(ok);
+    let last_event = text.lines().last().unwrap();
+    assert!(
+        last_event.contains("OverrideSet") && last_event.contains("sleep by hand until"),
+        "{text}"
+    );
+    let (ok, text, _) = forklet(&harness.socket, &["events", "--for", "workspace/dev"]);
+    assert!(ok);
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "only the workspace's own:\n{text}");
+    assert!(rows[0].contains("OverrideSet") && rows[0].contains("workspace/default/dev"));
     let (ok, _, stderr) = forklet(&harness.socket, &["describe", "module", "nope"]);
     assert!(!ok);
     assert_eq!(stderr.trim(), "forklet: Module default/nope not found");

@@ -115,3 +115,41 @@ async fn get_watch_prints_a_row_per_change_until_the_module_is_deleted() {
     let _ = watching.kill();
     let _ = watching.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_workspaces_w_prints_a_row_when_a_workspace_changes_and_when_it_goes() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    let socket = harness.socket.clone();
+    harness.write("ws.yaml", WORKSPACE);
+    harness.write("app.yaml", &ModuleYaml::default().to_string());
+    harness.wait_phase("app", "ready").await;
+    let mut watching = spawn(&socket, &["get", "workspaces", "-w"]);
+    let lines = stdout_lines(&mut watching);
+    let in_phase =
+        |word: &'static str| move |row: &str| row.split_whitespace().nth(2) == Some(word);
+    let (header, _, lines) = line_where(lines, "the table", |_| true).await;
+    assert!(header.starts_with("NAME "), "{header}");
+    let (row, _, lines) = line_where(lines, "the row", |_| true).await;
+    assert!(row.starts_with("dev ") && row.contains(" ready "), "{row}");
+
+    // Put to sleep by hand after the watch began: its own event.
+    let (ok, _, stderr) = forklet(&socket, &["sleep", "dev", "--workspace", "--for", "1h"]);
+    assert!(ok, "{stderr}");
+    let (asleep, _, lines) = line_where(lines, "a row", in_phase("hibernated")).await;
+    assert!(asleep.starts_with("dev "), "{asleep}");
+    assert!(
+        asleep.contains("sleep for "),
+        "the override shows: {asleep}"
+    );
+
+    // Gone from the manifests: once more, as deleted (its module's removal
+    // is the event that makes the watch look).
+    harness.remove("ws.yaml");
+    harness.remove("app.yaml");
+    let (deleted, _, _) = line_where(lines, "a row", in_phase("deleted")).await;
+    assert!(deleted.starts_with("dev "), "{deleted}");
+    let _ = watching.kill();
+    let _ = watching.wait();
+}

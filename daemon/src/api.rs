@@ -269,6 +269,9 @@ async fn get_module(
     }
     let mut view = module_view(&key, record.as_ref(), &desired, &hibernation);
     view.events = event_views(state.store.events(Kind::Module, &key, EVENTS_SHOWN)?);
+    if let (Some(docker), Some(id)) = (&state.docker, &view.container_id) {
+        view.runner = crate::docker::runner_view(docker, id).await;
+    }
     Ok(Json(view))
 }
 
@@ -339,6 +342,7 @@ fn module_view(
         network: record
             .map(|r| r.runner.network.clone())
             .unwrap_or_else(|| wanted.and_then(|w| w.runner.network.clone())),
+        runner: None,
     }
 }
 

@@ -420,6 +420,37 @@ impl Runtime for DockerRuntime {
     }
 }
 
+/// Container `id` as `describe` shows it; `None` when the engine does not
+/// answer within a moment or knows no such container.
+pub async fn runner_view(docker: &Docker, id: &str) -> Option<forklet_state::api::RunnerView> {
+    let inspect = docker.inspect_container(id, None);
+    let info = tokio::time::timeout(Duration::from_secs(2), inspect)
+        .await
+        .ok()?
+        .ok()?;
+    let state = info.state.unwrap_or_default();
+    let port = info
+        .network_settings
+        .and_then(|n| n.ports)
+        .and_then(|mut ports| ports.remove(MODULE_PORT).flatten())
+        .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port));
+    Some(forklet_state::api::RunnerView {
+        container: info
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned(),
+        endpoint: port.map(|port| format!("127.0.0.1:{port}")),
+        state: state.status.map(|s| s.to_string()).unwrap_or_default(),
+        // Docker says 0001-01-01T00:00:00Z for a container never started.
+        started_at: state
+            .started_at
+            .and_then(|at| chrono::DateTime::parse_from_rfc3339(&at).ok())
+            .map(|at| at.with_timezone(&chrono::Utc))
+            .filter(|at| at.timestamp() > 0),
+    })
+}
+
 /// Rootless Docker's socket, where `docker` would not find an engine by
 /// itself: no `DOCKER_HOST`, no system socket, and
 /// `$XDG_RUNTIME_DIR/docker.sock` there. So the user unit works with either

@@ -16,6 +16,7 @@ pub mod fault;
 pub mod hibernation;
 pub mod image_ref;
 pub mod kubeconfig;
+pub mod logging;
 pub mod metrics;
 pub mod module_logs;
 pub mod openapi;

@@ -6,6 +6,7 @@ use clap::Parser;
 use forklet_state::paths;
 use forkletd::Config;
 use forkletd::backoff::Backoff;
+use forkletd::logging::LogFormat;
 use forkletd::protocol::{Limits, Operation};
 use tokio_util::sync::CancellationToken;
 
@@ -67,6 +68,10 @@ struct Args {
     #[arg(long, env = "FORKLET_METRICS_ADDRESS", value_name = "ADDRESS",
           value_parser = forkletd::metrics::parse_address)]
     metrics_address: Option<std::net::SocketAddr>,
+    /// Log as text, as JSON lines, or to the systemd journal with fields;
+    /// auto: the journal when stderr is the journal, else text.
+    #[arg(long, env = "FORKLET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
     /// Keep a module's runner running while it is asleep (by default it is
     /// stopped after /sleep and started again before /resume).
     #[arg(long, env = "FORKLET_KEEP_RUNNERS_WHILE_ASLEEP")]
@@ -81,14 +86,8 @@ fn seconds() -> clap::builder::RangedU64ValueParser {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FORKLET_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    forkletd::logging::init(args.log_format)?;
     if cfg!(not(feature = "testing")) && std::env::var_os("FORKLET_CRASH_AT").is_some() {
         tracing::warn!(
             "FORKLET_CRASH_AT is set, but this forkletd is built without the testing feature: ignored"

@@ -64,6 +64,24 @@ pub struct ModuleView {
     /// default bridge).
     #[serde(default)]
     pub network: Option<String>,
+    /// The runner container as the engine sees it now; only on
+    /// single-module requests, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<RunnerView>,
+}
+
+/// A runner container, read from the engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerView {
+    /// The container's name (`forklet-...`).
+    pub container: String,
+    /// Where forkletd calls the module (loopback and the published port).
+    pub endpoint: Option<String>,
+    /// Docker's word: `running`, `exited`, `restarting`, ...
+    pub state: String,
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
