@@ -157,10 +157,24 @@ impl Client {
 
 /// The daemon's error answer, in its words.
 fn error_of(status: reqwest::StatusCode, bytes: &[u8]) -> ClientError {
-    match serde_json::from_slice::<ProblemDetails>(bytes) {
-        Ok(problem) => ClientError::Refused {
+    if let Ok(problem) = serde_json::from_slice::<ProblemDetails>(bytes) {
+        return ClientError::Refused {
             code: problem.code,
             detail: problem.detail,
+        };
+    }
+    // A forkletd from before problem details: `{"error": "..."}`.
+    #[derive(serde::Deserialize)]
+    struct Older {
+        error: String,
+    }
+    match serde_json::from_slice::<Older>(bytes) {
+        Ok(older) => ClientError::Refused {
+            code: match status {
+                reqwest::StatusCode::NOT_FOUND => ErrorCode::NotFound,
+                _ => ErrorCode::Unknown,
+            },
+            detail: older.error,
         },
         Err(_) => ClientError::Api(format!("forkletd answered {status}")),
     }

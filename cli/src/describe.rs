@@ -22,7 +22,7 @@ pub struct Args {
 pub async fn run(client: &Client, args: Args) -> Result<String, ClientError> {
     match args.kind.as_str() {
         "module" | "modules" => {
-            let path = object_path("modules", &args.namespace, &args.name, "")?;
+            let path = object_path("modules", &args.namespace, &args.name, "?runner=true")?;
             Ok(module(&client.get::<ModuleView>(&path).await?))
         }
         "workspace" | "workspaces" => {
@@ -94,17 +94,17 @@ fn module(m: &ModuleView) -> String {
         m.network.as_deref().unwrap_or("bridge")
     );
     if let Some(runner) = &m.runner {
-        let _ = writeln!(out, "  Container name: {}", runner.container);
+        let _ = writeln!(out, "  Name:         {}", runner.container);
         let _ = writeln!(
             out,
-            "  Endpoint:       {}",
+            "  Endpoint:     {}",
             or_none(runner.endpoint.as_deref())
         );
-        let _ = writeln!(out, "  State:          {}", runner.state);
+        let _ = writeln!(out, "  State:        {}", runner.state);
         if let Some(started) = runner.started_at {
             let _ = writeln!(
                 out,
-                "  Started:        {started} ({} ago)",
+                "  Started:      {started} ({} ago)",
                 age(Some(started), now)
             );
         }

@@ -41,7 +41,7 @@ pub async fn run(
                 workspace: format!("{namespace}/{name}"),
                 ok: false,
                 checks: vec![CheckView {
-                    name: CheckName::Route,
+                    name: CheckName::Workspace,
                     ok: false,
                     detail: err.to_string(),
                 }],

@@ -341,11 +341,6 @@ async fn watch_workspaces(
     // Where the stream starts: before the first look, so no change is missed.
     let history: Vec<forklet_state::api::StreamEventView> = client.get("/v1/events").await?;
     let after = history.last().map_or(0, |e| e.id);
-    let what = match &one {
-        Some(name) => What::Workspace { name: name.clone() },
-        None => What::Workspaces,
-    };
-    crate::print_out(&run(client, what, namespace.clone(), output).await?);
     let look = || async {
         let all: Vec<WorkspaceView> = client.get("/v1/workspaces").await?;
         Ok::<_, ClientError>(
@@ -355,7 +350,18 @@ async fn watch_workspaces(
                 .collect::<HashMap<_, _>>(),
         )
     };
+    // The table and what later looks are compared with: one answer, so
+    // that nothing changes between the two unseen.
     let mut last = look().await?;
+    if let (Some(name), true) = (&one, last.is_empty()) {
+        return Err(ClientError::Refused {
+            code: forklet_state::api::ErrorCode::NotFound,
+            detail: format!("Workspace {ns}/{name} not found"),
+        });
+    }
+    let mut first: Vec<WorkspaceView> = last.values().cloned().collect();
+    first.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    crate::print_out(&show_workspaces(output, &first, &first, paint));
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let query = format!("after={after}");
     let follow = crate::events::follow(client, &query, move |_| tx.send(()).is_ok());

@@ -35,7 +35,12 @@ async fn describe_names_the_runner_the_definition_and_the_last_event() {
     assert!(line("Container:").ends_with(&container), "{text}");
     assert!(line("Network:").ends_with(" bridge"), "{text}");
     // Read from the engine: the name, where forkletd calls it, since when.
-    assert!(line("Container name:").contains(" forklet-"), "{text}");
+    let runner_name = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Runner:"))
+        .find(|l| l.trim_start().starts_with("Name:"))
+        .unwrap_or_else(|| panic!("no runner name in:\n{text}"));
+    assert!(runner_name.contains(" forklet-"), "{text}");
     assert!(line("Endpoint:").contains(" 127.0.0.1:"), "{text}");
     assert!(line("State:").ends_with(" running"), "{text}");
     assert!(line("Started:").ends_with(" ago)"), "{text}");

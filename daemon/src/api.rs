@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -122,6 +122,15 @@ impl IntoResponse for ApiError {
 /// `{namespace}/{name}` from the path, checked as Kubernetes names before
 /// anything is looked up with it.
 pub struct KeyPath(pub ObjectKey);
+
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ModuleQuery {
+    /// Also read the runner from the engine (`runner` in the answer): a
+    /// call to Docker, so only when asked.
+    #[serde(default)]
+    runner: bool,
+}
 
 /// The path parameters of one object, as the OpenAPI document names them.
 #[derive(utoipa::IntoParams)]
@@ -252,10 +261,11 @@ async fn list_modules(State(state): State<ApiState>) -> Result<Json<Vec<ModuleVi
     Ok(Json(views))
 }
 
-#[utoipa::path(get, path = "/v1/modules/{namespace}/{name}", tag = "modules", params(ObjectPath), responses((status = 200, description = "The module, with its last events", body = ModuleView), (status = 400, description = "A name, query or body is not acceptable", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "No such object", body = ProblemDetails, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/modules/{namespace}/{name}", tag = "modules", params(ObjectPath, ModuleQuery), responses((status = 200, description = "The module, with its last events", body = ModuleView), (status = 400, description = "A name, query or body is not acceptable", body = ProblemDetails, content_type = "application/problem+json"), (status = 404, description = "No such object", body = ProblemDetails, content_type = "application/problem+json")))]
 async fn get_module(
     State(state): State<ApiState>,
     KeyPath(key): KeyPath,
+    Query(query): Query<ModuleQuery>,
 ) -> Result<Json<ModuleView>, ApiError> {
     let desired = state.desired.borrow().clone();
     let hibernation = state.hibernation.borrow().clone();
@@ -269,7 +279,7 @@ async fn get_module(
     }
     let mut view = module_view(&key, record.as_ref(), &desired, &hibernation);
     view.events = event_views(state.store.events(Kind::Module, &key, EVENTS_SHOWN)?);
-    if let (Some(docker), Some(id)) = (&state.docker, &view.container_id) {
+    if let (true, Some(docker), Some(id)) = (query.runner, &state.docker, &view.container_id) {
         view.runner = crate::docker::runner_view(docker, id).await;
     }
     Ok(Json(view))
@@ -646,26 +656,12 @@ async fn set_override(
         .writes
         .run(move |store| {
             store.set_override(scope, &stored, &value)?;
-            note(store, scope, &stored, EventReason::OverrideSet, &message)
+            store.note(scope, &stored, EventReason::OverrideSet, &message)
         })
         .await?;
     tracing::info!(scope = scope.as_str(), object = %key, action = action.as_str(), until = ?until, "override set");
     state.overrides_changed.notify_one();
     Ok(Json(override_view(value)))
-}
-
-/// An event in the history of the module or workspace an override is on.
-pub fn note(
-    store: &Store,
-    scope: Scope,
-    key: &ObjectKey,
-    reason: EventReason,
-    message: &str,
-) -> Result<(), StoreError> {
-    match scope {
-        Scope::Module => store.add_event(key, reason, message).map(drop),
-        Scope::Workspace => store.add_workspace_event(key, reason, message),
-    }
 }
 
 macro_rules! override_handler {
@@ -698,7 +694,7 @@ async fn clear_override(
             let deleted = store.delete_override(scope, &stored)?;
             if deleted {
                 let message = "cleared by hand: the manifests and schedule decide again";
-                note(store, scope, &stored, EventReason::OverrideCleared, message)?;
+                store.note(scope, &stored, EventReason::OverrideCleared, message)?;
             }
             Ok::<_, StoreError>(deleted)
         })

@@ -1,32 +1,10 @@
 //! The control API's Unix sockets: bound only where nothing else stands,
-//! private to the daemon's user, and served with bounds, so a client that
-//! opens connections and never finishes a request costs a bounded amount.
+//! and private to the daemon's user (served by [`crate::http_server`]).
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
-use axum::Router;
-use axum::extract::Request;
-use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::UnixListener;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-
-/// Connections served at once; more are closed as they come.
-const MAX_CONNECTIONS: usize = 64;
-/// How long a client may take to send a request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long one request may take, its body included.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long connections may finish their requests after shutdown.
-const DRAIN: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
@@ -100,59 +78,6 @@ pub fn bind_as(path: &Path, mode: u32, gid: Option<u32>) -> Result<UnixListener,
     })();
     let _ = std::fs::remove_dir_all(&staging);
     bound.map_err(io)
-}
-
-/// Serves `app` on `listener` until `shutdown`, then lets open requests
-/// finish for a moment.
-pub async fn serve(listener: UnixListener, app: Router, shutdown: CancellationToken) {
-    let app = app.layer(axum::middleware::from_fn(request_deadline));
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let graceful = GracefulShutdown::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    // Out of file descriptors, most likely: wait, do not spin.
-                    tracing::warn!(error = %err, "control socket: accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(
-                "control socket: {MAX_CONNECTIONS} connections open already; closing a new one"
-            );
-            continue;
-        };
-        let service = TowerToHyperService::new(app.clone());
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, "control socket: connection ended");
-            }
-            drop(permit);
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(DRAIN) => {}
-    }
-}
-
-/// A request whose body never finishes, or whose answer never comes, ends.
-async fn request_deadline(request: Request, next: Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => (StatusCode::REQUEST_TIMEOUT, "request took too long").into_response(),
-    }
 }
 
 #[cfg(test)]

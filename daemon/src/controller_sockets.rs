@@ -58,7 +58,13 @@ impl ControllerSockets {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
         let listener = control_socket::bind(&socket, 0o666)?;
         let app = controller_router(self.api.clone(), workspace.clone());
-        tokio::spawn(control_socket::serve(listener, app, self.shutdown.clone()));
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(crate::http_server::serve(
+            listener,
+            app,
+            "controller socket",
+            shutdown,
+        ));
         tracing::info!(workspace = %workspace, socket = %socket.display(), "controller socket ready");
         bound.insert(workspace.clone(), dir.clone());
         Ok(dir)

@@ -111,7 +111,10 @@ impl Hibernation {
             let Some(before) = self.workspaces.get(key) else {
                 continue;
             };
-            if before.scheduled_asleep != now.scheduled_asleep {
+            // The transition the schedule had said was next, now past: a
+            // manifest edit that changes the answer is no transition.
+            let due = before.next.is_some_and(|(at, _)| at <= next.at);
+            if due && before.scheduled_asleep != now.scheduled_asleep {
                 let (reason, message) = match now.scheduled_asleep {
                     true => (EventReason::ScheduledSleep, "the schedule puts it to sleep"),
                     false => (EventReason::ScheduledWake, "the schedule wakes it"),
@@ -171,7 +174,7 @@ fn record(store: &Store, news: Vec<News>) {
             EventReason::ScheduledWake => crate::metrics::METRICS.scheduled("wake"),
             _ => {}
         }
-        if let Err(err) = crate::api::note(store, scope, &key, reason, message) {
+        if let Err(err) = store.note(scope, &key, reason, message) {
             tracing::warn!(object = %key, error = %err, "cannot record {reason}");
         }
     }
@@ -283,7 +286,15 @@ mod tests {
             (Scope::Workspace, &dev, EventReason::ScheduledSleep)
         );
         assert!(night.news(&night).is_empty(), "no change, no news");
-        let morning = Hibernation::compute(&desired, &[], at(7, 1));
+        // A schedule turned off at night wakes the workspace, by a manifest
+        // edit and not by the schedule: no ScheduledWake.
+        let mut edited = night.clone();
+        let sleep = edited.workspaces.get_mut(&dev).unwrap();
+        (sleep.scheduled_asleep, sleep.next) = (false, None);
+        edited.at = at(22, 30);
+        assert!(night.news(&edited).is_empty(), "{:?}", night.news(&edited));
+        let next_morning = Utc.with_ymd_and_hms(2026, 6, 11, 7, 1, 0).unwrap();
+        let morning = Hibernation::compute(&desired, &[], next_morning);
         assert_eq!(night.news(&morning)[0].2, EventReason::ScheduledWake);
 
         let wake = Override {

@@ -14,6 +14,7 @@ pub mod docker;
 pub mod event_stream;
 pub mod fault;
 pub mod hibernation;
+pub mod http_server;
 pub mod image_ref;
 pub mod kubeconfig;
 pub mod logging;
@@ -35,6 +36,7 @@ mod test_support;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod watcher;
+pub mod workspace_history;
 
 use std::collections::HashMap;
 use std::fs::{DirBuilder, File};
@@ -275,6 +277,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let mut core = CoreTasks::default();
     let stop = &shutdown;
     core.spawn("hibernation clock", clock.run(stop.clone()));
+    core.spawn(
+        "workspace history",
+        workspace_history::run(desired_rx.clone(), writes.clone(), stop.clone()),
+    );
     core.spawn_fallible("reconciler", async move {
         let supervisor = Supervisor::new(ctx);
         let ran = supervisor
@@ -301,7 +307,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     );
     core.spawn(
         "control socket",
-        control_socket::serve(listener, app, stop.clone()),
+        http_server::serve(listener, app, "control socket", stop.clone()),
     );
     if let Some(listener) = metrics {
         if let Ok(address) = listener.local_addr() {

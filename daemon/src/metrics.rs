@@ -198,12 +198,14 @@ impl Metrics {
 
     /// The text a scrape gets, with modules counted from `store` now.
     fn encode(&self, store: &Store) -> Result<String, String> {
-        let records = store.modules().map_err(|err| err.to_string())?;
+        // Counted by SQLite: no record is read, however many there are.
+        let counts = store.phase_counts().map_err(|err| err.to_string())?;
         for phase in ModulePhase::ALL {
-            let count = records
+            let count = counts
                 .iter()
-                .filter(|r| ModulePhase::from(r.phase) == phase)
-                .count();
+                .filter(|(word, _)| word == phase.as_str())
+                .map(|(_, n)| *n)
+                .sum::<u64>();
             let label = PhaseLabel {
                 phase: PhaseValue(phase),
             };
@@ -272,12 +274,7 @@ pub async fn serve(listener: tokio::net::TcpListener, store: Arc<Store>, stop: C
     let app = Router::new()
         .route("/metrics", get(scrape))
         .with_state(store);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
-    if let Err(err) = served {
-        tracing::warn!(error = %err, "metrics endpoint stopped");
-    }
+    crate::http_server::serve(listener, app, "metrics", stop).await;
 }
 
 async fn scrape(State(store): State<Arc<Store>>) -> impl IntoResponse {

@@ -31,8 +31,46 @@ pub struct Document;
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
     let mut document = crate::api::routes().into_openapi();
     document.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    for item in document.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.put,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for (status, words) in ANY_OPERATION {
+                operation
+                    .responses
+                    .responses
+                    .insert(status.to_owned(), problem_response(words).into());
+            }
+        }
+    }
     document.to_pretty_json().expect("the document serializes")
 });
+
+/// What every operation may answer, whatever it does.
+const ANY_OPERATION: [(&str, &str); 3] = [
+    ("408", "The request took too long"),
+    (
+        "500",
+        "forkletd failed (its log says why): a store or engine error",
+    ),
+    ("503", "forkletd is stopping"),
+];
+
+fn problem_response(description: &str) -> utoipa::openapi::Response {
+    let schema = utoipa::openapi::Ref::from_schema_name("ProblemDetails");
+    utoipa::openapi::ResponseBuilder::new()
+        .description(description)
+        .content(
+            forklet_state::api::ProblemDetails::CONTENT_TYPE,
+            utoipa::openapi::Content::new(Some(schema)),
+        )
+        .build()
+}
 
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "daemon",
     responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]

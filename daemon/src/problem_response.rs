@@ -49,7 +49,8 @@ pub async fn as_problems(response: Response) -> Response {
         }
         other => other,
     };
-    let text = axum::body::to_bytes(response.into_body(), DETAIL_MAX)
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, DETAIL_MAX)
         .await
         .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
         .unwrap_or_default();
@@ -59,7 +60,14 @@ pub async fn as_problems(response: Response) -> Response {
         (true, StatusCode::METHOD_NOT_ALLOWED) => "this endpoint does not take that method".into(),
         (true, s) => s.canonical_reason().unwrap_or("error").to_owned(),
     };
-    problem(status, code, detail)
+    let mut answer = problem(status, code, detail);
+    // What else axum said stays said: `Allow` on a 405, above all.
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
 }
 
 /// The answer to a path no route serves.

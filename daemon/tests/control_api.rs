@@ -170,6 +170,13 @@ async fn errors_axum_writes_itself_are_problem_details_too() {
             "{method} {path}: a detail for people"
         );
     }
+    // A 405 still says what the path takes.
+    let wrong = http
+        .delete("http://forkletd/v1/modules")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.headers()["allow"], "GET,HEAD");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

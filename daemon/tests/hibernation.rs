@@ -1,6 +1,8 @@
 //! Sleeping and waking for real: by schedule, by hand, by a workspace.
 
-use forklet_state::api::{ModulePhase, OverrideAction, SleepReason, WorkspacePhase};
+use forklet_state::api::{
+    EventReason, ModulePhase, OverrideAction, SleepReason, StreamEventView, WorkspacePhase,
+};
 use forkletd::testing::{Harness, ModuleYaml};
 use serde_json::json;
 
@@ -166,4 +168,71 @@ async fn a_hibernated_workspace_sleeps_its_modules_and_wakes_only_those_it_put_t
         "its own manifest still says hibernated"
     );
     assert_eq!(pinned.sleep_reason, Some(SleepReason::Manifest));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_s_history_tells_its_manifest_and_its_override_running_out() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    let reasons = || async {
+        let events: Vec<StreamEventView> = harness
+            .api("/v1/events?workspace=default/dev")
+            .await
+            .unwrap();
+        events.into_iter().map(|e| e.reason).collect::<Vec<_>>()
+    };
+    harness.write("workspace.yaml", &workspace(false, ""));
+    harness
+        .wait_until("the workspace defined", || async {
+            (reasons().await == [EventReason::Defined]).then_some(())
+        })
+        .await;
+    harness.write(
+        "workspace.yaml",
+        &workspace(false, "  autoHibernation: {enabled: false}\n"),
+    );
+    harness
+        .wait_until("the edit told", || async {
+            reasons().await.contains(&EventReason::Edited).then_some(())
+        })
+        .await;
+
+    // Asleep by hand for a second: then the manifests decide again, and
+    // the history says the override ran out (not that someone cleared it).
+    let (status, _) = harness
+        .api_post(
+            "/v1/workspaces/default/dev/sleep",
+            &json!({"forSeconds": 1}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    harness
+        .wait_until("the override ran out", || async {
+            reasons()
+                .await
+                .contains(&EventReason::OverrideExpired)
+                .then_some(())
+        })
+        .await;
+    assert_eq!(
+        reasons().await,
+        [
+            EventReason::Defined,
+            EventReason::Edited,
+            EventReason::OverrideSet,
+            EventReason::OverrideExpired
+        ]
+    );
+    assert_eq!(harness.workspaces().await[0].phase, WorkspacePhase::Ready);
+
+    harness.remove("workspace.yaml");
+    harness
+        .wait_until("the removal told", || async {
+            reasons()
+                .await
+                .contains(&EventReason::Removed)
+                .then_some(())
+        })
+        .await;
 }

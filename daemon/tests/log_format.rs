@@ -132,9 +132,10 @@ fn fields(mut data: &[u8]) -> std::collections::HashMap<String, String> {
             value = &rest[..stop];
             data = &rest[(stop + 1).min(rest.len())..];
         } else {
-            let len = u64::from_le_bytes(data[end + 1..end + 9].try_into().unwrap()) as usize;
-            value = &data[end + 9..end + 9 + len];
-            data = &data[(end + 10 + len).min(data.len())..];
+            let size = data.get(end + 1..end + 9).expect("a length");
+            let len = u64::from_le_bytes(size.try_into().unwrap()) as usize;
+            value = data.get(end + 9..end + 9 + len).expect("the value");
+            data = data.get(end + 10 + len..).unwrap_or_default();
         }
         out.insert(key, String::from_utf8_lossy(value).into_owned());
     }

@@ -164,6 +164,7 @@ async fn private_images_are_pulled_with_their_secret_and_never_leak_it() {
                 "status": 409,
                 "detail": "secret good already exists",
                 "code": "secret_exists",
+                "error": "secret good already exists",
             })
         )
     );

@@ -279,6 +279,10 @@ pub enum ModulePhase {
     Resuming,
     Uninstalling,
     Failed,
+    /// A phase this release does not know (sent by a newer forkletd): the
+    /// rest of the answer still reads.
+    #[serde(other)]
+    Unknown,
 }
 
 impl ModulePhase {
@@ -303,6 +307,7 @@ impl ModulePhase {
             ModulePhase::Resuming => "resuming",
             ModulePhase::Uninstalling => "uninstalling",
             ModulePhase::Failed => "failed",
+            ModulePhase::Unknown => "unknown",
         }
     }
 }
@@ -345,6 +350,9 @@ pub enum WorkspacePhase {
     Hibernated,
     /// Its manifest has a problem.
     Failed,
+    /// A phase this release does not know (sent by a newer forkletd).
+    #[serde(other)]
+    Unknown,
 }
 
 impl fmt::Display for WorkspacePhase {
@@ -353,6 +361,7 @@ impl fmt::Display for WorkspacePhase {
             WorkspacePhase::Ready => "ready",
             WorkspacePhase::Hibernated => "hibernated",
             WorkspacePhase::Failed => "failed",
+            WorkspacePhase::Unknown => "unknown",
         })
     }
 }
@@ -362,6 +371,9 @@ impl fmt::Display for WorkspacePhase {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum CheckName {
+    /// The workspace can be checked: it exists, and a module of it gets
+    /// its kubeconfig.
+    Workspace,
     /// The workspace's kubeconfig reads and names a server.
     Kubeconfig,
     /// Where the runners' traffic goes.
@@ -370,16 +382,21 @@ pub enum CheckName {
     Tls,
     /// `GET /version` with the kubeconfig's credentials.
     Version,
+    /// A step this release does not know (sent by a newer forkletd).
+    #[serde(other)]
+    Unknown,
 }
 
 impl fmt::Display for CheckName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(match self {
+            CheckName::Workspace => "workspace",
             CheckName::Kubeconfig => "kubeconfig",
             CheckName::Route => "route",
             CheckName::Connect => "connect",
             CheckName::Tls => "tls",
             CheckName::Version => "version",
+            CheckName::Unknown => "unknown",
         })
     }
 }
@@ -429,17 +446,22 @@ pub struct ProblemDetails {
     /// What went wrong this time, in words for people.
     pub detail: String,
     pub code: ErrorCode,
+    /// The detail again, as forklet 0.1 CLIs before problem details read it.
+    #[serde(default)]
+    pub error: String,
 }
 
 impl ProblemDetails {
     pub const CONTENT_TYPE: &str = "application/problem+json";
 
     pub fn new(code: ErrorCode, status: u16, detail: impl Into<String>) -> Self {
+        let detail = detail.into();
         Self {
             kind: format!("urn:forklet:problem:{}", code.as_str()),
             title: code.title().to_owned(),
             status,
-            detail: detail.into(),
+            error: detail.clone(),
+            detail,
             code,
         }
     }
@@ -452,7 +474,7 @@ impl ProblemDetails {
 pub enum ErrorCode {
     /// 404: no such module, workspace, secret or override.
     NotFound,
-    /// 400 (413 when too large): a name, query or body is not acceptable.
+    /// 400: a name, query or body is not acceptable.
     InvalidRequest,
     /// 413.
     TooLarge,
@@ -470,6 +492,8 @@ pub enum ErrorCode {
     NoRoute,
     /// 503: forkletd is shutting down.
     Stopping,
+    /// 408: the request took too long (60 s).
+    Timeout,
     /// 500.
     Internal,
     /// A code this release does not know (sent by a newer forkletd).
@@ -490,6 +514,7 @@ impl ErrorCode {
             ErrorCode::NothingToCheck => "nothing_to_check",
             ErrorCode::NoRoute => "no_route",
             ErrorCode::Stopping => "stopping",
+            ErrorCode::Timeout => "timeout",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }
@@ -507,6 +532,7 @@ impl ErrorCode {
             ErrorCode::NothingToCheck => "Nothing to check",
             ErrorCode::NoRoute => "No such endpoint",
             ErrorCode::Stopping => "forkletd is stopping",
+            ErrorCode::Timeout => "Request timed out",
             ErrorCode::Internal => "Internal error",
             ErrorCode::Unknown => "Unknown error",
         }
@@ -529,6 +555,20 @@ mod tests {
             let wire = serde_json::to_value(ModulePhase::from(phase)).unwrap();
             assert_eq!(wire, phase.as_str());
         }
+    }
+
+    #[test]
+    fn an_answer_from_a_newer_daemon_still_reads() {
+        let phase: ModulePhase = serde_json::from_str("\"updating\"").unwrap();
+        assert_eq!(phase, ModulePhase::Unknown);
+        assert!(
+            "unknown".parse::<ModulePhase>().is_err(),
+            "not a phase to wait for"
+        );
+        let phase: WorkspacePhase = serde_json::from_str("\"draining\"").unwrap();
+        assert_eq!(phase, WorkspacePhase::Unknown);
+        let check: CheckName = serde_json::from_str("\"dns\"").unwrap();
+        assert_eq!(check, CheckName::Unknown);
     }
 
     #[test]

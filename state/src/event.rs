@@ -35,6 +35,12 @@ pub enum EventReason {
     OverrideCleared,
     /// A manual sleep or resume ran out.
     OverrideExpired,
+    /// A workspace's manifest appeared.
+    Defined,
+    /// A workspace's manifest changed.
+    Edited,
+    /// A workspace's manifest is gone.
+    Removed,
     /// The workspace's schedule put it to sleep.
     ScheduledSleep,
     /// The workspace's schedule woke it.
@@ -48,7 +54,7 @@ pub enum EventReason {
 
 impl EventReason {
     /// Every reason, in the order above.
-    pub const ALL: [EventReason; 22] = [
+    pub const ALL: [EventReason; 25] = [
         EventReason::Preparing,
         EventReason::RunnerStarted,
         EventReason::Installing,
@@ -67,6 +73,9 @@ impl EventReason {
         EventReason::OverrideSet,
         EventReason::OverrideCleared,
         EventReason::OverrideExpired,
+        EventReason::Defined,
+        EventReason::Edited,
+        EventReason::Removed,
         EventReason::ScheduledSleep,
         EventReason::ScheduledWake,
         EventReason::Deleted,
@@ -93,6 +102,9 @@ impl EventReason {
             EventReason::OverrideSet => "OverrideSet",
             EventReason::OverrideCleared => "OverrideCleared",
             EventReason::OverrideExpired => "OverrideExpired",
+            EventReason::Defined => "Defined",
+            EventReason::Edited => "Edited",
+            EventReason::Removed => "Removed",
             EventReason::ScheduledSleep => "ScheduledSleep",
             EventReason::ScheduledWake => "ScheduledWake",
             EventReason::Deleted => "Deleted",
@@ -132,6 +144,42 @@ mod tests {
             assert_eq!(wire, format!("\"{}\"", reason.as_str()));
             assert_eq!(serde_json::from_str::<EventReason>(&wire).unwrap(), reason);
         }
+    }
+
+    #[test]
+    fn all_lists_every_reason() {
+        // A new reason fails to compile here until it is placed, and then
+        // this finds it missing from ALL (where it would read back Unknown).
+        let place = |reason: EventReason| match reason {
+            EventReason::Preparing
+            | EventReason::RunnerStarted
+            | EventReason::Installing
+            | EventReason::Installed
+            | EventReason::Sleeping
+            | EventReason::Slept
+            | EventReason::Resuming
+            | EventReason::Resumed
+            | EventReason::Uninstalling
+            | EventReason::Uninstalled
+            | EventReason::Recovered
+            | EventReason::Failed
+            | EventReason::WorkerFailed
+            | EventReason::ManifestProblem
+            | EventReason::ManifestFixed
+            | EventReason::OverrideSet
+            | EventReason::OverrideCleared
+            | EventReason::OverrideExpired
+            | EventReason::Defined
+            | EventReason::Edited
+            | EventReason::Removed
+            | EventReason::ScheduledSleep
+            | EventReason::ScheduledWake
+            | EventReason::Deleted
+            | EventReason::Unknown => EventReason::ALL.contains(&reason),
+        };
+        assert!(EventReason::ALL.into_iter().all(place));
+        let distinct: std::collections::HashSet<_> = EventReason::ALL.iter().collect();
+        assert_eq!(distinct.len(), EventReason::ALL.len());
     }
 
     #[test]

@@ -300,6 +300,7 @@ const MIGRATIONS: &[&str] = &["
 ", "
     ALTER TABLE events ADD COLUMN kind TEXT NOT NULL DEFAULT 'Module';
     CREATE INDEX events_by_object ON events (kind, namespace, name, id);
+    DROP INDEX events_by_module;
 "];
 
 /// How many `Deleted` events (of modules gone) are kept.
@@ -584,6 +585,20 @@ impl Store {
         }
         tx.commit()?;
         Ok(known)
+    }
+
+    /// An event in the history of the module or workspace `scope` names.
+    pub fn note(
+        &self,
+        scope: Scope,
+        key: &ObjectKey,
+        reason: EventReason,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        match scope {
+            Scope::Module => self.add_event(key, reason, message).map(drop),
+            Scope::Workspace => self.add_workspace_event(key, reason, message),
+        }
     }
 
     /// Adds an event to a workspace's history (kept whether or not the

@@ -217,7 +217,7 @@ impl Relay {
                     Ok(accepted) => accepted,
                     Err(err) => {
                         // Out of descriptors, say: wait rather than spin.
-                        tracing::warn!(target = %this.target, error = %err, "relay cannot accept");
+                        tracing::warn!(upstream = %this.target, error = %err, "relay cannot accept");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
@@ -239,7 +239,7 @@ impl Relay {
                         .is_none_or(|at| at.elapsed() >= Duration::from_secs(10));
                     if due {
                         refusals.0 = Some(Instant::now());
-                        tracing::warn!(%peer, target = %this.target, refused = refusals.1, "relay refused a connection that is not from a runner of a module it serves");
+                        tracing::warn!(%peer, upstream = %this.target, refused = refusals.1, "relay refused a connection that is not from a runner of a module it serves");
                     }
                     return;
                 }
@@ -247,7 +247,7 @@ impl Relay {
                 let outbound = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(err)) => {
-                        tracing::debug!(target = %this.target, error = %err, "relay target refused");
+                        tracing::debug!(upstream = %this.target, error = %err, "relay target refused");
                         return;
                     }
                     Err(_) => return,
