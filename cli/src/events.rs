@@ -101,6 +101,9 @@ pub fn kind_word(kind: Kind) -> &'static str {
     }
 }
 
+/// The longest event frame read: far beyond any event's message.
+const FRAME_MAX: usize = 1 << 20;
+
 /// Follows `GET /v1/events?follow=true&{query}`, handing each event to
 /// `on_event` until it returns `false` or the stream ends.
 pub async fn follow(
@@ -108,12 +111,18 @@ pub async fn follow(
     query: &str,
     mut on_event: impl FnMut(StreamEventView) -> bool,
 ) -> Result<(), ClientError> {
-    let mut pending = String::new();
+    // Bytes, not text: a chunk may end inside a character.
+    let mut pending: Vec<u8> = Vec::new();
     client
         .stream(&format!("/v1/events?follow=true&{query}"), |chunk| {
-            pending.push_str(&String::from_utf8_lossy(chunk));
-            while let Some(end) = pending.find("\n\n") {
-                let frame: String = pending.drain(..end + 2).collect();
+            pending.extend_from_slice(chunk);
+            if pending.len() > FRAME_MAX {
+                // No event is this long: not the stream forklet speaks.
+                return false;
+            }
+            while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+                let frame: Vec<u8> = pending.drain(..end + 2).collect();
+                let frame = String::from_utf8_lossy(&frame);
                 let data: String = frame
                     .lines()
                     .filter_map(|line| line.strip_prefix("data:"))

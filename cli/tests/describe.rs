@@ -74,8 +74,16 @@ async fn describe_names_the_runner_the_definition_and_the_last_event() {
     let (ok, text, _) = forklet(&harness.socket, &["events", "--for", "workspace/dev"]);
     assert!(ok);
     let rows: Vec<&str> = text.lines().skip(1).collect();
-    assert_eq!(rows.len(), 1, "only the workspace's own:\n{text}");
-    assert!(rows[0].contains("OverrideSet") && rows[0].contains("workspace/default/dev"));
+    assert!(
+        rows.iter()
+            .all(|row| row.contains(" workspace/default/dev ")),
+        "only the workspace's own:\n{text}"
+    );
+    let reasons: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(reasons, ["Defined", "OverrideSet"], "{text}");
     let (ok, _, stderr) = forklet(&harness.socket, &["describe", "module", "nope"]);
     assert!(!ok);
     assert_eq!(stderr.trim(), "forklet: Module default/nope not found");
