@@ -15,7 +15,9 @@ pub enum ClientError {
     Dropped { detail: String },
     /// The daemon refused: its problem details' code and words.
     Refused { code: ErrorCode, detail: String },
-    /// Anything else: a usage error caught here, an answer that makes no sense.
+    /// A command line that cannot mean anything (exit status 2).
+    Usage(String),
+    /// Anything else: an answer that makes no sense, a file that cannot be read.
     Api(String),
 }
 
@@ -47,7 +49,7 @@ impl std::fmt::Display for ClientError {
                 "forkletd closed the connection without answering ({detail}); its log says why"
             ),
             ClientError::Refused { detail, .. } => f.write_str(detail),
-            ClientError::Api(message) => f.write_str(message),
+            ClientError::Api(message) | ClientError::Usage(message) => f.write_str(message),
         }
     }
 }

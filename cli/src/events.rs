@@ -28,12 +28,12 @@ pub async fn run(client: &Client, args: Args) -> Result<(), ClientError> {
                 .split_once('/')
                 .filter(|(kind, _)| matches!(*kind, "module" | "workspace"))
                 .ok_or_else(|| {
-                    ClientError::Api(format!(
+                    ClientError::Usage(format!(
                         "--for {target}: give module/NAME or workspace/NAME"
                     ))
                 })?;
             let key = forklet_state::ObjectKey::new(args.namespace.as_str(), name)
-                .map_err(|e| ClientError::Api(format!("--for {target}: {e}")))?;
+                .map_err(|e| ClientError::Usage(format!("--for {target}: {e}")))?;
             Some(format!("{kind}={key}"))
         }
     };
@@ -101,6 +101,9 @@ pub fn kind_word(kind: Kind) -> &'static str {
     }
 }
 
+/// What a follower says when the daemon ends the stream (it is stopping).
+pub const STREAM_ENDED: &str = "forkletd ended the event stream (it is stopping)";
+
 /// The longest event frame read: far beyond any event's message.
 const FRAME_MAX: usize = 1 << 20;
 
@@ -113,11 +116,13 @@ pub async fn follow(
 ) -> Result<(), ClientError> {
     // Bytes, not text: a chunk may end inside a character.
     let mut pending: Vec<u8> = Vec::new();
+    let mut done = false;
+    let mut too_long = false;
     client
         .stream(&format!("/v1/events?follow=true&{query}"), |chunk| {
             pending.extend_from_slice(chunk);
             if pending.len() > FRAME_MAX {
-                // No event is this long: not the stream forklet speaks.
+                too_long = true;
                 return false;
             }
             while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
@@ -131,10 +136,20 @@ pub async fn follow(
                 if let Ok(event) = serde_json::from_str::<StreamEventView>(&data)
                     && !on_event(event)
                 {
+                    done = true;
                     return false;
                 }
             }
             true
         })
-        .await
+        .await?;
+    match (done, too_long) {
+        (true, _) => Ok(()),
+        // No event is this long: not the stream forklet speaks.
+        (_, true) => Err(ClientError::Api(format!(
+            "the event stream sent more than {FRAME_MAX} bytes without an event"
+        ))),
+        // The daemon ended it: a follower must not look like one that finished.
+        _ => Err(ClientError::Api(STREAM_ENDED.into())),
+    }
 }

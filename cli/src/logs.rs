@@ -33,7 +33,7 @@ pub async fn run(client: &Client, args: Args) -> Result<(), ClientError> {
     }
     if let Some(since) = &args.since {
         let seconds =
-            parse_duration(since).map_err(|e| ClientError::Api(format!("--since: {e}")))?;
+            parse_duration(since).map_err(|e| ClientError::Usage(format!("--since: {e}")))?;
         query.push(format!("since={seconds}"));
     }
     if args.timestamps {

@@ -271,6 +271,7 @@ fn main() -> ExitCode {
             print_out(&text);
             ExitCode::SUCCESS
         }
+        Err(err @ client::ClientError::Usage(_)) => fail(&err.to_string(), ExitCode::from(USAGE)),
         Err(err) => fail(&err.to_string(), ExitCode::FAILURE),
     }
 }

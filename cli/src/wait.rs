@@ -29,9 +29,11 @@ enum Condition {
     Deleted,
 }
 
+use crate::events::STREAM_ENDED;
+
 /// `Ok(true)` when the condition was met in time.
 pub async fn run(client: &Client, args: Args) -> Result<(String, bool), ClientError> {
-    let usage = |m: String| ClientError::Api(m);
+    let usage = ClientError::Usage;
     if args.kind != "module" && args.kind != "modules" {
         return Err(usage(format!(
             "cannot wait for {:?}: only module NAME",
@@ -81,7 +83,7 @@ pub async fn run(client: &Client, args: Args) -> Result<(String, bool), ClientEr
         match tokio::time::timeout(left, next).await {
             Ok(Ok(Some(id))) => after = id,
             // The stream ended (the daemon stopped): nothing more will come.
-            Ok(Ok(None)) => return Err(usage("forkletd ended the event stream".into())),
+            Ok(Ok(None)) => return Err(ClientError::Api(STREAM_ENDED.into())),
             Ok(Err(err)) => return Err(err),
             Err(_) => {
                 let last = match &now {
@@ -114,10 +116,14 @@ async fn current(client: &Client, path: &str) -> Result<Option<ModuleView>, Clie
 async fn follow_one(client: &Client, key: &str, after: i64) -> Result<Option<i64>, ClientError> {
     let mut seen = None;
     let query = format!("after={after}&module={key}");
-    crate::events::follow(client, &query, |event| {
+    let followed = crate::events::follow(client, &query, |event| {
         seen = Some(event.id);
         false
     })
-    .await?;
-    Ok(seen)
+    .await;
+    match followed {
+        Ok(()) => Ok(seen),
+        Err(ClientError::Api(text)) if text == STREAM_ENDED => Ok(None),
+        Err(err) => Err(err),
+    }
 }

@@ -153,3 +153,43 @@ async fn get_workspaces_w_prints_a_row_when_a_workspace_changes_and_when_it_goes
     let _ = watching.kill();
     let _ = watching.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_hears_the_daemon_stop_and_fails_saying_so() {
+    let Some(mut harness) = Harness::start().await else {
+        return;
+    };
+    let socket = harness.socket.clone();
+    let mut following = spawn(&socket, &["events", "-w"]);
+    let lines = stdout_lines(&mut following);
+    let (header, _, _lines) = line_where(lines, "the header", |_| true).await;
+    assert!(header.starts_with("AT "), "{header}");
+    harness.stop().await;
+    let (ok, _, stderr) = finish(following).await;
+    assert!(!ok, "a stream the daemon ended is not a success");
+    assert_eq!(
+        stderr.trim(),
+        "forklet: forkletd ended the event stream (it is stopping)"
+    );
+}
+
+#[test]
+fn a_command_line_that_cannot_mean_anything_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("none.sock");
+    for args in [
+        &["wait", "module", "app", "--for=phase=asleep"][..],
+        &["wait", "workspace", "dev", "--for=delete"],
+        &["events", "--for", "pod/x"],
+        &["logs", "app", "--since", "soon"],
+    ] {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_forklet"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .unwrap()
+            .status;
+        assert_eq!(status.code(), Some(2), "{args:?}");
+    }
+}

@@ -62,6 +62,8 @@ pub struct ApiState {
     pub scope: Option<ObjectKey>,
     /// The engine, for runners' logs (`None`: not served).
     pub docker: Option<bollard::Docker>,
+    /// Ends streamed answers (events, logs) when the daemon stops.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +179,19 @@ pub fn controller_router(mut state: ApiState, workspace: ObjectKey) -> Router {
 }
 
 impl ApiState {
+    /// Runs a streamed answer's producer until it ends or the daemon stops:
+    /// then the answer ends as answers end, and a follower hears the daemon
+    /// stopped rather than a connection cut after the drain.
+    pub fn spawn_stream(&self, producer: impl Future<Output = ()> + Send + 'static) {
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = producer => {}
+            }
+        });
+    }
+
     /// Whether a caller of this socket may see `workspace`.
     fn sees(&self, workspace: &ObjectKey) -> bool {
         self.scope.as_ref().is_none_or(|scope| scope == workspace)
@@ -403,7 +418,7 @@ async fn module_logs(
         });
     }
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(crate::module_logs::stream(
+    state.spawn_stream(crate::module_logs::stream(
         docker,
         state.store.clone(),
         state.writes.written(),
@@ -615,6 +630,11 @@ async fn set_override(
         (Some(_), Some(_)) => {
             return Err(ApiError::BadRequest(
                 "give forSeconds or until, not both".into(),
+            ));
+        }
+        (Some(0), None) => {
+            return Err(ApiError::BadRequest(
+                "forSeconds 0 would end at once: give at least 1".into(),
             ));
         }
         (Some(seconds), None) => Some(
@@ -836,6 +856,13 @@ async fn create_secret(
             if request.server.trim().is_empty() || request.username.is_empty() {
                 return Err(bad(
                     "a docker-registry secret needs a server and a username".into(),
+                ));
+            }
+            // Credentials go in username and password, never in the
+            // server, which is shown and logged.
+            if request.server.contains('@') {
+                return Err(bad(
+                    "the registry server must not carry credentials (user@...): give them as username and password".into(),
                 ));
             }
             let secret = RegistrySecret {

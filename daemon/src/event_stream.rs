@@ -30,7 +30,7 @@ pub struct EventsQuery {
     #[serde(default)]
     follow: bool,
     /// Only after this event id; `now` for only what comes next. Default:
-    /// the last [`HISTORY`] events.
+    /// the last 100 events.
     after: Option<String>,
     /// Only this module's (`namespace/name`).
     module: Option<String>,
@@ -94,7 +94,7 @@ pub async fn events(
         return Ok(Json(views).into_response());
     }
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(follow(state, after, object, tx));
+    state.clone().spawn_stream(follow(state, after, object, tx));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         let event = rx.recv().await?;
         Some((Ok::<_, Infallible>(event), rx))

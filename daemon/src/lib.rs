@@ -236,6 +236,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         overrides_changed,
         scope: None,
         docker: Some(docker.clone()),
+        shutdown: shutdown.clone(),
     };
     // Sockets of their own, in directories of their own, for runners with
     // the `controller` permission: what is mounted into them is that and

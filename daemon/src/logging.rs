@@ -49,9 +49,7 @@ pub fn init(format: LogFormat) -> Result<(), LoggingError> {
             // Asked for by name, the journal must be there; found by
             // `auto`, stderr still goes to it as text.
             Err(err) if !auto => return Err(LoggingError::Journal(err)),
-            Err(_) => registry
-                .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-                .init(),
+            Err(_) => registry.with(text()).init(),
         },
         LogFormat::Json => registry
             .with(
@@ -63,11 +61,21 @@ pub fn init(format: LogFormat) -> Result<(), LoggingError> {
                     .with_writer(std::io::stderr),
             )
             .init(),
-        LogFormat::Text | LogFormat::Auto => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .init(),
+        LogFormat::Text | LogFormat::Auto => registry.with(text()).init(),
     }
     Ok(())
+}
+
+/// Text on stderr, coloured only on a terminal and never with `NO_COLOR`.
+fn text<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal() && !no_color)
+        .with_writer(std::io::stderr)
 }
 
 /// Whether stderr is the stream systemd connected to the journal: its

@@ -64,7 +64,7 @@ struct Args {
     #[arg(long, env = "FORKLET_PULL_TIMEOUT", value_parser = seconds(), default_value_t = 120)]
     pull_timeout: u64,
     /// Serve Prometheus/OpenMetrics metrics at http://ADDRESS/metrics:
-    /// PORT or :PORT (loopback), or HOST:PORT. Default: not served.
+    /// PORT or :PORT (loopback), or IP:PORT. Default: not served.
     #[arg(long, env = "FORKLET_METRICS_ADDRESS", value_name = "ADDRESS",
           value_parser = forkletd::metrics::parse_address)]
     metrics_address: Option<std::net::SocketAddr>,

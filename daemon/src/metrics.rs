@@ -257,7 +257,7 @@ pub async fn timed_docker<T, E>(
     result
 }
 
-/// `9464`, `:9464` and `HOST:PORT`; a missing host is loopback, so that
+/// `9464`, `:9464` and `IP:PORT`; a missing address is loopback, so that
 /// metrics are never exposed by accident.
 pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
     let text = text.trim();
@@ -265,7 +265,7 @@ pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
     text.parse::<SocketAddr>().map_err(|_| {
-        format!("{text:?} is not PORT, :PORT or ADDRESS:PORT (e.g. 127.0.0.1:{DEFAULT_PORT})")
+        format!("{text:?} is not PORT, :PORT or IP:PORT (e.g. 127.0.0.1:{DEFAULT_PORT}; a host name is not looked up)")
     })
 }
 

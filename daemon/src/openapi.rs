@@ -32,6 +32,14 @@ static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
     let mut document = crate::api::routes().into_openapi();
     document.info.version = env!("CARGO_PKG_VERSION").to_owned();
     for item in document.paths.paths.values_mut() {
+        if let Some(post) = &mut item.post {
+            let words = "The body is larger than the endpoint takes";
+            let too_large = problem_response(words).into();
+            post.responses
+                .responses
+                .entry("413".to_owned())
+                .or_insert(too_large);
+        }
         let operations = [
             &mut item.get,
             &mut item.post,

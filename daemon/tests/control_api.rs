@@ -147,6 +147,23 @@ async fn errors_axum_writes_itself_are_problem_details_too() {
             None,
             problem(400, "invalid_request"),
         ),
+        // A misspelt field is refused, not taken for "until further notice".
+        (
+            Method::POST,
+            "/v1/workspaces/default/dev/sleep",
+            Some(r#"{"forSecs": 5}"#),
+            problem(400, "invalid_request"),
+        ),
+        // Credentials belong in username and password, never in the
+        // server, which is shown and logged.
+        (
+            Method::POST,
+            "/v1/secrets",
+            Some(
+                r#"{"name": "reg", "type": "docker-registry", "server": "https://u:hunter2@reg.example", "username": "u", "password": "p"}"#,
+            ),
+            problem(400, "invalid_request"),
+        ),
     ];
     for (method, path, body, (status, code)) in cases {
         let (got, content_type, answer) = call(&http, method.clone(), path, body).await;
@@ -169,6 +186,7 @@ async fn errors_axum_writes_itself_are_problem_details_too() {
             !answer["detail"].as_str().unwrap_or_default().is_empty(),
             "{method} {path}: a detail for people"
         );
+        assert!(!answer.to_string().contains("hunter2"), "{answer}");
     }
     // A 405 still says what the path takes.
     let wrong = http

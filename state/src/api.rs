@@ -186,7 +186,7 @@ pub struct OverrideView {
 /// override lasts until the next scheduled transition.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OverrideRequest {
     pub for_seconds: Option<u64>,
     pub until: Option<DateTime<Utc>>,
@@ -225,6 +225,7 @@ pub struct VersionView {
 /// never sent back by any endpoint.
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct SecretCreate {
     pub name: String,
     #[serde(rename = "type")]
@@ -530,7 +531,7 @@ impl ErrorCode {
             ErrorCode::ManifestDecides => "The manifest decides",
             ErrorCode::StillDefined => "Still defined by a manifest",
             ErrorCode::NothingToCheck => "Nothing to check",
-            ErrorCode::NoRoute => "No such endpoint",
+            ErrorCode::NoRoute => "No such endpoint or method",
             ErrorCode::Stopping => "forkletd is stopping",
             ErrorCode::Timeout => "Request timed out",
             ErrorCode::Internal => "Internal error",

@@ -16,8 +16,8 @@ pub struct Problem {
     pub file: PathBuf,
     /// The document, when it got far enough to be named.
     pub kind: Option<Kind>,
-    /// `namespace/name`.
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    /// `{"namespace": ..., "name": ...}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub object: Option<ObjectKey>,
     /// Dotted path of the field at fault, when there is one.
     pub field: Option<String>,
