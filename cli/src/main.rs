@@ -12,6 +12,7 @@ mod logs;
 mod manpage;
 mod secret;
 mod table;
+mod test_module;
 mod validate;
 mod wait;
 
@@ -109,6 +110,13 @@ enum Command {
     Wait(wait::Args),
     /// The CLI's and the daemon's versions, and whether they fit.
     Version,
+    /// Run a module image as forkletd would, with no daemon, and check that
+    /// it honours the module contract (health, install twice, sleep, resume,
+    /// uninstall, SIGTERM).
+    ///
+    /// Exit status: 0 when every required check passed, 1 when any failed,
+    /// 2 on usage errors.
+    TestModule(test_module::Args),
     /// Check manifest files or directories offline, as the daemon would.
     ///
     /// Exit status: 0 when everything is valid, 1 when anything is not,
@@ -209,6 +217,14 @@ fn main() -> ExitCode {
             Err(err) => Err(err),
         },
         Command::Describe(args) => runtime.block_on(describe::run(&client(), args)),
+        Command::TestModule(args) => match runtime.block_on(test_module::run(args)) {
+            Ok((text, true)) => Ok(text),
+            Ok((text, false)) => {
+                print_out(&text);
+                return ExitCode::FAILURE;
+            }
+            Err(err) => Err(err),
+        },
         Command::Version => {
             let (text, fits) = runtime.block_on(versions(&client()));
             print_out(&text);

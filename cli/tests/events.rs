@@ -162,8 +162,14 @@ async fn a_follower_hears_the_daemon_stop_and_fails_saying_so() {
     let socket = harness.socket.clone();
     let mut following = spawn(&socket, &["events", "-w"]);
     let lines = stdout_lines(&mut following);
-    let (header, _, _lines) = line_where(lines, "the header", |_| true).await;
+    let (header, _, lines) = line_where(lines, "the header", |_| true).await;
     assert!(header.starts_with("AT "), "{header}");
+    // An event through the stream: it is open, not still being asked for.
+    harness.write("ws.yaml", WORKSPACE);
+    let (_, _, _lines) = line_where(lines, "the workspace defined", |row| {
+        row.contains("Defined")
+    })
+    .await;
     harness.stop().await;
     let (ok, _, stderr) = finish(following).await;
     assert!(!ok, "a stream the daemon ended is not a success");

@@ -90,7 +90,7 @@ impl DockerRuntime {
         }
     }
 
-    fn container_name(&self, key: &ObjectKey) -> String {
+    pub fn container_name(&self, key: &ObjectKey) -> String {
         container_name(&self.instance, key)
     }
 

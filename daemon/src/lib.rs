@@ -20,6 +20,7 @@ pub mod kubeconfig;
 pub mod logging;
 pub mod metrics;
 pub mod module_logs;
+pub mod module_test;
 pub mod openapi;
 pub mod orphans;
 pub mod plan;

@@ -235,6 +235,14 @@ impl ModuleClient {
     }
 }
 
+/// What a lifecycle call sends: the metadata the module returned last, with
+/// the config over it (the config wins where both name a key).
+pub fn call_body(metadata: &Map<String, Value>, config: &Map<String, Value>) -> Map<String, Value> {
+    let mut body = metadata.clone();
+    body.extend(config.iter().map(|(k, v)| (k.clone(), v.clone())));
+    body
+}
+
 /// What the reconciler needs of a module's HTTP API, so that its logic can
 /// be tested without one. The real implementation is [`ModuleClient`].
 pub trait ModuleApi: Send + Sync + 'static {

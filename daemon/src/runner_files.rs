@@ -62,7 +62,18 @@ impl RunnerFiles {
         module: &DesiredModule,
         kubeconfig: KubeconfigFile<'_>,
     ) -> Result<PathBuf, FilesError> {
-        let dir = self.dir(&module.key);
+        self.write_for(&module.key, &module.config, kubeconfig)
+    }
+
+    /// As [`Self::write`], from the parts: for `forklet test-module`, which
+    /// has a config and no manifest.
+    pub fn write_for(
+        &self,
+        key: &ObjectKey,
+        config: &serde_json::Map<String, Value>,
+        kubeconfig: KubeconfigFile<'_>,
+    ) -> Result<PathBuf, FilesError> {
+        let dir = self.dir(key);
         let err = |source| FilesError::Write {
             path: dir.clone(),
             source,
@@ -73,7 +84,7 @@ impl RunnerFiles {
             .create(&dir)
             .map_err(err)?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).map_err(err)?;
-        let config = Value::Object(module.config.clone()).to_string();
+        let config = Value::Object(config.clone()).to_string();
         write_for_runner(&dir.join("config.json"), config.as_bytes())?;
         let kubeconfig_path = dir.join("workspace_kubeconfig");
         match kubeconfig {

@@ -635,6 +635,16 @@ async fn docker_or_skip() -> Option<Docker> {
     docker
 }
 
+/// The example images built, for tests that run images without a daemon
+/// (`forklet test-module`); `false` (skip) without an engine.
+pub async fn example_images() -> bool {
+    if docker_or_skip().await.is_none() {
+        return false;
+    }
+    build_images();
+    true
+}
+
 /// Builds the example module images from the current source, once per
 /// test process.
 fn build_images() {

@@ -321,8 +321,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         config: &Map<String, Value>,
     ) -> Result<Map<String, Value>, StepError> {
         let stored = self.recorded()?.metadata.clone();
-        let mut body = stored.clone();
-        body.extend(config.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let body = crate::protocol::call_body(&stored, config);
         crash_point(&operation, "before-call");
         let answer = self.ctx.client.call(endpoint, operation, &body).await;
         crash_point(&operation, "after-call");

@@ -60,8 +60,12 @@ impl Reply {
 }
 
 /// Serves `handler` for ever; every request is logged before it is handled.
-pub fn serve(handler: fn(&Request) -> Reply) {
-    handle_sigterm();
+/// Serves `handler` on `$PORT`; `deaf` ignores SIGTERM instead of exiting on it.
+pub fn serve(handler: fn(&Request) -> Reply, deaf: bool) {
+    match deaf {
+        true => ignore_sigterm(),
+        false => handle_sigterm(),
+    }
     STARTED.get_or_init(Instant::now);
     let port: u16 = std::env::var("PORT")
         .ok()
@@ -189,21 +193,33 @@ pub fn rfc3339_now() -> String {
     )
 }
 
+unsafe extern "C" {
+    /// libc's: `handler` is a function's address, or `SIG_IGN` (1).
+    fn signal(signum: i32, handler: usize) -> usize;
+    fn _exit(code: i32) -> !;
+}
+const SIGINT: i32 = 2;
+const SIGTERM: i32 = 15;
+
+/// Ignores SIGTERM from now on, as a module that masks it does: only
+/// SIGKILL (after `docker stop`'s grace) ends the process, init or not.
+fn ignore_sigterm() {
+    const SIG_IGN: usize = 1;
+    unsafe {
+        signal(SIGTERM, SIG_IGN);
+    }
+}
+
 /// PID 1 in a container gets no default signal handlers: without this,
 /// `docker stop` would wait its full grace period and then SIGKILL us.
 fn handle_sigterm() {
-    unsafe extern "C" {
-        fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
-        fn _exit(code: i32) -> !;
-    }
     extern "C" fn on_term(_: i32) {
         // Only async-signal-safe calls here: _exit, not std::process::exit.
         unsafe { _exit(0) }
     }
-    const SIGINT: i32 = 2;
-    const SIGTERM: i32 = 15;
+    let handler = on_term as extern "C" fn(i32) as usize;
     unsafe {
-        signal(SIGTERM, on_term);
-        signal(SIGINT, on_term);
+        signal(SIGTERM, handler);
+        signal(SIGINT, handler);
     }
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 fn main() {
     log_start();
-    serve(route);
+    serve(route, false);
 }
 
 fn route(request: &Request) -> Reply {

@@ -3,9 +3,10 @@
 //!
 //! - `health`: `"never"` answers 503 for ever; `"hang"` never answers.
 //!   (Read from `/forkspacer/config.json` at start.)
+//! - `sigterm`: `"ignore"` ignores SIGTERM, so that only a kill stops it.
 //! - `install`, `uninstall`, `sleep`, `resume`: `"ok"` (the default) answers
 //!   as the specification says; `"hang"` never answers; `"500"` answers 500;
-//!   `"garbage"` answers the right status with a body that is not a JSON
+//!   `"400"` answers 400 with a reason; `"garbage"` answers the right status with a body that is not a JSON
 //!   object; `"huge"` answers the right status with 8 MiB; `"exit"` exits
 //!   mid-call; `"empty"` answers the right status with no body. (Read from each request's body, which carries the config.)
 
@@ -13,7 +14,8 @@ use hello_module::{Reply, Request, config_file, health, serve};
 use serde_json::Value;
 
 fn main() {
-    serve(route);
+    let ignore = config_file().is_some_and(|c| c.get("sigterm") == Some(&Value::from("ignore")));
+    serve(route, ignore);
 }
 
 fn route(request: &Request) -> Reply {
@@ -40,6 +42,7 @@ fn route(request: &Request) -> Reply {
     match behaviour {
         "hang" => hang(),
         "500" => Reply::text(500, "boom"),
+        "400" => Reply::text(400, "rejected: this module refuses the request"),
         "garbage" => Reply::text(status, "this is not a JSON object"),
         "huge" => Reply {
             status,

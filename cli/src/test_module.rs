@@ -1,0 +1,227 @@
+//! `forklet test-module IMAGE`: does a module image honour the contract?
+//! Run as forkletd would run it, with no daemon; a checklist comes back.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use forklet_state::bounded::{KUBECONFIG_MAX, read_text};
+use forklet_state::definition::{Permission, parse_definition};
+use forklet_state::schema::validate_config;
+use forkletd::module_test::{ModuleTest, Options, Report, Verdict};
+use serde_json::{Map, Value};
+
+use crate::client::ClientError;
+use crate::colour::{Paint, Tone};
+use crate::table::Format;
+
+/// Definitions and config files are small; a bigger one is a mistake.
+const FILE_MAX: u64 = 1 << 20;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The module image, as a definition's `spec.image` names it.
+    image: String,
+    /// A config value (repeatable); VALUE is read as YAML (`3`, `true`, `"3"`).
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    config: Vec<String>,
+    /// A YAML or JSON mapping of config values (--config wins).
+    #[arg(long, value_name = "FILE")]
+    config_file: Option<PathBuf>,
+    /// The module's Custom definition: the config is checked against its
+    /// schema (defaults applied) as the daemon would, and its resource
+    /// usage and permissions are used.
+    #[arg(long, value_name = "FILE")]
+    definition: Option<PathBuf>,
+    /// Run with this permission (repeatable); `workspace` needs --kubeconfig.
+    #[arg(long, value_enum)]
+    permission: Vec<PermissionArg>,
+    /// The kubeconfig a module with the `workspace` permission receives.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// How long the module may take to become healthy, and each call.
+    #[arg(long, default_value = "60s")]
+    timeout: String,
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PermissionArg {
+    Workspace,
+    Controller,
+}
+
+/// The report, and whether every required check passed.
+pub async fn run(args: Args) -> Result<(String, bool), ClientError> {
+    let options = options(&args)?;
+    let test = ModuleTest::connect(options)
+        .await
+        .map_err(|err| ClientError::Api(err.to_string()))?;
+    let quiet = args.output != Format::Table;
+    let progress = move |step: &str| {
+        if !quiet {
+            eprintln!("forklet: {step}");
+        }
+    };
+    // Ctrl-C ends the walk, not the cleanup: the runner always goes.
+    let report = tokio::select! {
+        report = test.walk(&progress) => Some(report),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    test.clean().await;
+    let Some(report) = report else {
+        let text = format!("interrupted; runner {} removed", test.runner());
+        return Ok((text, false));
+    };
+    let passed = report.passed;
+    let text = match args.output {
+        Format::Table => render(&report, Paint::stdout()),
+        Format::Json => serde_json::to_string_pretty(&report).expect("the report serializes"),
+        Format::Yaml => serde_yaml::to_string(&report).expect("the report serializes"),
+    };
+    Ok((text, passed))
+}
+
+fn options(args: &Args) -> Result<Options, ClientError> {
+    let usage = ClientError::Usage;
+    let timeout = crate::hibernate::parse_duration(&args.timeout)
+        .map_err(|e| usage(format!("--timeout: {e}")))?;
+    let mut input = match &args.config_file {
+        Some(path) => mapping(path)?,
+        None => Map::new(),
+    };
+    for pair in &args.config {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| usage(format!("--config {pair}: give KEY=VALUE")))?;
+        let value: Value =
+            serde_yaml::from_str(value).map_err(|e| usage(format!("--config {pair}: {e}")))?;
+        input.insert(key.to_owned(), value);
+    }
+    let mut permissions: Vec<Permission> = args
+        .permission
+        .iter()
+        .map(|p| match p {
+            PermissionArg::Workspace => Permission::Workspace,
+            PermissionArg::Controller => Permission::Controller,
+        })
+        .collect();
+    let (mut cpu_shares, mut memory_reservation) = (None, None);
+    let config = match &args.definition {
+        None => input,
+        Some(path) => {
+            let text = read(path)?;
+            let value: serde_json::Value = serde_yaml::from_str(&text)
+                .map_err(|e| usage(format!("{}: {e}", path.display())))?;
+            let definition = parse_definition(&value).map_err(|errors| {
+                let lines: Vec<String> = errors
+                    .iter()
+                    .map(|(field, message)| format!("{}: {field}: {message}", path.display()))
+                    .collect();
+                usage(lines.join("\n"))
+            })?;
+            cpu_shares = definition.cpu_shares();
+            memory_reservation = definition.memory_reservation();
+            permissions.extend(definition.spec.permissions.iter().copied());
+            validate_config(definition.config.as_deref(), &input).map_err(|errors| {
+                let lines: Vec<String> = errors
+                    .into_iter()
+                    .map(|(alias, message)| format!("config {alias}: {message}"))
+                    .collect();
+                ClientError::Api(lines.join("\n"))
+            })?
+        }
+    };
+    if permissions.contains(&Permission::Controller) {
+        return Err(usage(
+            "the controller permission needs forkletd's API, which test-module does not run".into(),
+        ));
+    }
+    let kubeconfig = match (
+        permissions.contains(&Permission::Workspace),
+        &args.kubeconfig,
+    ) {
+        (true, Some(path)) => Some(
+            read_text(path, KUBECONFIG_MAX)
+                .map_err(|e| usage(format!("--kubeconfig {}: {e}", path.display())))?,
+        ),
+        (true, None) => {
+            return Err(usage(
+                "the workspace permission needs --kubeconfig FILE (what the module receives)"
+                    .into(),
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(usage(
+                "--kubeconfig is for the workspace permission: add --permission workspace".into(),
+            ));
+        }
+        (false, None) => None,
+    };
+    Ok(Options {
+        image: args.image.clone(),
+        config,
+        cpu_shares,
+        memory_reservation,
+        kubeconfig,
+        timeout: Duration::from_secs(timeout.max(1)),
+    })
+}
+
+fn read(path: &std::path::Path) -> Result<String, ClientError> {
+    read_text(path, FILE_MAX).map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))
+}
+
+fn mapping(path: &std::path::Path) -> Result<Map<String, Value>, ClientError> {
+    match serde_yaml::from_str::<Value>(&read(path)?) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ClientError::Usage(format!(
+            "{}: not a mapping of config values",
+            path.display()
+        ))),
+        Err(e) => Err(ClientError::Usage(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// A line per check, then the verdict.
+fn render(report: &Report, paint: Paint) -> String {
+    let mut out = String::new();
+    for check in &report.checks {
+        let (word, tone) = match check.verdict {
+            Verdict::Pass => ("PASS", Tone::Good),
+            Verdict::Warn => ("WARN", Tone::Unsettled),
+            Verdict::Fail => ("FAIL", Tone::Bad),
+        };
+        let took = check
+            .millis
+            .map_or(String::new(), |ms| format!(" ({ms} ms)"));
+        out.push_str(&format!(
+            "{}  {:<14}{}{took}\n",
+            paint.text(word, Some(tone)),
+            check.name,
+            check.detail
+        ));
+    }
+    if let Some(bytes) = report.image_bytes {
+        out.push_str(&format!(
+            "image {}: {:.1} MB\n",
+            report.image,
+            bytes as f64 / 1e6
+        ));
+    }
+    let fails = report
+        .checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Fail)
+        .count();
+    let warns = report
+        .checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Warn)
+        .count();
+    out.push_str(&match report.passed {
+        true => format!("passed, {warns} warning(s)"),
+        false => format!("failed: {fails} check(s)"),
+    });
+    out
+}

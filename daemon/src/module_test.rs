@@ -1,0 +1,328 @@
+//! `forklet test-module`: one module image run as forkletd runs it (the
+//! same container settings, `/forkspacer` files, init, port and limits),
+//! with no daemon, and the module contract walked, each step a check.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use forklet_state::ObjectKey;
+use forklet_state::operation::Operation;
+use forklet_state::store::RunnerSettings;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::docker::DockerRuntime;
+use crate::protocol::{Limits, ModuleClient, call_body};
+use crate::runner_files::{KubeconfigFile, RunnerFiles};
+use crate::runtime::{RunnerSpec, Runtime, RuntimeError};
+
+/// Longer than this after SIGTERM and a module is not stopping on it.
+pub const STOP_WITHIN: Duration = Duration::from_secs(5);
+
+pub struct Options {
+    pub image: String,
+    /// The config the module receives, validated already where a
+    /// definition was given.
+    pub config: Map<String, Value>,
+    pub cpu_shares: Option<i64>,
+    pub memory_reservation: Option<i64>,
+    /// The `workspace` permission: the kubeconfig the runner gets.
+    pub kubeconfig: Option<String>,
+    /// For becoming healthy, and for each call.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    /// The specification recommends it; the contract does not require it.
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub verdict: Verdict,
+    /// What came back, or what was expected and what came instead.
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub millis: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub image: String,
+    /// Every required check passed.
+    pub passed: bool,
+    pub checks: Vec<Check>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_bytes: Option<i64>,
+    /// The runner container's name (removed when the test ends).
+    pub runner: String,
+}
+
+/// One test run: its runner, its files, and what it found.
+pub struct ModuleTest {
+    runtime: DockerRuntime,
+    key: ObjectKey,
+    files: PathBuf,
+    options: Options,
+}
+
+impl ModuleTest {
+    /// Connects to the engine as forkletd does. Nothing is started yet.
+    pub async fn connect(options: Options) -> Result<Self, RuntimeError> {
+        // An instance of its own: forkletd's sweeper never takes these
+        // runners for its own, and two tests never share a container.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        let instance = format!("t{:07x}{:08x}", std::process::id() & 0xfff_ffff, nanos);
+        let runtime = DockerRuntime::connect(instance.clone(), Duration::from_secs(120)).await?;
+        Ok(Self {
+            runtime,
+            key: ObjectKey::new("default", "test-module").expect("a valid name"),
+            files: std::env::temp_dir().join(format!("forklet-test-module-{instance}")),
+            options,
+        })
+    }
+
+    /// Walks the contract; `progress` hears each step as it starts.
+    pub async fn walk(&self, progress: &(dyn Fn(&str) + Send + Sync)) -> Report {
+        let mut checks = Vec::new();
+        let passed = self.steps(&mut checks, progress).await;
+        let image_bytes = self
+            .runtime
+            .docker()
+            .inspect_image(&self.options.image)
+            .await
+            .ok()
+            .and_then(|image| image.size);
+        Report {
+            image: self.options.image.clone(),
+            passed: passed && checks.iter().all(|c| c.verdict != Verdict::Fail),
+            checks,
+            image_bytes,
+            runner: self.runner(),
+        }
+    }
+
+    /// The runner container's name.
+    pub fn runner(&self) -> String {
+        self.runtime.container_name(&self.key)
+    }
+
+    /// The runner and its files go, whatever happened (also after Ctrl-C).
+    pub async fn clean(&self) {
+        if let Err(err) = self.runtime.remove_runners(&self.key).await {
+            tracing::warn!(error = %err, "test-module: cannot remove the runner");
+        }
+        let _ = std::fs::remove_dir_all(&self.files);
+    }
+
+    /// `false` when a step failed so that the rest could not run.
+    async fn steps(
+        &self,
+        checks: &mut Vec<Check>,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> bool {
+        let options = &self.options;
+        progress("starting the runner");
+        let started = Instant::now();
+        let endpoint = match self.start(progress).await {
+            Ok(endpoint) => endpoint,
+            Err(err) => {
+                checks.push(fail("start", err.to_string(), started));
+                return false;
+            }
+        };
+        checks.push(pass("start", format!("runner on {endpoint}"), started));
+
+        progress("waiting for GET /health");
+        let client = ModuleClient::new(Limits {
+            health_deadline: options.timeout,
+            call_timeout: options.timeout,
+            ..Limits::default()
+        });
+        let since = Instant::now();
+        if let Err(err) = client.wait_healthy(endpoint).await {
+            checks.push(fail("health", err.to_string(), since));
+            return false;
+        }
+        checks.push(pass("health", "200".into(), since));
+        checks.push(health_body(endpoint).await);
+
+        let empty = Map::new();
+        let mut metadata = empty.clone();
+        for (name, operation, again) in [
+            ("install", Operation::Install, false),
+            ("install-again", Operation::Install, true),
+            ("sleep", Operation::Sleep, false),
+            ("resume", Operation::Resume, false),
+            ("uninstall", Operation::Uninstall, false),
+        ] {
+            progress(&format!("POST {}", operation.path()));
+            let body = call_body(&metadata, &options.config);
+            let since = Instant::now();
+            match client.call(endpoint, operation, &body).await {
+                Ok(answer) => {
+                    let what = match (&answer, again) {
+                        (_, true) => "idempotent: the returned metadata taken again",
+                        (Some(_), false) => "a JSON object",
+                        (None, false) => "an empty body (the metadata stays)",
+                    };
+                    checks.push(pass(name, what.to_owned(), since));
+                    if let Some(answer) = answer {
+                        metadata = answer;
+                    }
+                }
+                Err(err) => {
+                    checks.push(fail(name, err.to_string(), since));
+                    return false;
+                }
+            }
+        }
+
+        progress("stopping the runner (SIGTERM)");
+        let since = Instant::now();
+        match self.runtime.stop_runners(&self.key).await {
+            Ok(()) if since.elapsed() <= STOP_WITHIN => {
+                checks.push(pass("sigterm", "stopped".into(), since));
+            }
+            Ok(()) => checks.push(fail(
+                "sigterm",
+                format!(
+                    "still running {} s after SIGTERM, killed: the module's process ignores SIGTERM \
+                     (forklet runs it under an init, which passes the signal on)",
+                    STOP_WITHIN.as_secs()
+                ),
+                since,
+            )),
+            Err(err) => checks.push(fail("sigterm", err.to_string(), since)),
+        }
+        checks.push(self.user().await);
+        true
+    }
+
+    async fn start(&self, progress: &(dyn Fn(&str) + Send + Sync)) -> Result<SocketAddr, String> {
+        let options = &self.options;
+        let kubeconfig = match &options.kubeconfig {
+            Some(text) => KubeconfigFile::Write(text),
+            None => KubeconfigFile::Remove,
+        };
+        let files = RunnerFiles::new(&self.files)
+            .write_for(&self.key, &options.config, kubeconfig)
+            .map_err(|err| err.to_string())?;
+        let spec = RunnerSpec {
+            key: self.key.clone(),
+            settings: RunnerSettings {
+                image: options.image.clone(),
+                runner_hash: "test-module".into(),
+                kubeconfig: options.kubeconfig.is_some(),
+                cpu_shares: options.cpu_shares,
+                memory_reservation: options.memory_reservation,
+                pull_secrets: Vec::new(),
+                controller: false,
+                network: None,
+            },
+            files_dir: files,
+            credentials: Vec::new(),
+            missing_secrets: Vec::new(),
+            controller_dir: None,
+        };
+        let runner = self
+            .runtime
+            .ensure_runner(&spec, progress)
+            .await
+            .map_err(|err| err.to_string())?;
+        Ok(runner.endpoint)
+    }
+
+    /// The specification's images run as a user of their own.
+    async fn user(&self) -> Check {
+        let since = Instant::now();
+        let user = self
+            .runtime
+            .docker()
+            .inspect_image(&self.options.image)
+            .await
+            .ok()
+            .and_then(|image| image.config?.user)
+            .unwrap_or_default();
+        match user.as_str() {
+            "" | "root" | "0" | "0:0" | "root:root" => Check {
+                verdict: Verdict::Warn,
+                ..pass(
+                    "user",
+                    "the image runs as root: a USER of its own is recommended".into(),
+                    since,
+                )
+            },
+            user => pass("user", format!("runs as {user}"), since),
+        }
+    }
+}
+
+/// `GET /health`'s body has the fields the specification shows.
+async fn health_body(endpoint: SocketAddr) -> Check {
+    let since = Instant::now();
+    let answer = async {
+        let response = reqwest::Client::new()
+            .get(format!("http://{endpoint}/health"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|err| err.to_string())?;
+        let bytes = response.bytes().await.map_err(|err| err.to_string())?;
+        serde_json::from_slice::<Value>(&bytes[..bytes.len().min(1 << 20)])
+            .map_err(|_| "not JSON".to_owned())
+    };
+    let missing: Vec<&str> = match answer.await {
+        Ok(Value::Object(body)) => ["healthy", "message", "timestamp", "uptime"]
+            .into_iter()
+            .filter(|field| !body.contains_key(*field))
+            .collect(),
+        Ok(_) => vec!["a JSON object"],
+        Err(err) => {
+            return Check {
+                verdict: Verdict::Warn,
+                ..pass("health-body", format!("the body: {err}"), since)
+            };
+        }
+    };
+    match missing.is_empty() {
+        true => pass(
+            "health-body",
+            "healthy, message, timestamp, uptime".into(),
+            since,
+        ),
+        false => Check {
+            verdict: Verdict::Warn,
+            ..pass(
+                "health-body",
+                format!("recommended but missing: {}", missing.join(", ")),
+                since,
+            )
+        },
+    }
+}
+
+fn pass(name: &'static str, detail: String, since: Instant) -> Check {
+    Check {
+        name,
+        verdict: Verdict::Pass,
+        detail,
+        millis: Some(u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)),
+    }
+}
+
+fn fail(name: &'static str, detail: String, since: Instant) -> Check {
+    Check {
+        verdict: Verdict::Fail,
+        ..pass(name, detail, since)
+    }
+}
