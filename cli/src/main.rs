@@ -6,6 +6,7 @@ mod completion;
 mod describe;
 mod doctor;
 mod events;
+mod export;
 mod get;
 mod hibernate;
 mod logs;
@@ -117,6 +118,19 @@ enum Command {
     /// Exit status: 0 when every required check passed, 1 when any failed,
     /// 2 on usage errors.
     TestModule(test_module::Args),
+    /// Print the manifests as the Forkspacer operator reads them, every
+    /// forklet extension carried over (definition files inlined,
+    /// kubeconfig files as Secrets, time zones as CRON_TZ=).
+    ///
+    /// Exit status: 0 exported, 1 when a manifest is invalid or uses
+    /// something with no operator form, 2 on usage errors.
+    Export {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Put every object (and its references) in this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+    },
     /// Check manifest files or directories offline, as the daemon would.
     ///
     /// Exit status: 0 when everything is valid, 1 when anything is not,
@@ -127,6 +141,10 @@ enum Command {
         /// Also fetch httpURL definitions and check them.
         #[arg(long)]
         fetch: bool,
+        /// Also refuse forklet extensions: only what the Forkspacer
+        /// operator reads passes.
+        #[arg(long)]
+        operator: bool,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Format::Table)]
         output: Format,
@@ -264,16 +282,45 @@ fn main() -> ExitCode {
             }
             Err(why) => return fail(&why, ExitCode::from(USAGE)),
         },
+        Command::Export { paths, namespace } => {
+            let files = match validate::expand(&paths) {
+                Ok(files) => files,
+                Err(err) => return fail(&err, ExitCode::from(USAGE)),
+            };
+            if let Some(ns) = &namespace
+                && let Err(err) = forklet_state::names::check_dns_label(ns)
+            {
+                return fail(&format!("--namespace: {err}"), ExitCode::from(USAGE));
+            }
+            return match export::export(&files, namespace.as_deref()) {
+                Ok(exported) => {
+                    print_out(exported.yaml.trim_end());
+                    for command in &exported.to_create {
+                        eprintln!(
+                            "forklet: a module pulls with a registry secret; create it: {command}"
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(problems) => {
+                    for problem in &problems {
+                        eprintln!("{problem}");
+                    }
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Validate {
             paths,
             fetch,
+            operator,
             output,
         } => {
             let files = match validate::expand(&paths) {
                 Ok(files) => files,
                 Err(err) => return fail(&err, ExitCode::from(USAGE)),
             };
-            let report = runtime.block_on(validate::run(&files, fetch));
+            let report = runtime.block_on(validate::run(&files, fetch, operator));
             print_out(&validate::render(&report, output, colour::Paint::stdout()));
             return if report.valid {
                 ExitCode::SUCCESS

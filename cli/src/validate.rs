@@ -70,7 +70,7 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<Input>, String> {
     Ok(files)
 }
 
-pub async fn run(files: &[Input], fetch: bool) -> Report {
+pub async fn run(files: &[Input], fetch: bool, operator: bool) -> Report {
     let parsed: Vec<ParsedFile> = files.iter().map(read).collect();
     let mut state = DesiredState::build(&parsed, &LocalDefinitions);
     if fetch && !state.awaiting.is_empty() {
@@ -81,6 +81,9 @@ pub async fn run(files: &[Input], fetch: bool) -> Report {
             fetched.insert(url.to_owned(), fetcher.fetch(url).await);
         }
         state = DesiredState::build(&parsed, &FetchedDefinitions(fetched));
+    }
+    if operator {
+        state.problems.extend(crate::export::extensions(&parsed));
     }
     let objects = parsed.iter().map(|p| p.manifests.len()).sum();
     let not_checked = state
@@ -101,7 +104,7 @@ pub async fn run(files: &[Input], fetch: bool) -> Report {
     }
 }
 
-fn read(input: &Input) -> ParsedFile {
+pub fn read(input: &Input) -> ParsedFile {
     let file = &input.file;
     let text = match &input.dir {
         Some(dir) => check_link_inside(dir, file).and_then(|()| read_manifest(file)),

@@ -284,7 +284,7 @@ fn resolve_module(
     })
 }
 
-fn kubeconfig_source(workspace: &DesiredWorkspace) -> KubeconfigSource {
+pub fn kubeconfig_source(workspace: &DesiredWorkspace) -> KubeconfigSource {
     let connection = &workspace.spec.connection;
     KubeconfigSource {
         path: connection

@@ -317,6 +317,14 @@ pub fn parse_file(file: &Path, text: &str) -> ParsedFile {
             }
             continue;
         }
+        // A Kubernetes Secret beside the manifests (as `forklet export`
+        // writes them for the operator): not forklet's to read. Its
+        // secrets are made with `forklet secret create`.
+        if value.get("apiVersion") == Some(&Value::from("v1"))
+            && value.get("kind") == Some(&Value::from("Secret"))
+        {
+            continue;
+        }
         match parse_document(file, position, value) {
             Ok(manifest) => parsed.manifests.push(manifest),
             Err(problem) => parsed.problems.push(*problem),

@@ -1,0 +1,261 @@
+//! `forklet export [PATH...]`: the manifests in the form the Forkspacer
+//! operator reads unchanged, every forklet extension carried over to an
+//! operator field or refused by name.
+//!
+//! - `source.file` becomes `source.raw`, the definition inlined;
+//! - `connection.kubeconfig` (+ `context`) becomes a `Secret` with the
+//!   flattened kubeconfig and `connection.secretReference`;
+//! - `autoHibernation.timezone` becomes a `CRON_TZ=ZONE ` prefix, which the
+//!   operator's parser (robfig/cron v3) reads; without one, forklet reads
+//!   schedules in this machine's zone, so that zone is written out;
+//! - registry secrets named in `imagePullSecrets` are listed as what to
+//!   create (`kubernetes.io/dockerconfigjson` in `forkspacer-system`).
+
+use std::collections::BTreeSet;
+
+use forklet_state::desired::{DesiredState, kubeconfig_source};
+use forklet_state::manifest::{Kind, Manifest, ParsedFile};
+use forklet_state::source::{LocalDefinitions, definition_of};
+use forklet_state::{ObjectKey, Problem};
+use forkletd::kubeconfig::{Origin, minify};
+use serde_json::{Value, json};
+
+use crate::validate::Input;
+
+/// The namespace of the operator's registry secrets.
+const OPERATOR_NAMESPACE: &str = "forkspacer-system";
+
+pub struct Exported {
+    /// YAML documents, `---` between them.
+    pub yaml: String,
+    /// Registry secrets to create before the modules can pull.
+    pub to_create: Vec<String>,
+}
+
+/// Every problem in the input, or what the operator reads.
+pub fn export(files: &[Input], namespace: Option<&str>) -> Result<Exported, Vec<Problem>> {
+    let parsed: Vec<ParsedFile> = files.iter().map(crate::validate::read).collect();
+    let state = DesiredState::build(&parsed, &LocalDefinitions);
+    if !state.problems.is_empty() {
+        return Err(state.problems);
+    }
+    let zone = forklet_state::schedule::local_zone();
+    let raw = raw_documents(files);
+    let mut documents = Vec::new();
+    let mut problems = Vec::new();
+    let mut pull_secrets = BTreeSet::new();
+    for manifest in parsed.iter().flat_map(|p| &p.manifests) {
+        let key = manifest.key();
+        let target = namespace.unwrap_or(key.namespace());
+        let Some(document) = raw.get(&(manifest.kind(), key.clone())) else {
+            continue;
+        };
+        let mut meta = document["metadata"].clone();
+        meta["namespace"] = json!(target);
+        let mut spec = document["spec"].clone();
+        match manifest {
+            Manifest::Module(doc) => {
+                let (definition, _) = match definition_of(doc, &LocalDefinitions) {
+                    Ok(found) => found,
+                    Err(err) => {
+                        problems.push(problem(manifest, "spec.source", format!("{err:?}")));
+                        continue;
+                    }
+                };
+                if let Some(names) = definition["spec"]["imagePullSecrets"].as_array() {
+                    pull_secrets.extend(names.iter().filter_map(Value::as_str).map(str::to_owned));
+                }
+                let source = match (&doc.spec.source.http_url, &doc.spec.source.file) {
+                    (Some(url), _) => json!({"httpURL": url}),
+                    (None, _) => json!({"raw": definition}),
+                };
+                let workspace = doc.spec.workspace.key();
+                spec["workspace"] = json!({
+                    "name": workspace.name(),
+                    "namespace": namespace.unwrap_or(workspace.namespace()),
+                });
+                spec["source"] = source;
+                documents.push(object("Module", meta, spec));
+            }
+            Manifest::Workspace(doc) => {
+                let desired = &state.workspaces[key];
+                let connection = &doc.spec.connection;
+                if connection.context.is_some() && connection.kubeconfig.is_none() {
+                    let message = "has no operator form without connection.kubeconfig: \
+                                   put the kubeconfig in a secret (secretReference)";
+                    problems.push(problem(manifest, "spec.connection.context", message.into()));
+                    continue;
+                }
+                if connection.kubeconfig.is_some() {
+                    let source = kubeconfig_source(desired);
+                    let path = source.path.expect("a kubeconfig file");
+                    let text = match forklet_state::bounded::read_text(
+                        &path,
+                        forklet_state::bounded::KUBECONFIG_MAX,
+                    ) {
+                        Ok(text) => text,
+                        Err(err) => {
+                            let message = format!("{}: {err}", path.display());
+                            problems.push(problem(manifest, "spec.connection.kubeconfig", message));
+                            continue;
+                        }
+                    };
+                    let flat =
+                        match minify(key, Origin::File(&path), &text, source.context.as_deref()) {
+                            Ok(flat) => flat,
+                            Err(err) => {
+                                problems.push(problem(
+                                    manifest,
+                                    "spec.connection.kubeconfig",
+                                    err.to_string(),
+                                ));
+                                continue;
+                            }
+                        };
+                    let secret = format!("{}-kubeconfig", key.name());
+                    documents.push(object(
+                        "Secret",
+                        json!({"name": secret, "namespace": target}),
+                        Value::Null,
+                    ));
+                    let last = documents.last_mut().expect("just pushed");
+                    last["apiVersion"] = json!("v1");
+                    last["type"] = json!("Opaque");
+                    last["stringData"] = json!({
+                        "kubeconfig": serde_yaml::to_string(&flat).expect("a kubeconfig serializes")
+                    });
+                    last.as_object_mut().expect("an object").remove("spec");
+                    spec["connection"] = json!({
+                        "type": "kubeconfig",
+                        "secretReference": {"name": secret, "namespace": target, "key": "kubeconfig"},
+                    });
+                }
+                if let Some(auto) = spec
+                    .get_mut("autoHibernation")
+                    .and_then(Value::as_object_mut)
+                {
+                    let zone = auto
+                        .remove("timezone")
+                        .and_then(|z| z.as_str().map(str::to_owned))
+                        .unwrap_or_else(|| zone.name().to_owned());
+                    for field in ["schedule", "wakeSchedule"] {
+                        if let Some(Value::String(text)) = auto.get_mut(field)
+                            && !text.starts_with("CRON_TZ=")
+                            && !text.starts_with("TZ=")
+                        {
+                            *text = format!("CRON_TZ={zone} {text}");
+                        }
+                    }
+                }
+                documents.push(object("Workspace", meta, spec));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let yaml = documents
+        .iter()
+        .map(|d| serde_yaml::to_string(d).expect("documents serialize"))
+        .collect::<Vec<_>>()
+        .join("---\n");
+    let to_create = pull_secrets
+        .into_iter()
+        .map(|name| {
+            format!(
+                "kubectl -n {OPERATOR_NAMESPACE} create secret docker-registry {name} \
+                 --docker-server=... --docker-username=... --docker-password=..."
+            )
+        })
+        .collect();
+    Ok(Exported { yaml, to_create })
+}
+
+/// Each document as written, by kind and key: what is exported keeps
+/// every field forklet reads as the operator does.
+fn raw_documents(files: &[Input]) -> std::collections::HashMap<(Kind, ObjectKey), Value> {
+    let mut found = std::collections::HashMap::new();
+    for input in files {
+        let Ok(text) = forklet_state::manifest::read_manifest(&input.file) else {
+            continue;
+        };
+        for document in forklet_state::yaml::documents(&text).flatten() {
+            let kind = match document["kind"].as_str() {
+                Some("Module") => Kind::Module,
+                Some("Workspace") => Kind::Workspace,
+                _ => continue,
+            };
+            let name = document["metadata"]["name"].as_str().unwrap_or_default();
+            let namespace = document["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or(forklet_state::manifest::DEFAULT_NAMESPACE);
+            if let Ok(key) = ObjectKey::new(namespace, name) {
+                found.insert((kind, key), document);
+            }
+        }
+    }
+    found
+}
+
+fn object(kind: &str, metadata: Value, spec: Value) -> Value {
+    json!({
+        "apiVersion": forklet_state::manifest::API_VERSION,
+        "kind": kind,
+        "metadata": metadata,
+        "spec": spec,
+    })
+}
+
+fn problem(manifest: &Manifest, field: &str, message: String) -> Problem {
+    Problem::document(
+        manifest.file(),
+        manifest.kind(),
+        manifest.key(),
+        field,
+        message,
+    )
+}
+
+/// The forklet extensions a manifest uses, as problems: what
+/// `forklet validate --operator` refuses.
+pub fn extensions(parsed: &[ParsedFile]) -> Vec<Problem> {
+    let mut found = Vec::new();
+    let hint = "a forklet extension the Forkspacer operator does not read (`forklet export` carries it over)";
+    for manifest in parsed.iter().flat_map(|p| &p.manifests) {
+        let fields: Vec<&str> = match manifest {
+            Manifest::Module(doc) => doc
+                .spec
+                .source
+                .file
+                .as_ref()
+                .map(|_| "spec.source.file")
+                .into_iter()
+                .collect(),
+            Manifest::Workspace(doc) => {
+                let connection = &doc.spec.connection;
+                let mut fields = Vec::new();
+                if connection.kubeconfig.is_some() {
+                    fields.push("spec.connection.kubeconfig");
+                }
+                if connection.context.is_some() {
+                    fields.push("spec.connection.context");
+                }
+                if doc
+                    .spec
+                    .auto_hibernation
+                    .as_ref()
+                    .is_some_and(|a| a.timezone.is_some())
+                {
+                    fields.push("spec.autoHibernation.timezone");
+                }
+                fields
+            }
+        };
+        found.extend(
+            fields
+                .into_iter()
+                .map(|field| problem(manifest, field, hint.into())),
+        );
+    }
+    found
+}
