@@ -8,10 +8,12 @@
 //! - `autoHibernation.timezone` becomes a `CRON_TZ=ZONE ` prefix, which the
 //!   operator's parser (robfig/cron v3) reads; without one, forklet reads
 //!   schedules in this machine's zone, so that zone is written out;
-//! - registry secrets named in `imagePullSecrets` are listed as what to
-//!   create (`kubernetes.io/dockerconfigjson` in `forkspacer-system`).
+//! - registry secrets named in `imagePullSecrets` become
+//!   `kubernetes.io/dockerconfigjson` Secrets in `forkspacer-system` when
+//!   asked for (`--include-secrets`, read from forklet's state), and are
+//!   listed as what to create otherwise, never silently dropped.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use forklet_state::desired::{DesiredState, kubeconfig_source};
 use forklet_state::manifest::{Kind, Manifest, ParsedFile};
@@ -32,8 +34,15 @@ pub struct Exported {
     pub to_create: Vec<String>,
 }
 
+/// Where registry secrets come from, when they are to be exported.
+pub type Secrets<'a> = Option<&'a forklet_state::store::Store>;
+
 /// Every problem in the input, or what the operator reads.
-pub fn export(files: &[Input], namespace: Option<&str>) -> Result<Exported, Vec<Problem>> {
+pub fn export(
+    files: &[Input],
+    namespace: Option<&str>,
+    secrets: Secrets<'_>,
+) -> Result<Exported, Vec<Problem>> {
     let parsed: Vec<ParsedFile> = files.iter().map(crate::validate::read).collect();
     let state = DesiredState::build(&parsed, &LocalDefinitions);
     if !state.problems.is_empty() {
@@ -43,7 +52,8 @@ pub fn export(files: &[Input], namespace: Option<&str>) -> Result<Exported, Vec<
     let raw = raw_documents(files);
     let mut documents = Vec::new();
     let mut problems = Vec::new();
-    let mut pull_secrets = BTreeSet::new();
+    // Each registry secret, with the first module that pulls with it.
+    let mut pull_secrets: BTreeMap<String, (std::path::PathBuf, ObjectKey)> = BTreeMap::new();
     for manifest in parsed.iter().flat_map(|p| &p.manifests) {
         let key = manifest.key();
         let target = namespace.unwrap_or(key.namespace());
@@ -63,7 +73,11 @@ pub fn export(files: &[Input], namespace: Option<&str>) -> Result<Exported, Vec<
                     }
                 };
                 if let Some(names) = definition["spec"]["imagePullSecrets"].as_array() {
-                    pull_secrets.extend(names.iter().filter_map(Value::as_str).map(str::to_owned));
+                    for name in names.iter().filter_map(Value::as_str) {
+                        pull_secrets
+                            .entry(name.to_owned())
+                            .or_insert_with(|| (manifest.file().to_owned(), key.clone()));
+                    }
                 }
                 let source = match (&doc.spec.source.http_url, &doc.spec.source.file) {
                     (Some(url), _) => json!({"httpURL": url}),
@@ -151,6 +165,25 @@ pub fn export(files: &[Input], namespace: Option<&str>) -> Result<Exported, Vec<
             }
         }
     }
+    let mut to_create = Vec::new();
+    for (name, (file, module)) in pull_secrets {
+        let named = |message: String| {
+            let field = "spec.source: imagePullSecrets";
+            Problem::document(&file, Kind::Module, &module, field, message)
+        };
+        match secrets.map(|store| store.secret(&name)) {
+            None => to_create.push(format!(
+                "kubectl -n {OPERATOR_NAMESPACE} create secret docker-registry {name} \
+                 --docker-server=... --docker-username=... --docker-password=..."
+            )),
+            Some(Ok(Some(secret))) => documents.push(registry_secret(&secret)),
+            Some(Ok(None)) => problems.push(named(format!(
+                "registry secret {name} is named in imagePullSecrets but forklet has none \
+                 (forklet secret create docker-registry {name} ...)"
+            ))),
+            Some(Err(err)) => problems.push(named(format!("registry secret {name}: {err}"))),
+        }
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -159,16 +192,27 @@ pub fn export(files: &[Input], namespace: Option<&str>) -> Result<Exported, Vec<
         .map(|d| serde_yaml::to_string(d).expect("documents serialize"))
         .collect::<Vec<_>>()
         .join("---\n");
-    let to_create = pull_secrets
-        .into_iter()
-        .map(|name| {
-            format!(
-                "kubectl -n {OPERATOR_NAMESPACE} create secret docker-registry {name} \
-                 --docker-server=... --docker-username=... --docker-password=..."
-            )
-        })
-        .collect();
     Ok(Exported { yaml, to_create })
+}
+
+/// A registry secret as Kubernetes keeps one (`kubectl create secret
+/// docker-registry`), where the operator looks for it.
+fn registry_secret(secret: &forklet_state::store::RegistrySecret) -> Value {
+    use base64::Engine;
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let auth = b64(&format!("{}:{}", secret.username, secret.password));
+    let config = json!({"auths": {secret.server.clone(): {
+        "username": secret.username,
+        "password": secret.password,
+        "auth": auth,
+    }}});
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": secret.name, "namespace": OPERATOR_NAMESPACE},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": b64(&config.to_string())},
+    })
 }
 
 /// Each document as written, by kind and key: what is exported keeps

@@ -130,6 +130,14 @@ enum Command {
         /// Put every object (and its references) in this namespace.
         #[arg(long)]
         namespace: Option<String>,
+        /// Also print the registry secrets the modules pull with, as
+        /// kubernetes.io/dockerconfigjson Secrets, passwords included (read
+        /// from forklet's state; otherwise the commands to create them).
+        #[arg(long)]
+        include_secrets: bool,
+        /// forkletd's state directory, for --include-secrets.
+        #[arg(long, env = "FORKLET_STATE_DIR")]
+        state_dir: Option<PathBuf>,
     },
     /// Check manifest files or directories offline, as the daemon would.
     ///
@@ -282,7 +290,12 @@ fn main() -> ExitCode {
             }
             Err(why) => return fail(&why, ExitCode::from(USAGE)),
         },
-        Command::Export { paths, namespace } => {
+        Command::Export {
+            paths,
+            namespace,
+            include_secrets,
+            state_dir,
+        } => {
             let files = match validate::expand(&paths) {
                 Ok(files) => files,
                 Err(err) => return fail(&err, ExitCode::from(USAGE)),
@@ -292,7 +305,28 @@ fn main() -> ExitCode {
             {
                 return fail(&format!("--namespace: {err}"), ExitCode::from(USAGE));
             }
-            return match export::export(&files, namespace.as_deref()) {
+            let store = match include_secrets {
+                false => None,
+                true => {
+                    let db = state_dir
+                        .unwrap_or_else(paths::default_state_dir)
+                        .join("forklet.db");
+                    // Read, never made: no state, no secrets.
+                    if !db.exists() {
+                        return fail(
+                            &format!("--include-secrets: no state database at {}", db.display()),
+                            ExitCode::from(USAGE),
+                        );
+                    }
+                    match forklet_state::store::Store::open(&db) {
+                        Ok(store) => Some(store),
+                        Err(err) => {
+                            return fail(&format!("--include-secrets: {err}"), ExitCode::FAILURE);
+                        }
+                    }
+                }
+            };
+            return match export::export(&files, namespace.as_deref(), store.as_ref()) {
                 Ok(exported) => {
                     print_out(exported.yaml.trim_end());
                     for command in &exported.to_create {

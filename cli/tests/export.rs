@@ -160,3 +160,58 @@ fn what_has_no_operator_form_is_refused_by_file_and_field() {
         "{stderr}"
     );
 }
+
+#[test]
+fn include_secrets_writes_the_registry_secret_the_module_pulls_with() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    extended(dir.path());
+    let state = tempfile::tempdir().unwrap();
+    let input = dir.path().to_str().unwrap();
+    let state_dir = state.path().to_str().unwrap();
+
+    // Named but not there: refused by name, nothing printed.
+    let store = forklet_state::store::Store::open(&state.path().join("forklet.db")).unwrap();
+    let (code, yaml, stderr) = forklet(&[
+        "export",
+        input,
+        "--include-secrets",
+        "--state-dir",
+        state_dir,
+    ]);
+    assert_eq!((code, yaml.as_str()), (Some(1), ""));
+    assert!(
+        stderr.contains("registry secret regcred is named in imagePullSecrets"),
+        "{stderr}"
+    );
+
+    store
+        .create_secret(&forklet_state::store::RegistrySecret {
+            name: "regcred".into(),
+            server: "my-registry".into(),
+            username: "robot".into(),
+            password: "hunter2".into(),
+        })
+        .unwrap();
+    let (code, yaml, stderr) = forklet(&[
+        "export",
+        input,
+        "--include-secrets",
+        "--state-dir",
+        state_dir,
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let docs = documents(&yaml);
+    let secret = docs
+        .iter()
+        .find(|d| d["type"] == "kubernetes.io/dockerconfigjson")
+        .expect("the registry secret");
+    assert_eq!(secret["metadata"]["namespace"], "forkspacer-system");
+    assert_eq!(secret["metadata"]["name"], "regcred");
+    let config = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"][".dockerconfigjson"].as_str().unwrap())
+        .unwrap();
+    let config: Value = serde_json::from_slice(&config).unwrap();
+    assert_eq!(config["auths"]["my-registry"]["username"], "robot");
+    assert_eq!(config["auths"]["my-registry"]["password"], "hunter2");
+}
