@@ -7,7 +7,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
+command -v cargo-deb >/dev/null || cargo install --locked cargo-deb@3.8.0
 assets="$root/target/deb-assets"
 rm -rf "$assets"
 mkdir -p "$assets"
@@ -17,6 +17,7 @@ sed -e 's|^ExecStart=/usr/local/bin/forkletd \(.*\)|ExecStart=/usr/bin/forkletd 
     -e 's|^RuntimeDirectoryMode=0700|RuntimeDirectoryMode=0750|' \
     -e 's|^\[Service\]|[Service]\nGroup=forklet|' \
     -e '/^#   install -m/d; /^#   systemctl daemon-reload/d' \
+    -e 's|(root only)|(root and the forklet group)|' \
     systemd/forkletd.service >"$assets/forkletd.service"
 sed -e 's|^ExecStart=%h/.cargo/bin/forkletd|ExecStart=/usr/bin/forkletd|' \
     -e '/^#   cargo install/d; /^#   install -D/d' \

@@ -17,6 +17,8 @@ pub enum ClientError {
     Refused { code: ErrorCode, detail: String },
     /// A command line that cannot mean anything (exit status 2).
     Usage(String),
+    /// Stopped by a signal (exit status 130, as shells report Ctrl-C).
+    Interrupted(String),
     /// Anything else: an answer that makes no sense, a file that cannot be read.
     Api(String),
 }
@@ -49,7 +51,9 @@ impl std::fmt::Display for ClientError {
                 "forkletd closed the connection without answering ({detail}); its log says why"
             ),
             ClientError::Refused { detail, .. } => f.write_str(detail),
-            ClientError::Api(message) | ClientError::Usage(message) => f.write_str(message),
+            ClientError::Api(message)
+            | ClientError::Usage(message)
+            | ClientError::Interrupted(message) => f.write_str(message),
         }
     }
 }

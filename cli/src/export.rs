@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use forklet_state::desired::{DesiredState, kubeconfig_source};
 use forklet_state::manifest::{Kind, Manifest, ParsedFile};
-use forklet_state::source::{LocalDefinitions, definition_of};
+use forklet_state::source::{LocalDefinitions, SourceError, definition_of};
 use forklet_state::{ObjectKey, Problem};
 use forkletd::kubeconfig::{Origin, minify};
 use serde_json::{Value, json};
@@ -30,8 +30,9 @@ const OPERATOR_NAMESPACE: &str = "forkspacer-system";
 pub struct Exported {
     /// YAML documents, `---` between them.
     pub yaml: String,
-    /// Registry secrets to create before the modules can pull.
-    pub to_create: Vec<String>,
+    /// What to do besides applying them (secrets to create, what was not
+    /// known offline), a line each.
+    pub notes: Vec<String>,
 }
 
 /// Where registry secrets come from, when they are to be exported.
@@ -52,26 +53,54 @@ pub fn export(
     let raw = raw_documents(files);
     let mut documents = Vec::new();
     let mut problems = Vec::new();
+    let mut notes = Vec::new();
+    // With --namespace, two objects may land on one name: refused, never
+    // one silently replacing the other.
+    let mut landed: BTreeMap<(Kind, String), &Manifest> = BTreeMap::new();
     // Each registry secret, with the first module that pulls with it.
     let mut pull_secrets: BTreeMap<String, (std::path::PathBuf, ObjectKey)> = BTreeMap::new();
     for manifest in parsed.iter().flat_map(|p| &p.manifests) {
         let key = manifest.key();
         let target = namespace.unwrap_or(key.namespace());
         let Some(document) = raw.get(&(manifest.kind(), key.clone())) else {
+            let message = "changed while it was read: export again".to_owned();
+            problems.push(problem(manifest, "", message));
             continue;
         };
+        if let Some(first) = landed.insert(
+            (manifest.kind(), format!("{target}/{}", key.name())),
+            manifest,
+        ) {
+            let message = format!(
+                "lands on {target}/{} as {} {} does: export without --namespace, or rename one",
+                key.name(),
+                first.kind(),
+                first.key()
+            );
+            problems.push(problem(manifest, "metadata.namespace", message));
+            continue;
+        }
         let mut meta = document["metadata"].clone();
         meta["namespace"] = json!(target);
         let mut spec = document["spec"].clone();
         match manifest {
             Manifest::Module(doc) => {
-                let (definition, _) = match definition_of(doc, &LocalDefinitions) {
-                    Ok(found) => found,
-                    Err(err) => {
-                        problems.push(problem(manifest, "spec.source", format!("{err:?}")));
+                let definition = match definition_of(doc, &LocalDefinitions) {
+                    Ok((found, _)) => Some(found),
+                    // The operator fetches it itself; what it pulls with is
+                    // not known here.
+                    Err(SourceError::Unfetched { url }) => {
+                        notes.push(format!(
+                            "module {key}: its definition comes from {url}: check the imagePullSecrets it names exist in {OPERATOR_NAMESPACE}"
+                        ));
+                        None
+                    }
+                    Err(SourceError::Invalid { field, message }) => {
+                        problems.push(problem(manifest, &field, message));
                         continue;
                     }
                 };
+                let definition = definition.unwrap_or(Value::Null);
                 if let Some(names) = definition["spec"]["imagePullSecrets"].as_array() {
                     for name in names.iter().filter_map(Value::as_str) {
                         pull_secrets
@@ -79,9 +108,9 @@ pub fn export(
                             .or_insert_with(|| (manifest.file().to_owned(), key.clone()));
                     }
                 }
-                let source = match (&doc.spec.source.http_url, &doc.spec.source.file) {
-                    (Some(url), _) => json!({"httpURL": url}),
-                    (None, _) => json!({"raw": definition}),
+                let source = match &doc.spec.source.http_url {
+                    Some(url) => json!({"httpURL": url}),
+                    None => json!({"raw": definition}),
                 };
                 let workspace = doc.spec.workspace.key();
                 spec["workspace"] = json!({
@@ -127,22 +156,49 @@ pub fn export(
                             }
                         };
                     let secret = format!("{}-kubeconfig", key.name());
-                    documents.push(object(
-                        "Secret",
-                        json!({"name": secret, "namespace": target}),
-                        Value::Null,
-                    ));
-                    let last = documents.last_mut().expect("just pushed");
-                    last["apiVersion"] = json!("v1");
-                    last["type"] = json!("Opaque");
-                    last["stringData"] = json!({
-                        "kubeconfig": serde_yaml::to_string(&flat).expect("a kubeconfig serializes")
-                    });
-                    last.as_object_mut().expect("an object").remove("spec");
+                    let server = forkletd::kubeconfig::server_of(&flat).unwrap_or_default();
+                    if server.contains("://127.")
+                        || server.contains("://localhost")
+                        || server.contains("://[::1]")
+                    {
+                        notes.push(format!(
+                            "workspace {key}: its cluster is at {server}, this machine's loopback: the operator needs an address it can reach"
+                        ));
+                    }
+                    let kubeconfig = serde_yaml::to_string(&flat).expect("a kubeconfig serializes");
+                    // Credentials: printed only when asked for, as registry
+                    // passwords are.
+                    match secrets {
+                        Some(_) => documents.push(json!({
+                            "apiVersion": "v1",
+                            "kind": "Secret",
+                            "metadata": {"name": secret, "namespace": target},
+                            "type": "Opaque",
+                            "stringData": {"kubeconfig": kubeconfig},
+                        })),
+                        None => notes.push(format!(
+                            "workspace {key}: create Secret {target}/{secret} with key kubeconfig holding {} cut to its context (--include-secrets prints it)",
+                            path.display()
+                        )),
+                    }
                     spec["connection"] = json!({
                         "type": "kubeconfig",
                         "secretReference": {"name": secret, "namespace": target, "key": "kubeconfig"},
                     });
+                } else if let Some(reference) = &connection.secret_reference {
+                    // A forklet secret: the operator reads a Kubernetes one
+                    // of the same name, where the reference now points.
+                    let ref_namespace = namespace
+                        .or(reference.namespace.as_deref())
+                        .unwrap_or(forklet_state::manifest::DEFAULT_NAMESPACE);
+                    spec["connection"]["secretReference"]["namespace"] = json!(ref_namespace);
+                    notes.push(format!(
+                        "workspace {key}: create Secret {ref_namespace}/{} with key {} (forklet's generic secret of that name)",
+                        reference.name, reference.key
+                    ));
+                } else if spec.get("connection").is_none() {
+                    // forklet's default is local, the operator's in-cluster.
+                    spec["connection"] = json!({"type": "local"});
                 }
                 if let Some(auto) = spec
                     .get_mut("autoHibernation")
@@ -153,11 +209,8 @@ pub fn export(
                         .and_then(|z| z.as_str().map(str::to_owned))
                         .unwrap_or_else(|| zone.name().to_owned());
                     for field in ["schedule", "wakeSchedule"] {
-                        if let Some(Value::String(text)) = auto.get_mut(field)
-                            && !text.starts_with("CRON_TZ=")
-                            && !text.starts_with("TZ=")
-                        {
-                            *text = format!("CRON_TZ={zone} {text}");
+                        if let Some(Value::String(text)) = auto.get_mut(field) {
+                            *text = with_zone(text, &zone);
                         }
                     }
                 }
@@ -165,16 +218,15 @@ pub fn export(
             }
         }
     }
-    let mut to_create = Vec::new();
     for (name, (file, module)) in pull_secrets {
         let named = |message: String| {
             let field = "spec.source: imagePullSecrets";
             Problem::document(&file, Kind::Module, &module, field, message)
         };
         match secrets.map(|store| store.secret(&name)) {
-            None => to_create.push(format!(
-                "kubectl -n {OPERATOR_NAMESPACE} create secret docker-registry {name} \
-                 --docker-server=... --docker-username=... --docker-password=..."
+            None => notes.push(format!(
+                "module {module}: create registry Secret {OPERATOR_NAMESPACE}/{name} \
+                 (kubernetes.io/dockerconfigjson; --include-secrets prints forklet's)"
             )),
             Some(Ok(Some(secret))) => documents.push(registry_secret(&secret)),
             Some(Ok(None)) => problems.push(named(format!(
@@ -192,7 +244,22 @@ pub fn export(
         .map(|d| serde_yaml::to_string(d).expect("documents serialize"))
         .collect::<Vec<_>>()
         .join("---\n");
-    Ok(Exported { yaml, to_create })
+    Ok(Exported { yaml, notes })
+}
+
+/// `text` in `zone`, in the one form robfig/cron reads: `CRON_TZ=ZONE
+/// PATTERN`, single spaces. A prefix already there wins, as forklet reads it.
+fn with_zone(text: &str, zone: &str) -> String {
+    let text = text.trim();
+    let (zone, pattern) = match text
+        .strip_prefix("CRON_TZ=")
+        .or_else(|| text.strip_prefix("TZ="))
+    {
+        Some(rest) => rest.split_once(char::is_whitespace).unwrap_or((rest, "")),
+        None => (zone, text),
+    };
+    let pattern = pattern.split_whitespace().collect::<Vec<_>>().join(" ");
+    format!("CRON_TZ={zone} {pattern}")
 }
 
 /// A registry secret as Kubernetes keeps one (`kubectl create secret
@@ -302,4 +369,25 @@ pub fn extensions(parsed: &[ParsedFile]) -> Vec<Problem> {
         );
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schedule_gets_one_zone_in_the_form_robfig_reads() {
+        assert_eq!(
+            with_zone("0 22 * * *", "Europe/Berlin"),
+            "CRON_TZ=Europe/Berlin 0 22 * * *"
+        );
+        assert_eq!(
+            with_zone("  CRON_TZ=Asia/Tokyo\t0  22 * * *", "Europe/Berlin"),
+            "CRON_TZ=Asia/Tokyo 0 22 * * *"
+        );
+        assert_eq!(
+            with_zone("TZ=UTC @daily", "Europe/Berlin"),
+            "CRON_TZ=UTC @daily"
+        );
+    }
 }

@@ -190,7 +190,7 @@ fn main() -> ExitCode {
     {
         return fail(why, ExitCode::from(USAGE));
     }
-    let socket = cli.socket.unwrap_or_else(paths::default_socket);
+    let socket = cli.socket.unwrap_or_else(paths::client_socket);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -318,7 +318,7 @@ fn main() -> ExitCode {
                             ExitCode::from(USAGE),
                         );
                     }
-                    match forklet_state::store::Store::open(&db) {
+                    match forklet_state::store::Store::open_read_only(&db) {
                         Ok(store) => Some(store),
                         Err(err) => {
                             return fail(&format!("--include-secrets: {err}"), ExitCode::FAILURE);
@@ -329,10 +329,8 @@ fn main() -> ExitCode {
             return match export::export(&files, namespace.as_deref(), store.as_ref()) {
                 Ok(exported) => {
                     print_out(exported.yaml.trim_end());
-                    for command in &exported.to_create {
-                        eprintln!(
-                            "forklet: a module pulls with a registry secret; create it: {command}"
-                        );
+                    for note in &exported.notes {
+                        eprintln!("forklet: {note}");
                     }
                     ExitCode::SUCCESS
                 }
@@ -369,6 +367,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err @ client::ClientError::Usage(_)) => fail(&err.to_string(), ExitCode::from(USAGE)),
+        Err(err @ client::ClientError::Interrupted(_)) => {
+            fail(&err.to_string(), ExitCode::from(130))
+        }
         Err(err) => fail(&err.to_string(), ExitCode::FAILURE),
     }
 }

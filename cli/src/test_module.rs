@@ -35,12 +35,17 @@ pub struct Args {
     /// Run with this permission (repeatable); `workspace` needs --kubeconfig.
     #[arg(long, value_enum)]
     permission: Vec<PermissionArg>,
-    /// The kubeconfig a module with the `workspace` permission receives.
+    /// The kubeconfig a module with the `workspace` permission receives
+    /// (cut to one context, its files embedded, as forkletd gives it).
     #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
-    /// How long the module may take to become healthy, and each call.
-    #[arg(long, default_value = "60s")]
-    timeout: String,
+    /// The context of --kubeconfig (default: its current one).
+    #[arg(long)]
+    context: Option<String>,
+    /// How long the module may take to become healthy and to answer each
+    /// call (default: forkletd's, 60 s and 300 s).
+    #[arg(long)]
+    timeout: Option<String>,
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     output: Format,
 }
@@ -63,15 +68,21 @@ pub async fn run(args: Args) -> Result<(String, bool), ClientError> {
             eprintln!("forklet: {step}");
         }
     };
-    // Ctrl-C ends the walk, not the cleanup: the runner always goes.
+    // A signal ends the walk, not the cleanup: the runner always goes.
     let report = tokio::select! {
         report = test.walk(&progress) => Some(report),
-        _ = tokio::signal::ctrl_c() => None,
+        () = interrupted() => None,
     };
-    test.clean().await;
+    if let Err(err) = test.clean().await {
+        return Err(ClientError::Api(format!(
+            "test-module: could not clean up: {err}"
+        )));
+    }
     let Some(report) = report else {
-        let text = format!("interrupted; runner {} removed", test.runner());
-        return Ok((text, false));
+        return Err(ClientError::Interrupted(format!(
+            "interrupted; runner {} removed",
+            test.runner()
+        )));
     };
     let passed = report.passed;
     let text = match args.output {
@@ -82,10 +93,38 @@ pub async fn run(args: Args) -> Result<(String, bool), ClientError> {
     Ok((text, passed))
 }
 
+/// Ctrl-C, a closed terminal, or a polite kill.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
+    }
+}
+
+/// The longest --timeout: a day is already beyond any module.
+const TIMEOUT_MAX: u64 = 86_400;
+
 fn options(args: &Args) -> Result<Options, ClientError> {
     let usage = ClientError::Usage;
-    let timeout = crate::hibernate::parse_duration(&args.timeout)
-        .map_err(|e| usage(format!("--timeout: {e}")))?;
+    let timeout = match &args.timeout {
+        Some(text) => {
+            let secs = crate::hibernate::parse_duration(text)
+                .map_err(|e| usage(format!("--timeout: {e}")))?;
+            if secs > TIMEOUT_MAX {
+                return Err(usage(format!("--timeout: at most {TIMEOUT_MAX} s (a day)")));
+            }
+            Some(Duration::from_secs(secs.max(1)))
+        }
+        None => None,
+    };
     let mut input = match &args.config_file {
         Some(path) => mapping(path)?,
         None => Map::new(),
@@ -141,10 +180,7 @@ fn options(args: &Args) -> Result<Options, ClientError> {
         permissions.contains(&Permission::Workspace),
         &args.kubeconfig,
     ) {
-        (true, Some(path)) => Some(
-            read_text(path, KUBECONFIG_MAX)
-                .map_err(|e| usage(format!("--kubeconfig {}: {e}", path.display())))?,
-        ),
+        (true, Some(path)) => Some(kubeconfig(path, args.context.as_deref())?),
         (true, None) => {
             return Err(usage(
                 "the workspace permission needs --kubeconfig FILE (what the module receives)"
@@ -158,14 +194,29 @@ fn options(args: &Args) -> Result<Options, ClientError> {
         }
         (false, None) => None,
     };
+    let defaults = forkletd::protocol::Limits::default();
     Ok(Options {
         image: args.image.clone(),
         config,
         cpu_shares,
         memory_reservation,
         kubeconfig,
-        timeout: Duration::from_secs(timeout.max(1)),
+        health_timeout: timeout.unwrap_or(defaults.health_deadline),
+        call_timeout: timeout.unwrap_or(defaults.call_timeout),
     })
+}
+
+/// The kubeconfig as forkletd gives it to a module: one context, its
+/// certificate and key files embedded, nothing else of the file.
+fn kubeconfig(path: &std::path::Path, context: Option<&str>) -> Result<String, ClientError> {
+    use forkletd::kubeconfig::{Origin, minify};
+    let shown = |e: &dyn std::fmt::Display| {
+        ClientError::Usage(format!("--kubeconfig {}: {e}", path.display()))
+    };
+    let text = read_text(path, KUBECONFIG_MAX).map_err(|e| shown(&e))?;
+    let key = forklet_state::ObjectKey::new("default", "test-module").expect("a valid name");
+    let flat = minify(&key, Origin::File(path), &text, context).map_err(|e| shown(&e))?;
+    Ok(serde_yaml::to_string(&flat).expect("a kubeconfig serializes"))
 }
 
 fn read(path: &std::path::Path) -> Result<String, ClientError> {

@@ -48,7 +48,9 @@ fn extended(dir: &Path) {
          connection: {type: kubeconfig, kubeconfig: kubeconfig, context: kind-dev}\n  \
          autoHibernation: {enabled: true, schedule: '0 22 * * *', wakeSchedule: '0 7 * * 1-5', timezone: Europe/Berlin}\n\
          ---\napiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {name: app}\nspec:\n  \
-         workspace: {name: dev}\n  source: {file: definition.yml.def}\n  config: {}\n",
+         workspace: {name: dev}\n  source: {file: definition.yml.def}\n  config: {}\n\
+         ---\napiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {name: fetched}\nspec:\n  \
+         workspace: {name: dev}\n  source: {httpURL: 'https://defs.example.invalid/app.yaml'}\n",
     )
     .unwrap();
 }
@@ -76,13 +78,33 @@ fn every_extension_is_carried_over_and_the_output_passes_validate_operator() {
 
     let (code, yaml, stderr) = forklet(&["export", input, "--namespace", "team"]);
     assert_eq!(code, Some(0), "{stderr}");
+    // Credentials only when asked for: what to create is said instead.
+    for said in [
+        "create registry Secret forkspacer-system/regcred",
+        "create Secret team/dev-kubeconfig",
+        "its definition comes from https://defs.example.invalid/app.yaml",
+    ] {
+        assert!(stderr.contains(said), "{said}: {stderr}");
+    }
     assert!(
-        stderr.contains("create secret docker-registry regcred"),
-        "{stderr}"
+        !yaml.contains("s3cr3t") && !yaml.contains("kind: Secret"),
+        "{yaml}"
     );
     let docs = documents(&yaml);
     let find = |kind: &str| docs.iter().find(|d| d["kind"] == kind).unwrap().clone();
-    let module = find("Module");
+    let fetched = docs
+        .iter()
+        .find(|d| d["metadata"]["name"] == "fetched")
+        .unwrap();
+    assert_eq!(
+        fetched["spec"]["source"],
+        serde_json::json!({"httpURL": "https://defs.example.invalid/app.yaml"})
+    );
+    let module = docs
+        .iter()
+        .find(|d| d["metadata"]["name"] == "app")
+        .unwrap()
+        .clone();
     assert_eq!(module["metadata"]["namespace"], "team");
     assert_eq!(module["spec"]["workspace"]["namespace"], "team");
     assert_eq!(
@@ -103,19 +125,6 @@ fn every_extension_is_carried_over_and_the_output_passes_validate_operator() {
     assert_eq!(auto["schedule"], "CRON_TZ=Europe/Berlin 0 22 * * *");
     assert_eq!(auto["wakeSchedule"], "CRON_TZ=Europe/Berlin 0 7 * * 1-5");
     assert!(auto.get("timezone").is_none());
-
-    // The kubeconfig, cut to its context and with its files embedded.
-    let secret = find("Secret");
-    assert_eq!(secret["apiVersion"], "v1");
-    assert_eq!(secret["metadata"]["name"], "dev-kubeconfig");
-    let kubeconfig: Value =
-        serde_yaml::from_str(secret["stringData"]["kubeconfig"].as_str().unwrap()).unwrap();
-    assert_eq!(kubeconfig["current-context"], "kind-dev");
-    assert_eq!(kubeconfig["clusters"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        kubeconfig["clusters"][0]["cluster"]["server"],
-        "https://dev.example.invalid:6443"
-    );
 
     // Read back: valid, and nothing only forklet reads.
     let out = tempfile::tempdir().unwrap();
@@ -214,4 +223,41 @@ fn include_secrets_writes_the_registry_secret_the_module_pulls_with() {
     let config: Value = serde_json::from_slice(&config).unwrap();
     assert_eq!(config["auths"]["my-registry"]["username"], "robot");
     assert_eq!(config["auths"]["my-registry"]["password"], "hunter2");
+
+    // The kubeconfig, cut to its context and with its files embedded.
+    let secret = docs
+        .iter()
+        .find(|d| d["metadata"]["name"] == "dev-kubeconfig")
+        .unwrap();
+    assert_eq!(secret["apiVersion"], "v1");
+    assert_eq!(secret["metadata"]["name"], "dev-kubeconfig");
+    let kubeconfig: Value =
+        serde_yaml::from_str(secret["stringData"]["kubeconfig"].as_str().unwrap()).unwrap();
+    assert_eq!(kubeconfig["current-context"], "kind-dev");
+    assert_eq!(kubeconfig["clusters"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        kubeconfig["clusters"][0]["cluster"]["server"],
+        "https://dev.example.invalid:6443"
+    );
+}
+
+#[test]
+fn objects_that_would_land_on_one_name_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for ns in ["a", "b"] {
+        std::fs::write(
+            dir.path().join(format!("{ns}.yaml")),
+            format!("apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {{name: dev, namespace: {ns}}}\n"),
+        )
+        .unwrap();
+    }
+    let input = dir.path().to_str().unwrap();
+    let (code, _, _) = forklet(&["export", input]);
+    assert_eq!(code, Some(0), "apart, they are two");
+    let (code, yaml, stderr) = forklet(&["export", input, "--namespace", "team"]);
+    assert_eq!((code, yaml.as_str()), (Some(1), ""));
+    assert!(
+        stderr.contains("metadata.namespace: lands on team/dev as Workspace a/dev does"),
+        "{stderr}"
+    );
 }

@@ -80,6 +80,16 @@ async fn the_example_modules_pass_every_required_check() {
         ]
     );
     assert!(report["image_bytes"].as_i64().unwrap() > 0);
+    let checks = verdicts(&report);
+    assert!(
+        checks.contains(&("health-body".into(), "pass".into())),
+        "{checks:?}"
+    );
+    // FROM scratch, no USER: root, which is only a warning.
+    assert!(
+        checks.contains(&("user".into(), "warn".into())),
+        "{checks:?}"
+    );
 
     // As modules are published: Python as PID 1, ignoring SIGTERM by
     // itself (forklet's init stops it), a user of its own, slow to start.
@@ -117,7 +127,7 @@ async fn each_fault_fails_the_check_it_breaks() {
             "rejected: this module refuses the request",
         ),
         (&["install=garbage"], "install", "not a JSON object"),
-        (&["install=exit"], "install", "/install"),
+        (&["install=exit"], "install", "POST /install"),
         (&["sleep=\"500\""], "sleep", "500"),
         (&["sigterm=ignore"], "sigterm", "ignores SIGTERM"),
     ];
@@ -205,15 +215,14 @@ async fn ctrl_c_mid_call_still_removes_the_runner() {
         .unwrap();
     // Interrupted once the call that hangs is under way.
     let stderr = child.stderr.take().unwrap();
-    let seen = tokio::task::spawn_blocking(move || {
+    let (seen, rest) = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;
         let mut lines = std::io::BufReader::new(stderr)
             .lines()
             .map_while(Result::ok);
         let seen = lines.by_ref().any(|line| line.contains("POST /install"));
         // Read on: a closed stderr must not be what ends the command.
-        std::thread::spawn(move || lines.for_each(drop));
-        seen
+        (seen, std::thread::spawn(move || lines.collect::<Vec<_>>()))
     })
     .await
     .unwrap();
@@ -226,13 +235,13 @@ async fn ctrl_c_mid_call_still_removes_the_runner() {
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let name = stdout
-        .trim()
-        .strip_prefix("interrupted; runner ")
+    assert_eq!(out.status.code(), Some(130), "as shells report Ctrl-C");
+    let stderr = rest.join().unwrap().join("\n");
+    let name = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("forklet: interrupted; runner "))
         .and_then(|rest| rest.strip_suffix(" removed"))
-        .unwrap_or_else(|| panic!("{stdout}"));
+        .unwrap_or_else(|| panic!("{stderr}"));
     let inspect = Command::new("docker")
         .args(["container", "inspect", name])
         .output()

@@ -140,7 +140,7 @@ impl DockerRuntime {
         progress: Progress<'_>,
     ) -> Result<(), RuntimeError> {
         let image = spec.settings.image.as_str();
-        if pull_policy(image) == PullPolicy::IfNotPresent
+        if (spec.trial || pull_policy(image) == PullPolicy::IfNotPresent)
             && self.docker.inspect_image(image).await.is_ok()
         {
             return Ok(());
@@ -257,9 +257,13 @@ impl DockerRuntime {
                 MODULE_PORT.to_owned(),
                 Some(vec![loopback]),
             )])),
-            // The engine brings runners back after a reboot even before forkletd starts.
+            // The engine brings runners back after a reboot even before
+            // forkletd starts; a test runner is never brought back.
             restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                name: Some(match spec.trial {
+                    true => RestartPolicyNameEnum::NO,
+                    false => RestartPolicyNameEnum::UNLESS_STOPPED,
+                }),
                 maximum_retry_count: None,
             }),
             // An init as PID 1: a module whose own process ignores SIGTERM

@@ -27,10 +27,13 @@ pub struct Options {
     pub config: Map<String, Value>,
     pub cpu_shares: Option<i64>,
     pub memory_reservation: Option<i64>,
-    /// The `workspace` permission: the kubeconfig the runner gets.
+    /// The `workspace` permission: the kubeconfig the runner gets (cut to
+    /// one context, its files embedded, as forkletd gives it).
     pub kubeconfig: Option<String>,
-    /// For becoming healthy, and for each call.
-    pub timeout: Duration,
+    /// For becoming healthy.
+    pub health_timeout: Duration,
+    /// For each lifecycle call.
+    pub call_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -81,7 +84,11 @@ impl ModuleTest {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .subsec_nanos();
-        let instance = format!("t{:07x}{:08x}", std::process::id() & 0xfff_ffff, nanos);
+        // The first 8 characters name the container: both the process and
+        // the moment in them, so a runner left by an earlier run never
+        // takes this one's name.
+        let mixed = u64::from(std::process::id()).wrapping_mul(0x9e37_79b9) ^ u64::from(nanos);
+        let instance = format!("t{:07x}", mixed & 0xfff_ffff);
         let runtime = DockerRuntime::connect(instance.clone(), Duration::from_secs(120)).await?;
         Ok(Self {
             runtime,
@@ -94,17 +101,22 @@ impl ModuleTest {
     /// Walks the contract; `progress` hears each step as it starts.
     pub async fn walk(&self, progress: &(dyn Fn(&str) + Send + Sync)) -> Report {
         let mut checks = Vec::new();
-        let passed = self.steps(&mut checks, progress).await;
-        let image_bytes = self
+        let mut passed = self.steps(&mut checks, progress).await;
+        let image = self
             .runtime
             .docker()
             .inspect_image(&self.options.image)
             .await
-            .ok()
-            .and_then(|image| image.size);
+            .ok();
+        let image_bytes = image.as_ref().and_then(|image| image.size);
+        if passed {
+            let user = image.and_then(|image| image.config?.user);
+            checks.push(user_check(user));
+        }
+        passed &= checks.iter().all(|c| c.verdict != Verdict::Fail);
         Report {
             image: self.options.image.clone(),
-            passed: passed && checks.iter().all(|c| c.verdict != Verdict::Fail),
+            passed,
             checks,
             image_bytes,
             runner: self.runner(),
@@ -116,12 +128,20 @@ impl ModuleTest {
         self.runtime.container_name(&self.key)
     }
 
-    /// The runner and its files go, whatever happened (also after Ctrl-C).
-    pub async fn clean(&self) {
-        if let Err(err) = self.runtime.remove_runners(&self.key).await {
-            tracing::warn!(error = %err, "test-module: cannot remove the runner");
+    /// The runner and its files go, whatever happened (also after Ctrl-C);
+    /// what could not be removed is said.
+    pub async fn clean(&self) -> Result<(), String> {
+        let files = std::fs::remove_dir_all(&self.files);
+        self.runtime
+            .remove_runners(&self.key)
+            .await
+            .map_err(|err| format!("runner {}: {err}", self.runner()))?;
+        match files {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                Err(format!("{}: {err}", self.files.display()))
+            }
+            _ => Ok(()),
         }
-        let _ = std::fs::remove_dir_all(&self.files);
     }
 
     /// `false` when a step failed so that the rest could not run.
@@ -144,8 +164,8 @@ impl ModuleTest {
 
         progress("waiting for GET /health");
         let client = ModuleClient::new(Limits {
-            health_deadline: options.timeout,
-            call_timeout: options.timeout,
+            health_deadline: options.health_timeout,
+            call_timeout: options.call_timeout,
             ..Limits::default()
         });
         let since = Instant::now();
@@ -156,8 +176,7 @@ impl ModuleTest {
         checks.push(pass("health", "200".into(), since));
         checks.push(health_body(endpoint).await);
 
-        let empty = Map::new();
-        let mut metadata = empty.clone();
+        let mut metadata = Map::new();
         for (name, operation, again) in [
             ("install", Operation::Install, false),
             ("install-again", Operation::Install, true),
@@ -189,22 +208,37 @@ impl ModuleTest {
 
         progress("stopping the runner (SIGTERM)");
         let since = Instant::now();
-        match self.runtime.stop_runners(&self.key).await {
-            Ok(()) if since.elapsed() <= STOP_WITHIN => {
-                checks.push(pass("sigterm", "stopped".into(), since));
-            }
-            Ok(()) => checks.push(fail(
+        if let Err(err) = self.runtime.stop_runners(&self.key).await {
+            checks.push(fail("sigterm", err.to_string(), since));
+            return true;
+        }
+        let took = since.elapsed();
+        let state = self
+            .runtime
+            .docker()
+            .inspect_container(&self.runner(), None)
+            .await
+            .ok()
+            .and_then(|info| info.state);
+        // 137: SIGKILL, after `docker stop`'s grace ran out.
+        let killed = state.and_then(|s| s.exit_code) == Some(137);
+        checks.push(match (killed, took <= STOP_WITHIN) {
+            (true, _) => fail(
                 "sigterm",
                 format!(
-                    "still running {} s after SIGTERM, killed: the module's process ignores SIGTERM \
+                    "killed {} s after SIGTERM: the module's process ignores SIGTERM \
                      (forklet runs it under an init, which passes the signal on)",
-                    STOP_WITHIN.as_secs()
+                    took.as_secs()
                 ),
                 since,
-            )),
-            Err(err) => checks.push(fail("sigterm", err.to_string(), since)),
-        }
-        checks.push(self.user().await);
+            ),
+            (false, true) => pass("sigterm", "stopped".into(), since),
+            (false, false) => warn(
+                "sigterm",
+                format!("took {} s to stop after SIGTERM", took.as_secs()),
+                since,
+            ),
+        });
         true
     }
 
@@ -214,6 +248,11 @@ impl ModuleTest {
             Some(text) => KubeconfigFile::Write(text),
             None => KubeconfigFile::Remove,
         };
+        // Private, and made here (never one that stood already): the
+        // kubeconfig below it carries credentials, and /tmp is everyone's.
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&self.files)
+            .map_err(|err| format!("{}: {err}", self.files.display()))?;
         let files = RunnerFiles::new(&self.files)
             .write_for(&self.key, &options.config, kubeconfig)
             .map_err(|err| err.to_string())?;
@@ -233,6 +272,7 @@ impl ModuleTest {
             credentials: Vec::new(),
             missing_secrets: Vec::new(),
             controller_dir: None,
+            trial: true,
         };
         let runner = self
             .runtime
@@ -241,45 +281,49 @@ impl ModuleTest {
             .map_err(|err| err.to_string())?;
         Ok(runner.endpoint)
     }
+}
 
-    /// The specification's images run as a user of their own.
-    async fn user(&self) -> Check {
-        let since = Instant::now();
-        let user = self
-            .runtime
-            .docker()
-            .inspect_image(&self.options.image)
-            .await
-            .ok()
-            .and_then(|image| image.config?.user)
-            .unwrap_or_default();
-        match user.as_str() {
-            "" | "root" | "0" | "0:0" | "root:root" => Check {
-                verdict: Verdict::Warn,
-                ..pass(
-                    "user",
-                    "the image runs as root: a USER of its own is recommended".into(),
-                    since,
-                )
-            },
-            user => pass("user", format!("runs as {user}"), since),
-        }
+/// The specification's images run as a user of their own (`USER`, before
+/// any `:group`, neither empty nor root).
+fn user_check(user: Option<String>) -> Check {
+    let since = Instant::now();
+    let user = user.unwrap_or_default();
+    match user.split(':').next().unwrap_or_default() {
+        "" | "root" | "0" => warn(
+            "user",
+            "the image runs as root: a USER of its own is recommended".into(),
+            since,
+        ),
+        _ => pass("user", format!("runs as {user}"), since),
     }
 }
+
+/// The most of a health body read: far beyond the specification's fields.
+const HEALTH_BODY_MAX: usize = 64 << 10;
 
 /// `GET /health`'s body has the fields the specification shows.
 async fn health_body(endpoint: SocketAddr) -> Check {
     let since = Instant::now();
     let answer = async {
-        let response = reqwest::Client::new()
-            .get(format!("http://{endpoint}/health"))
+        // As forkletd's own client: straight to the runner, no proxy.
+        let client = reqwest::Client::builder()
+            .no_proxy()
             .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|err| err.to_string())?;
+        let mut response = client
+            .get(format!("http://{endpoint}/health"))
             .send()
             .await
             .map_err(|err| err.to_string())?;
-        let bytes = response.bytes().await.map_err(|err| err.to_string())?;
-        serde_json::from_slice::<Value>(&bytes[..bytes.len().min(1 << 20)])
-            .map_err(|_| "not JSON".to_owned())
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|err| err.to_string())? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > HEALTH_BODY_MAX {
+                return Err(format!("more than {HEALTH_BODY_MAX} bytes"));
+            }
+        }
+        serde_json::from_slice::<Value>(&bytes).map_err(|_| "not JSON".to_owned())
     };
     let missing: Vec<&str> = match answer.await {
         Ok(Value::Object(body)) => ["healthy", "message", "timestamp", "uptime"]
@@ -287,12 +331,7 @@ async fn health_body(endpoint: SocketAddr) -> Check {
             .filter(|field| !body.contains_key(*field))
             .collect(),
         Ok(_) => vec!["a JSON object"],
-        Err(err) => {
-            return Check {
-                verdict: Verdict::Warn,
-                ..pass("health-body", format!("the body: {err}"), since)
-            };
-        }
+        Err(err) => return warn("health-body", format!("the body: {err}"), since),
     };
     match missing.is_empty() {
         true => pass(
@@ -300,14 +339,11 @@ async fn health_body(endpoint: SocketAddr) -> Check {
             "healthy, message, timestamp, uptime".into(),
             since,
         ),
-        false => Check {
-            verdict: Verdict::Warn,
-            ..pass(
-                "health-body",
-                format!("recommended but missing: {}", missing.join(", ")),
-                since,
-            )
-        },
+        false => warn(
+            "health-body",
+            format!("recommended but missing: {}", missing.join(", ")),
+            since,
+        ),
     }
 }
 
@@ -317,6 +353,13 @@ fn pass(name: &'static str, detail: String, since: Instant) -> Check {
         verdict: Verdict::Pass,
         detail,
         millis: Some(u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)),
+    }
+}
+
+fn warn(name: &'static str, detail: String, since: Instant) -> Check {
+    Check {
+        verdict: Verdict::Warn,
+        ..pass(name, detail, since)
     }
 }
 

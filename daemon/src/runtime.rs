@@ -22,6 +22,10 @@ pub struct RunnerSpec {
     /// With the `controller` permission: the directory of the control
     /// socket meant for runners, mounted at [`CONTROLLER_MOUNT`].
     pub controller_dir: Option<PathBuf>,
+    /// A runner of `forklet test-module`: the local image is used when
+    /// there is one (the author's fresh build), and the engine never
+    /// restarts it (a test interrupted hard leaves nothing that comes back).
+    pub trial: bool,
 }
 
 /// Where a runner with the `controller` permission finds forklet's API.

@@ -33,3 +33,17 @@ pub fn default_socket() -> PathBuf {
         None => default_state_dir().join("forkletd.sock"),
     }
 }
+
+/// The system service's socket (the packaged and `systemd/` unit).
+pub const SYSTEM_SOCKET: &str = "/run/forklet/forkletd.sock";
+
+/// Where the CLI looks without being told: the user's own daemon, else the
+/// system service's (a member of the `forklet` group reaches it as is).
+pub fn client_socket() -> PathBuf {
+    let own = default_socket();
+    let system = PathBuf::from(SYSTEM_SOCKET);
+    match !own.exists() && system.exists() {
+        true => system,
+        false => own,
+    }
+}

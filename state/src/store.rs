@@ -362,6 +362,29 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens an existing database to read, never to write: nothing is made
+    /// or migrated under a daemon that may be using it (`forklet export
+    /// --include-secrets`).
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                found: version,
+                known,
+            });
+        }
+        Ok(Self {
+            conn: Mutex::new(conn),
+            reader: None,
+        })
+    }
+
     /// The connection for reads that change nothing.
     fn read(&self) -> MutexGuard<'_, Connection> {
         self.reader

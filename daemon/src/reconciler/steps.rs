@@ -281,6 +281,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
                 }
                 false => None,
             },
+            trial: false,
         };
         let (writes, key) = (self.ctx.writes.clone(), self.key.clone());
         let progress = move |line: &str| {
