@@ -27,4 +27,13 @@ grep -q '^ExecStart=/usr/bin/forkletd .*--socket-group forklet$' "$assets/forkle
 grep -q '^ExecStart=/usr/bin/forkletd$' "$assets/forkletd-user.service" ||
   { echo "deb.sh: the user unit's ExecStart did not take the packaged path" >&2; exit 1; }
 cargo build --locked --release -p forkletd -p forklet >&2
+# Manual pages, from the same definitions as --help (forklet man).
+mkdir -p "$assets/man"
+forklet="target/release/forklet"
+"$forklet" man >"$assets/man/forklet.1"
+for command in $("$forklet" --help | awk '/^Commands:/ {on = 1; next} on && /^  [a-z]/ {print $1} /^$/ {on = 0}'); do
+  [[ "$command" == help ]] && continue
+  "$forklet" man "$command" >"$assets/man/forklet-$command.1"
+done
+gzip -9n "$assets"/man/*.1
 cargo deb --locked --no-build -p forklet 2>&1 | tail -n 1

@@ -156,6 +156,13 @@ pub fn export(
                             }
                         };
                     let secret = format!("{}-kubeconfig", key.name());
+                    if forklet_state::names::check_dns_subdomain(&secret).is_err() {
+                        let message = format!(
+                            "the Secret it needs, {secret}, is longer than a Kubernetes name may be: shorten the workspace's name"
+                        );
+                        problems.push(problem(manifest, "metadata.name", message));
+                        continue;
+                    }
                     let server = forkletd::kubeconfig::server_of(&flat).unwrap_or_default();
                     if server.contains("://127.")
                         || server.contains("://localhost")
@@ -239,9 +246,12 @@ pub fn export(
     if !problems.is_empty() {
         return Err(problems);
     }
+    // Each document as JSON, which is YAML too: every string quoted, so a
+    // YAML 1.1 reader (kubectl's) never takes `yes` or `1_000` for a
+    // boolean or a number.
     let yaml = documents
         .iter()
-        .map(|d| serde_yaml::to_string(d).expect("documents serialize"))
+        .map(|d| serde_json::to_string_pretty(d).expect("documents serialize") + "\n")
         .collect::<Vec<_>>()
         .join("---\n");
     Ok(Exported { yaml, notes })

@@ -58,10 +58,12 @@ enum PermissionArg {
 
 /// The report, and whether every required check passed.
 pub async fn run(args: Args) -> Result<(String, bool), ClientError> {
+    let mut interrupts = Interrupts::register()?;
     let options = options(&args)?;
-    let test = ModuleTest::connect(options)
-        .await
-        .map_err(|err| ClientError::Api(err.to_string()))?;
+    let test = tokio::select! {
+        test = ModuleTest::connect(options) => test.map_err(|err| ClientError::Api(err.to_string()))?,
+        () = interrupts.recv() => return Err(ClientError::Interrupted("interrupted".into())),
+    };
     let quiet = args.output != Format::Table;
     let progress = move |step: &str| {
         if !quiet {
@@ -71,7 +73,7 @@ pub async fn run(args: Args) -> Result<(String, bool), ClientError> {
     // A signal ends the walk, not the cleanup: the runner always goes.
     let report = tokio::select! {
         report = test.walk(&progress) => Some(report),
-        () = interrupted() => None,
+        () = interrupts.recv() => None,
     };
     if let Err(err) = test.clean().await {
         return Err(ClientError::Api(format!(
@@ -93,19 +95,31 @@ pub async fn run(args: Args) -> Result<(String, bool), ClientError> {
     Ok((text, passed))
 }
 
-/// Ctrl-C, a closed terminal, or a polite kill.
-async fn interrupted() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        _ = hup.recv() => {}
+/// Ctrl-C, a closed terminal, or a polite kill: taken from the start, so
+/// that none arrives unheard before the walk.
+struct Interrupts {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    fn register() -> Result<Self, ClientError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let failed = |err: std::io::Error| ClientError::Api(format!("signal handlers: {err}"));
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).map_err(failed)?,
+            term: signal(SignalKind::terminate()).map_err(failed)?,
+            hup: signal(SignalKind::hangup()).map_err(failed)?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.hup.recv() => {}
+        }
     }
 }
 

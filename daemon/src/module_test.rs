@@ -123,6 +123,18 @@ impl ModuleTest {
         }
     }
 
+    /// The runner's exit status, when it is not running.
+    async fn exited(&self) -> Option<i64> {
+        let info = self
+            .runtime
+            .docker()
+            .inspect_container(&self.runner(), None)
+            .await
+            .ok()?;
+        let state = info.state?;
+        (state.running != Some(true)).then_some(state.exit_code?)
+    }
+
     /// The runner container's name.
     pub fn runner(&self) -> String {
         self.runtime.container_name(&self.key)
@@ -132,10 +144,10 @@ impl ModuleTest {
     /// what could not be removed is said.
     pub async fn clean(&self) -> Result<(), String> {
         let files = std::fs::remove_dir_all(&self.files);
-        self.runtime
-            .remove_runners(&self.key)
-            .await
-            .map_err(|err| format!("runner {}: {err}", self.runner()))?;
+        let gone = |err: RuntimeError| format!("runner {}: {err}", self.runner());
+        self.runtime.remove_runners(&self.key).await.map_err(gone)?;
+        // A create cut short by a signal may land after the list: by name too.
+        self.runtime.remove(&self.runner()).await.map_err(gone)?;
         match files {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
                 Err(format!("{}: {err}", self.files.display()))
@@ -170,7 +182,11 @@ impl ModuleTest {
         });
         let since = Instant::now();
         if let Err(err) = client.wait_healthy(endpoint).await {
-            checks.push(fail("health", err.to_string(), since));
+            let detail = match self.exited().await {
+                Some(code) => format!("{err}; the runner exited with status {code}"),
+                None => err.to_string(),
+            };
+            checks.push(fail("health", detail, since));
             return false;
         }
         checks.push(pass("health", "200".into(), since));
@@ -288,13 +304,14 @@ impl ModuleTest {
 fn user_check(user: Option<String>) -> Check {
     let since = Instant::now();
     let user = user.unwrap_or_default();
-    match user.split(':').next().unwrap_or_default() {
-        "" | "root" | "0" => warn(
+    let name = user.split(':').next().unwrap_or_default();
+    match name.is_empty() || name == "root" || name.parse::<u32>() == Ok(0) {
+        true => warn(
             "user",
             "the image runs as root: a USER of its own is recommended".into(),
             since,
         ),
-        _ => pass("user", format!("runs as {user}"), since),
+        false => pass("user", format!("runs as {user}"), since),
     }
 }
 
@@ -308,6 +325,7 @@ async fn health_body(endpoint: SocketAddr) -> Check {
         // As forkletd's own client: straight to the runner, no proxy.
         let client = reqwest::Client::builder()
             .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(5))
             .build()
             .map_err(|err| err.to_string())?;

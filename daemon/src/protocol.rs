@@ -111,6 +111,10 @@ impl ModuleClient {
         let http = reqwest::Client::builder()
             // Runners are on loopback; a proxy from the environment must not intercept.
             .no_proxy()
+            // A module's answer is its own: a redirect would send the config
+            // and metadata wherever the module points (host loopback, cloud
+            // metadata), and its status is then a wrong one.
+            .redirect(reqwest::redirect::Policy::none())
             // Plain HTTP on loopback: loading the system's CA roots would only cost memory.
             .tls_built_in_root_certs(false)
             .connect_timeout(Duration::from_secs(2))
@@ -328,6 +332,36 @@ mod tests {
         };
         assert_eq!(limits.timeout(Operation::Install), Duration::from_secs(900));
         assert_eq!(limits.timeout(Operation::Sleep), Duration::from_secs(300));
+    }
+
+    #[tokio::test]
+    async fn a_module_that_redirects_a_call_is_refused_and_nothing_follows_it() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // Where a hostile module would send the config: it must hear nothing.
+        let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = elsewhere.local_addr().unwrap();
+        let module = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = module.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = module.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{target}/steal\r\nContent-Length: 0\r\n\r\n"
+            );
+            stream.write_all(answer.as_bytes()).await.unwrap();
+        });
+        let client = ModuleClient::new(Limits::default());
+        let config = serde_json::json!({"password": "s3cret"});
+        let answer = client
+            .call(endpoint, Operation::Install, config.as_object().unwrap())
+            .await;
+        assert!(
+            matches!(&answer, Err(CallError::Status { status, .. }) if status.as_u16() == 307),
+            "{answer:?}"
+        );
+        let followed = tokio::time::timeout(Duration::from_millis(200), elsewhere.accept()).await;
+        assert!(followed.is_err(), "the redirect was followed");
     }
 
     #[test]
