@@ -19,6 +19,8 @@ pub enum ClientError {
     Usage(String),
     /// Stopped by a signal (exit status 130, as shells report Ctrl-C).
     Interrupted(String),
+    /// The daemon ended a stream a follower was reading: it is stopping.
+    StreamEnded,
     /// Anything else: an answer that makes no sense, a file that cannot be read.
     Api(String),
 }
@@ -54,6 +56,9 @@ impl std::fmt::Display for ClientError {
             ClientError::Api(message)
             | ClientError::Usage(message)
             | ClientError::Interrupted(message) => f.write_str(message),
+            ClientError::StreamEnded => {
+                f.write_str("forkletd ended the event stream (it is stopping)")
+            }
         }
     }
 }

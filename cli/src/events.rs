@@ -101,9 +101,6 @@ pub fn kind_word(kind: Kind) -> &'static str {
     }
 }
 
-/// What a follower says when the daemon ends the stream (it is stopping).
-pub const STREAM_ENDED: &str = "forkletd ended the event stream (it is stopping)";
-
 /// The longest event frame read: far beyond any event's message.
 const FRAME_MAX: usize = 1 << 20;
 
@@ -150,6 +147,6 @@ pub async fn follow(
             "the event stream sent more than {FRAME_MAX} bytes without an event"
         ))),
         // The daemon ended it: a follower must not look like one that finished.
-        _ => Err(ClientError::Api(STREAM_ENDED.into())),
+        _ => Err(ClientError::StreamEnded),
     }
 }

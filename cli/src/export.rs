@@ -22,7 +22,85 @@ use forklet_state::{ObjectKey, Problem};
 use forkletd::kubeconfig::{Origin, minify};
 use serde_json::{Value, json};
 
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use forklet_state::paths;
+
 use crate::validate::Input;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Put every object (and its references) in this namespace.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Also print the secrets: the registry secrets the modules pull with
+    /// (kubernetes.io/dockerconfigjson, passwords included, read from
+    /// forklet's state) and the workspaces' kubeconfigs; otherwise what to
+    /// create is said on stderr.
+    #[arg(long)]
+    include_secrets: bool,
+    /// forkletd's state directory, for --include-secrets.
+    #[arg(long, env = "FORKLET_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+/// `forklet export`: YAML on stdout, notes and problems on stderr.
+pub fn run(args: Args) -> ExitCode {
+    let usage = |message: String| {
+        eprintln!("forklet: {message}");
+        ExitCode::from(crate::USAGE)
+    };
+    let files = match crate::validate::expand(&args.paths) {
+        Ok(files) => files,
+        Err(err) => return usage(err),
+    };
+    if let Some(ns) = &args.namespace
+        && let Err(err) = forklet_state::names::check_dns_label(ns)
+    {
+        return usage(format!("--namespace: {err}"));
+    }
+    let store = match args.include_secrets {
+        false => None,
+        true => {
+            let db = args
+                .state_dir
+                .unwrap_or_else(paths::default_state_dir)
+                .join("forklet.db");
+            // Read, never made: no state, no secrets.
+            if !db.exists() {
+                return usage(format!(
+                    "--include-secrets: no state database at {}",
+                    db.display()
+                ));
+            }
+            match forklet_state::store::Store::open_read_only(&db) {
+                Ok(store) => Some(store),
+                Err(err) => {
+                    eprintln!("forklet: --include-secrets: {err}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    match export(&files, args.namespace.as_deref(), store.as_ref()) {
+        Ok(exported) => {
+            crate::print_out(exported.yaml.trim_end());
+            for note in &exported.notes {
+                eprintln!("forklet: {note}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// The namespace of the operator's registry secrets.
 const OPERATOR_NAMESPACE: &str = "forkspacer-system";

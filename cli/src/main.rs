@@ -124,21 +124,7 @@ enum Command {
     ///
     /// Exit status: 0 exported, 1 when a manifest is invalid or uses
     /// something with no operator form, 2 on usage errors.
-    Export {
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// Put every object (and its references) in this namespace.
-        #[arg(long)]
-        namespace: Option<String>,
-        /// Also print the registry secrets the modules pull with, as
-        /// kubernetes.io/dockerconfigjson Secrets, passwords included (read
-        /// from forklet's state; otherwise the commands to create them).
-        #[arg(long)]
-        include_secrets: bool,
-        /// forkletd's state directory, for --include-secrets.
-        #[arg(long, env = "FORKLET_STATE_DIR")]
-        state_dir: Option<PathBuf>,
-    },
+    Export(export::Args),
     /// Check manifest files or directories offline, as the daemon would.
     ///
     /// Exit status: 0 when everything is valid, 1 when anything is not,
@@ -290,58 +276,7 @@ fn main() -> ExitCode {
             }
             Err(why) => return fail(&why, ExitCode::from(USAGE)),
         },
-        Command::Export {
-            paths,
-            namespace,
-            include_secrets,
-            state_dir,
-        } => {
-            let files = match validate::expand(&paths) {
-                Ok(files) => files,
-                Err(err) => return fail(&err, ExitCode::from(USAGE)),
-            };
-            if let Some(ns) = &namespace
-                && let Err(err) = forklet_state::names::check_dns_label(ns)
-            {
-                return fail(&format!("--namespace: {err}"), ExitCode::from(USAGE));
-            }
-            let store = match include_secrets {
-                false => None,
-                true => {
-                    let db = state_dir
-                        .unwrap_or_else(paths::default_state_dir)
-                        .join("forklet.db");
-                    // Read, never made: no state, no secrets.
-                    if !db.exists() {
-                        return fail(
-                            &format!("--include-secrets: no state database at {}", db.display()),
-                            ExitCode::from(USAGE),
-                        );
-                    }
-                    match forklet_state::store::Store::open_read_only(&db) {
-                        Ok(store) => Some(store),
-                        Err(err) => {
-                            return fail(&format!("--include-secrets: {err}"), ExitCode::FAILURE);
-                        }
-                    }
-                }
-            };
-            return match export::export(&files, namespace.as_deref(), store.as_ref()) {
-                Ok(exported) => {
-                    print_out(exported.yaml.trim_end());
-                    for note in &exported.notes {
-                        eprintln!("forklet: {note}");
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(problems) => {
-                    for problem in &problems {
-                        eprintln!("{problem}");
-                    }
-                    ExitCode::FAILURE
-                }
-            };
-        }
+        Command::Export(args) => return export::run(args),
         Command::Validate {
             paths,
             fetch,

@@ -128,6 +128,11 @@ const TIMEOUT_MAX: u64 = 86_400;
 
 fn options(args: &Args) -> Result<Options, ClientError> {
     let usage = ClientError::Usage;
+    if args.image.trim().is_empty() {
+        return Err(usage(
+            "give the module image, e.g. my-registry/my-module:v1".into(),
+        ));
+    }
     let timeout = match &args.timeout {
         Some(text) => {
             let secs = crate::hibernate::parse_duration(text)
@@ -144,9 +149,10 @@ fn options(args: &Args) -> Result<Options, ClientError> {
         None => Map::new(),
     };
     for pair in &args.config {
-        let (key, value) = pair
-            .split_once('=')
-            .ok_or_else(|| usage(format!("--config {pair}: give KEY=VALUE")))?;
+        let (key, value) = pair.split_once('=').ok_or_else(|| {
+            let shown: String = pair.chars().take(80).collect();
+            usage(format!("--config {shown}: give KEY=VALUE"))
+        })?;
         let value: Value =
             serde_yaml::from_str(value).map_err(|e| usage(format!("--config {pair}: {e}")))?;
         input.insert(key.to_owned(), value);
@@ -238,7 +244,9 @@ fn read(path: &std::path::Path) -> Result<String, ClientError> {
 }
 
 fn mapping(path: &std::path::Path) -> Result<Map<String, Value>, ClientError> {
-    match serde_yaml::from_str::<Value>(&read(path)?) {
+    // Read as manifests are: a key given twice is an error.
+    let first = forklet_state::yaml::documents(&read(path)?).next();
+    match first.unwrap_or(Ok(Value::Null)) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(ClientError::Usage(format!(
             "{}: not a mapping of config values",

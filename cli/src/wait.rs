@@ -29,8 +29,6 @@ enum Condition {
     Deleted,
 }
 
-use crate::events::STREAM_ENDED;
-
 /// `Ok(true)` when the condition was met in time.
 pub async fn run(client: &Client, args: Args) -> Result<(String, bool), ClientError> {
     let usage = ClientError::Usage;
@@ -83,7 +81,7 @@ pub async fn run(client: &Client, args: Args) -> Result<(String, bool), ClientEr
         match tokio::time::timeout(left, next).await {
             Ok(Ok(Some(id))) => after = id,
             // The stream ended (the daemon stopped): nothing more will come.
-            Ok(Ok(None)) => return Err(ClientError::Api(STREAM_ENDED.into())),
+            Ok(Ok(None)) => return Err(ClientError::StreamEnded),
             Ok(Err(err)) => return Err(err),
             Err(_) => {
                 let last = match &now {
@@ -123,7 +121,7 @@ async fn follow_one(client: &Client, key: &str, after: i64) -> Result<Option<i64
     .await;
     match followed {
         Ok(()) => Ok(seen),
-        Err(ClientError::Api(text)) if text == STREAM_ENDED => Ok(None),
+        Err(ClientError::StreamEnded) => Ok(None),
         Err(err) => Err(err),
     }
 }
