@@ -191,11 +191,6 @@ fn options(args: &Args) -> Result<Options, ClientError> {
             })?
         }
     };
-    if permissions.contains(&Permission::Controller) {
-        return Err(usage(
-            "the controller permission needs forkletd's API, which test-module does not run".into(),
-        ));
-    }
     let kubeconfig = match (
         permissions.contains(&Permission::Workspace),
         &args.kubeconfig,
@@ -223,6 +218,7 @@ fn options(args: &Args) -> Result<Options, ClientError> {
         kubeconfig,
         health_timeout: timeout.unwrap_or(defaults.health_deadline),
         call_timeout: timeout.unwrap_or(defaults.call_timeout),
+        controller: permissions.contains(&Permission::Controller),
     })
 }
 

@@ -248,3 +248,46 @@ async fn ctrl_c_mid_call_still_removes_the_runner() {
         .unwrap();
     assert!(!inspect.status.success(), "{name} is gone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_module_finds_forklet_s_api_and_a_refusal_shows_its_reason() {
+    if !example_images().await {
+        return;
+    }
+    let (code, report) = test_module(&[
+        HELLO_IMAGE,
+        "--permission",
+        "controller",
+        "--config",
+        "probeControlApi=true",
+        "--timeout",
+        "20s",
+    ]);
+    assert_eq!(code, Some(0), "{report:#}");
+    // The module asked the API mounted at /forklet, as under forkletd.
+    assert_eq!(
+        report["metadata"]["controlApi"], "HTTP/1.1 200 OK",
+        "{report:#}"
+    );
+    assert!(!left_behind(&report));
+
+    // A module that refuses: its 400 and its words, in the failure.
+    let (code, report) = test_module(&[
+        HELLO_IMAGE,
+        "--config",
+        "reject=replicas must be at most 3",
+        "--timeout",
+        "20s",
+    ]);
+    assert_eq!(code, Some(1));
+    let install = &report["checks"][3];
+    assert_eq!(
+        (&install["name"], &install["verdict"]),
+        (&"install".into(), &"fail".into())
+    );
+    let detail = install["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("400") && detail.contains("replicas must be at most 3"),
+        "{detail}"
+    );
+}

@@ -34,6 +34,9 @@ pub struct Options {
     pub health_timeout: Duration,
     /// For each lifecycle call.
     pub call_timeout: Duration,
+    /// The `controller` permission: forklet's read-only API mounted at
+    /// `/forklet`, as forkletd mounts it (here with no other module).
+    pub controller: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -65,6 +68,8 @@ pub struct Report {
     pub image_bytes: Option<i64>,
     /// The runner container's name (removed when the test ends).
     pub runner: String,
+    /// What the module returned last (install, sleep, resume).
+    pub metadata: Map<String, Value>,
 }
 
 /// One test run: its runner, its files, and what it found.
@@ -73,6 +78,8 @@ pub struct ModuleTest {
     key: ObjectKey,
     files: PathBuf,
     options: Options,
+    /// Ends the controller socket's server.
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl ModuleTest {
@@ -95,13 +102,15 @@ impl ModuleTest {
             key: ObjectKey::new("default", "test-module").expect("a valid name"),
             files: std::env::temp_dir().join(format!("forklet-test-module-{instance}")),
             options,
+            shutdown: tokio_util::sync::CancellationToken::new(),
         })
     }
 
     /// Walks the contract; `progress` hears each step as it starts.
     pub async fn walk(&self, progress: &(dyn Fn(&str) + Send + Sync)) -> Report {
         let mut checks = Vec::new();
-        let mut passed = self.steps(&mut checks, progress).await;
+        let mut metadata = Map::new();
+        let mut passed = self.steps(&mut checks, &mut metadata, progress).await;
         let image = self
             .runtime
             .docker()
@@ -120,7 +129,42 @@ impl ModuleTest {
             checks,
             image_bytes,
             runner: self.runner(),
+            metadata,
         }
+    }
+
+    /// forklet's workspace-scoped API for a `controller` module, served as
+    /// forkletd serves it, from a state of its own that holds no module.
+    fn controller_socket(&self) -> Result<PathBuf, String> {
+        use std::sync::Arc;
+        use tokio::sync::{mpsc, watch};
+        let store = forklet_state::store::Store::open(&self.files.join("state.db"))
+            .map_err(|err| err.to_string())?;
+        let store = Arc::new(store);
+        let (refresh, _) = mpsc::unbounded_channel();
+        let (look_again, _) = mpsc::unbounded_channel();
+        let (commands, _) = mpsc::unbounded_channel();
+        let api = crate::api::ApiState {
+            writes: crate::store_thread::StoreThread::start(store.clone()),
+            store,
+            desired: watch::channel(Arc::default()).1,
+            refresh,
+            look_again,
+            clusters: watch::channel(crate::cluster::Book::default()).1,
+            commands,
+            hibernation: watch::channel(Arc::default()).1,
+            overrides_changed: Arc::default(),
+            scope: None,
+            docker: None,
+            shutdown: self.shutdown.clone(),
+        };
+        let sockets = crate::controller_sockets::ControllerSockets::new(
+            self.files.join("controller"),
+            api,
+            self.shutdown.clone(),
+        );
+        let workspace = ObjectKey::new("default", "test-workspace").expect("a valid name");
+        sockets.dir(&workspace).map_err(|err| err.to_string())
     }
 
     /// The runner's exit status, when it is not running.
@@ -143,6 +187,7 @@ impl ModuleTest {
     /// The runner and its files go, whatever happened (also after Ctrl-C);
     /// what could not be removed is said.
     pub async fn clean(&self) -> Result<(), String> {
+        self.shutdown.cancel();
         let files = std::fs::remove_dir_all(&self.files);
         let gone = |err: RuntimeError| format!("runner {}: {err}", self.runner());
         self.runtime.remove_runners(&self.key).await.map_err(gone)?;
@@ -160,6 +205,7 @@ impl ModuleTest {
     async fn steps(
         &self,
         checks: &mut Vec<Check>,
+        metadata: &mut Map<String, Value>,
         progress: &(dyn Fn(&str) + Send + Sync),
     ) -> bool {
         let options = &self.options;
@@ -192,7 +238,6 @@ impl ModuleTest {
         checks.push(pass("health", "200".into(), since));
         checks.push(health_body(endpoint).await);
 
-        let mut metadata = Map::new();
         for (name, operation, again) in [
             ("install", Operation::Install, false),
             ("install-again", Operation::Install, true),
@@ -201,7 +246,7 @@ impl ModuleTest {
             ("uninstall", Operation::Uninstall, false),
         ] {
             progress(&format!("POST {}", operation.path()));
-            let body = call_body(&metadata, &options.config);
+            let body = call_body(metadata, &options.config);
             let since = Instant::now();
             match client.call(endpoint, operation, &body).await {
                 Ok(answer) => {
@@ -212,7 +257,7 @@ impl ModuleTest {
                     };
                     checks.push(pass(name, what.to_owned(), since));
                     if let Some(answer) = answer {
-                        metadata = answer;
+                        *metadata = answer;
                     }
                 }
                 Err(err) => {
@@ -272,6 +317,10 @@ impl ModuleTest {
         let files = RunnerFiles::new(&self.files)
             .write_for(&self.key, &options.config, kubeconfig)
             .map_err(|err| err.to_string())?;
+        let controller_dir = match options.controller {
+            true => Some(self.controller_socket()?),
+            false => None,
+        };
         let spec = RunnerSpec {
             key: self.key.clone(),
             settings: RunnerSettings {
@@ -281,13 +330,13 @@ impl ModuleTest {
                 cpu_shares: options.cpu_shares,
                 memory_reservation: options.memory_reservation,
                 pull_secrets: Vec::new(),
-                controller: false,
+                controller: options.controller,
                 network: None,
             },
             files_dir: files,
             credentials: Vec::new(),
             missing_secrets: Vec::new(),
-            controller_dir: None,
+            controller_dir,
             trial: true,
         };
         let runner = self
