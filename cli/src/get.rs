@@ -287,19 +287,29 @@ fn module_row(module: &ModuleView, phase: String, wide: bool, now: DateTime<Utc>
 }
 
 fn module_table(rows: &[Vec<String>], wide: bool, paint: Paint) -> String {
-    let mut header = vec![
-        "NAME",
-        "NAMESPACE",
-        "WORKSPACE",
-        "PHASE",
-        "AGE",
-        "LAST ACTIVITY",
-    ];
+    let header = columns(
+        &[
+            "NAME",
+            "NAMESPACE",
+            "WORKSPACE",
+            "PHASE",
+            "AGE",
+            "LAST ACTIVITY",
+        ],
+        &["IMAGE", "CONTAINER", "NETWORK", "DEFINITION"],
+        wide,
+    );
+    render_toned(&header, rows, paint, phase_column(&header))
+}
+
+/// A table's columns: `wide` adds its own before MESSAGE, which is last.
+fn columns(base: &[&'static str], wide_only: &[&'static str], wide: bool) -> Vec<&'static str> {
+    let mut header = base.to_vec();
     if wide {
-        header.extend(["IMAGE", "CONTAINER", "NETWORK", "DEFINITION"]);
+        header.extend(wide_only);
     }
     header.push("MESSAGE");
-    render_toned(&header, rows, paint, phase_column(&header))
+    header
 }
 
 /// Colours the PHASE column, and nothing else.
@@ -417,21 +427,20 @@ fn workspace_table(workspaces: &[WorkspaceView], wide: bool, paint: Paint) -> St
 }
 
 fn workspace_header(wide: bool) -> Vec<&'static str> {
-    let mut header = vec![
-        "NAME",
-        "NAMESPACE",
-        "PHASE",
-        "CONNECTION",
-        "CLUSTER",
-        "MODULES",
-        "NEXT",
-        "OVERRIDE",
-    ];
-    if wide {
-        header.extend(["SCHEDULE", "NETWORK", "FILE", "SLEEP REASON"]);
-    }
-    header.push("MESSAGE");
-    header
+    columns(
+        &[
+            "NAME",
+            "NAMESPACE",
+            "PHASE",
+            "CONNECTION",
+            "CLUSTER",
+            "MODULES",
+            "NEXT",
+            "OVERRIDE",
+        ],
+        &["SCHEDULE", "NETWORK", "FILE", "SLEEP REASON"],
+        wide,
+    )
 }
 
 fn workspace_row(w: &WorkspaceView, wide: bool, now: DateTime<Utc>) -> Vec<String> {
