@@ -106,6 +106,15 @@ pub struct ModuleClient {
     limits: Limits,
 }
 
+/// Health polls of a runner that may still start quickly: at most this far
+/// apart, so forklet sees it about as soon as a hand-written loop would.
+const QUICK_PAUSE: Duration = Duration::from_millis(8);
+/// How long a runner counts as possibly quick.
+const QUICK_WHILE: Duration = Duration::from_secs(5);
+/// Polls of a slow starter: milliseconds no longer matter, the engine's
+/// port proxy's work per attempt does.
+const SLOW_PAUSE: Duration = Duration::from_millis(100);
+
 impl ModuleClient {
     pub fn new(limits: Limits) -> Self {
         let http = reqwest::Client::builder()
@@ -125,11 +134,14 @@ impl ModuleClient {
     }
 
     /// Polls `GET /health` until it answers 200 (and not `"healthy": false`),
-    /// starting at a few milliseconds so a fast module is seen at once.
+    /// starting at a millisecond so a fast module is seen at once, every
+    /// few milliseconds while a module may still be quick (a second's start
+    /// is seen within [`QUICK_PAUSE`]), then less often.
     pub async fn wait_healthy(&self, endpoint: SocketAddr) -> Result<(), CallError> {
-        let deadline = Instant::now() + self.limits.health_deadline;
+        let started = Instant::now();
+        let deadline = started + self.limits.health_deadline;
         let url = format!("http://{endpoint}/health");
-        let mut pause = Duration::from_millis(2);
+        let mut pause = Duration::from_millis(1);
         loop {
             let last = match self.health_once(&url).await {
                 Ok(()) => return Ok(()),
@@ -142,7 +154,11 @@ impl ModuleClient {
                 });
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(20));
+            let cap = match started.elapsed() < QUICK_WHILE {
+                true => QUICK_PAUSE,
+                false => SLOW_PAUSE,
+            };
+            pause = (pause * 2).min(cap);
         }
     }
 
