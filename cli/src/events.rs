@@ -1,6 +1,6 @@
 //! `forklet events [-w]`, and the event stream `get -w` and `wait` follow.
 
-use forklet_state::api::{Kind, StreamEventView};
+use forklet_state::api::StreamEventView;
 
 use crate::client::{Client, ClientError};
 use crate::table::{Format, render, structured};
@@ -81,7 +81,7 @@ fn rows(events: &[StreamEventView], header: bool) -> String {
             vec![
                 e.at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
                 e.reason.to_string(),
-                format!("{}/{}/{}", kind_word(e.kind), e.namespace, e.name),
+                format!("{}/{}/{}", e.kind.noun(), e.namespace, e.name),
                 e.message.clone(),
             ]
         })
@@ -90,14 +90,6 @@ fn rows(events: &[StreamEventView], header: bool) -> String {
     match header {
         true => text,
         false => text.lines().skip(1).collect::<Vec<_>>().join("\n"),
-    }
-}
-
-/// `module` or `workspace`, as `kubectl` names kinds in `kind/name`.
-pub fn kind_word(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Module => "module",
-        Kind::Workspace => "workspace",
     }
 }
 

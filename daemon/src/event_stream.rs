@@ -127,10 +127,7 @@ async fn follow(
             after = event.id;
             let id = event.id.to_string();
             // The SSE event type: what the data describes.
-            let kind = match event.kind {
-                Kind::Module => "module",
-                Kind::Workspace => "workspace",
-            };
+            let kind = event.kind.noun();
             let Ok(data) = serde_json::to_string(&view(event)) else {
                 continue;
             };

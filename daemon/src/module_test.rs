@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::docker::DockerRuntime;
-use crate::protocol::{Limits, ModuleClient, call_body};
+use crate::protocol::{BodyError, Limits, ModuleClient, call_body, read_limited};
 use crate::runner_files::{KubeconfigFile, RunnerFiles};
 use crate::runtime::{RunnerSpec, Runtime, RuntimeError};
 
@@ -236,7 +236,7 @@ impl ModuleTest {
             return false;
         }
         checks.push(pass("health", "200".into(), since));
-        checks.push(health_body(endpoint).await);
+        checks.push(health_body(&client, endpoint).await);
 
         for (name, operation, again) in [
             ("install", Operation::Install, false),
@@ -368,28 +368,18 @@ fn user_check(user: Option<String>) -> Check {
 const HEALTH_BODY_MAX: usize = 64 << 10;
 
 /// `GET /health`'s body has the fields the specification shows.
-async fn health_body(endpoint: SocketAddr) -> Check {
+async fn health_body(client: &ModuleClient, endpoint: SocketAddr) -> Check {
     let since = Instant::now();
     let answer = async {
-        // As forkletd's own client: straight to the runner, no proxy.
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|err| err.to_string())?;
-        let mut response = client
-            .get(format!("http://{endpoint}/health"))
-            .send()
+        // forkletd's own client: straight to the runner, no proxy, no redirect.
+        let url = format!("http://{endpoint}/health");
+        let response = client.get(&url, Duration::from_secs(5)).await?;
+        let bytes = read_limited(response, HEALTH_BODY_MAX)
             .await
-            .map_err(|err| err.to_string())?;
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|err| err.to_string())? {
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() > HEALTH_BODY_MAX {
-                return Err(format!("more than {HEALTH_BODY_MAX} bytes"));
-            }
-        }
+            .map_err(|err| match err {
+                BodyError::TooLarge => format!("more than {HEALTH_BODY_MAX} bytes"),
+                BodyError::Transport(detail) => detail,
+            })?;
         serde_json::from_slice::<Value>(&bytes).map_err(|_| "not JSON".to_owned())
     };
     let missing: Vec<&str> = match answer.await {

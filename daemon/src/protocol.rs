@@ -162,14 +162,22 @@ impl ModuleClient {
         }
     }
 
-    async fn health_once(&self, url: &str) -> Result<(), String> {
-        let response = self
-            .http
+    /// `GET url` on a runner, as every call goes: no proxy, no redirect.
+    pub(crate) async fn get(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, String> {
+        self.http
             .get(url)
-            .timeout(Duration::from_secs(2))
+            .timeout(timeout)
             .send()
             .await
-            .map_err(|err| error_chain(&err))?;
+            .map_err(|err| error_chain(&err))
+    }
+
+    async fn health_once(&self, url: &str) -> Result<(), String> {
+        let response = self.get(url, Duration::from_secs(2)).await?;
         let status = response.status();
         let body = read_limited(response, self.limits.max_body)
             .await
@@ -302,12 +310,16 @@ impl ModuleApi for ModuleClient {
     }
 }
 
-enum BodyError {
+pub(crate) enum BodyError {
     TooLarge,
     Transport(String),
 }
 
-async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+/// A response's body, refused past `limit` bytes.
+pub(crate) async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError> {
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()

@@ -25,6 +25,16 @@ pub enum Kind {
     Module,
 }
 
+impl Kind {
+    /// `module` or `workspace`, as kubectl writes kinds in `kind/name`.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::Workspace => "workspace",
+            Kind::Module => "module",
+        }
+    }
+}
+
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
