@@ -3,13 +3,14 @@
 //! Containers are found by label, never by remembered id alone: the labels
 //! are what lets a restarted daemon adopt its runners.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, HostConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, ContainerSummaryStateEnum,
+    HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
@@ -49,6 +50,20 @@ pub struct DockerRuntime {
     instance: String,
     /// How long an image pull may go without any progress.
     pull_stall: Duration,
+    /// Every runner as one list at start-up showed them: a restart looks
+    /// at a thousand runners with one call to the engine, not one each.
+    start_list: Arc<Mutex<Option<StartList>>>,
+}
+
+/// How long the start-up list stands for what the engine has: the workers
+/// of a restart look at their runners within moments.
+const START_LIST_FRESH: Duration = Duration::from_secs(10);
+
+struct StartList {
+    at: Instant,
+    runners: HashMap<ObjectKey, Vec<Seen>>,
+    /// Modules whose part was taken: any later look asks the engine.
+    taken: HashSet<ObjectKey>,
 }
 
 impl DockerRuntime {
@@ -75,7 +90,74 @@ impl DockerRuntime {
             docker,
             instance,
             pull_stall,
+            start_list: Arc::default(),
         })
+    }
+
+    /// Lists every runner of this instance at once, for the first look of
+    /// each module's worker (within [`START_LIST_FRESH`]).
+    pub async fn list_at_start(&self) -> Result<(), RuntimeError> {
+        let labels = [format!("{LABEL_INSTANCE}={}", self.instance)];
+        let listed = timed_docker("list", async {
+            labelled(&self.docker, &labels)
+                .await
+                .map_err(engine("list containers"))
+        })
+        .await?;
+        let mut runners: HashMap<ObjectKey, Vec<Seen>> = HashMap::new();
+        for seen in listed.into_iter().filter_map(Seen::listed) {
+            if let Some(key) = seen
+                .labels
+                .get(LABEL_MODULE)
+                .and_then(|m| ObjectKey::parse(m))
+            {
+                runners.entry(key).or_default().push(seen);
+            }
+        }
+        *self.start_list.lock().unwrap_or_else(|e| e.into_inner()) = Some(StartList {
+            at: Instant::now(),
+            runners,
+            taken: HashSet::new(),
+        });
+        Ok(())
+    }
+
+    /// `key`'s runners: from the start-up list on the first look, while it
+    /// is fresh; then by name, as forkletd makes runners under one name
+    /// only (a lookup for the engine, where a label filter goes through
+    /// every container it has).
+    async fn look(&self, key: &ObjectKey) -> Result<Vec<Seen>, RuntimeError> {
+        if let Some(listed) = self.take_from_start_list(key) {
+            return Ok(listed);
+        }
+        let name = self.container_name(key);
+        let inspect = self.docker.inspect_container(&name, None);
+        match timed_docker("inspect", inspect).await {
+            Ok(info) => Ok(Seen::inspected(info).into_iter().collect()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(Vec::new()),
+            Err(err) => Err(engine("inspect container")(err)),
+        }
+    }
+
+    /// `key`'s runners from the start-up list, once, while it is fresh.
+    fn take_from_start_list(&self, key: &ObjectKey) -> Option<Vec<Seen>> {
+        let mut guard = self.start_list.lock().unwrap_or_else(|e| e.into_inner());
+        let list = guard.as_mut()?;
+        if list.at.elapsed() > START_LIST_FRESH {
+            *guard = None;
+            return None;
+        }
+        if !list.taken.insert(key.clone()) {
+            return None;
+        }
+        Some(list.runners.remove(key).unwrap_or_default())
+    }
+
+    /// The instance id its runners are labelled with.
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     pub fn docker(&self) -> &Docker {
@@ -132,19 +214,14 @@ impl DockerRuntime {
         }
     }
 
-    /// Pulls `spec`'s image if the policy asks for it, with the registry
-    /// secret that fits its server, reporting progress.
-    async fn ensure_image(
+    /// Pulls `spec`'s image with the registry secret that fits its server,
+    /// reporting progress.
+    async fn pull_image(
         &self,
         spec: &RunnerSpec,
         progress: Progress<'_>,
     ) -> Result<(), RuntimeError> {
         let image = spec.settings.image.as_str();
-        if (spec.trial || pull_policy(image) == PullPolicy::IfNotPresent)
-            && self.docker.inspect_image(image).await.is_ok()
-        {
-            return Ok(());
-        }
         let secret = credentials_for(image, &spec.credentials);
         tracing::info!(
             image,
@@ -225,7 +302,14 @@ impl DockerRuntime {
             return Err(RuntimeError::MissingSecrets(spec.missing_secrets.clone()));
         }
         let settings = &spec.settings;
-        self.ensure_image(spec, progress).await?;
+        // `Always` pulls first. Otherwise (and for a test runner, which is
+        // the author's local build) the image is pulled only when the
+        // engine has none: found out by creating, not by a look before, so
+        // a start costs one round trip fewer.
+        let mut pulled = !(spec.trial || pull_policy(&settings.image) == PullPolicy::IfNotPresent);
+        if pulled {
+            self.pull_image(spec, progress).await?;
+        }
         let mut env = vec!["PORT=8080".to_owned()];
         if settings.kubeconfig {
             env.push("KUBECONFIG=/forkspacer/workspace_kubeconfig".to_owned());
@@ -286,35 +370,50 @@ impl DockerRuntime {
         };
         let name = self.container_name(&spec.key);
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
-        let created = match self
-            .docker
-            .create_container(Some(options.clone()), body.clone())
-            .await
-        {
-            // The name is taken. Only a container labelled as this module's
-            // runner of this instance may be replaced (one the list missed,
-            // e.g. created by a step that was interrupted); anything else
-            // belongs to someone else and is left alone.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => {
-                let holder = self
-                    .docker
-                    .inspect_container(&name, None)
-                    .await
-                    .map_err(engine("inspect container"))?;
-                let labels = holder.config.and_then(|c| c.labels).unwrap_or_default();
-                let ours = labels.get(LABEL_INSTANCE) == Some(&self.instance)
-                    && labels.get(LABEL_MODULE) == Some(&spec.key.to_string());
-                if !ours {
-                    return Err(RuntimeError::NameTaken { name });
+        let mut freed = false;
+        loop {
+            let created = self
+                .docker
+                .create_container(Some(options.clone()), body.clone())
+                .await;
+            match created {
+                Ok(created) => return Ok(created.id),
+                // 404 is also a network that is gone: only a missing image is pulled.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) if !pulled && self.docker.inspect_image(&settings.image).await.is_err() => {
+                    self.pull_image(spec, progress).await?;
+                    pulled = true;
                 }
-                self.remove(&name).await?;
-                self.docker.create_container(Some(options), body).await
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409, ..
+                }) if !freed => {
+                    self.free_name(spec, &name).await?;
+                    freed = true;
+                }
+                Err(err) => return Err(engine("create container")(err)),
             }
-            other => other,
-        };
-        Ok(created.map_err(engine("create container"))?.id)
+        }
+    }
+
+    /// Removes what holds `name`, if it is this module's runner of this
+    /// instance (one the list missed, e.g. created by a step that was
+    /// interrupted); anything else belongs to someone else and is left alone.
+    async fn free_name(&self, spec: &RunnerSpec, name: &str) -> Result<(), RuntimeError> {
+        let holder = self
+            .docker
+            .inspect_container(name, None)
+            .await
+            .map_err(engine("inspect container"))?;
+        let labels = holder.config.and_then(|c| c.labels).unwrap_or_default();
+        let ours = labels.get(LABEL_INSTANCE) == Some(&self.instance)
+            && labels.get(LABEL_MODULE) == Some(&spec.key.to_string());
+        if !ours {
+            return Err(RuntimeError::NameTaken {
+                name: name.to_owned(),
+            });
+        }
+        self.remove(name).await
     }
 
     async fn start(&self, id: &str) -> Result<Runner, RuntimeError> {
@@ -351,18 +450,9 @@ impl DockerRuntime {
             .map_err(engine("inspect container"))?;
         let port = info
             .network_settings
-            .and_then(|n| n.ports)
-            .and_then(|mut ports| ports.remove(MODULE_PORT).flatten())
-            .and_then(|bindings| {
-                bindings
-                    .into_iter()
-                    .find_map(|b| b.host_port?.parse::<u16>().ok())
-            })
+            .and_then(|n| published_port(n.ports?))
             .ok_or_else(|| RuntimeError::NoPort { id: id.to_owned() })?;
-        Ok(Runner {
-            container_id: id.to_owned(),
-            endpoint: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-        })
+        Ok(loopback_runner(id, port))
     }
 }
 
@@ -373,34 +463,39 @@ impl Runtime for DockerRuntime {
         progress: Progress<'_>,
     ) -> Result<Runner, RuntimeError> {
         let mut keep = None;
-        for container in timed_docker("list", self.runners_of(&spec.key)).await? {
-            let Some(id) = container.id else { continue };
-            let label = |name| container.labels.as_ref().and_then(|l| l.get(name));
-            let network = label(LABEL_NETWORK).map_or("", String::as_str);
-            let matches = label(LABEL_RUNNER_HASH) == Some(&spec.settings.runner_hash)
-                && label(LABEL_LAYOUT).map(String::as_str) == Some(LAYOUT)
-                && network == spec.settings.network.as_deref().unwrap_or("");
+        for seen in self.look(&spec.key).await? {
+            let label = |name| seen.labels.get(name).map(String::as_str);
+            let matches = label(LABEL_RUNNER_HASH) == Some(spec.settings.runner_hash.as_str())
+                && label(LABEL_LAYOUT) == Some(LAYOUT)
+                && label(LABEL_NETWORK).unwrap_or("")
+                    == spec.settings.network.as_deref().unwrap_or("");
             if matches && keep.is_none() {
-                keep = Some(id);
+                keep = Some(seen);
             } else {
-                tracing::info!(module = %spec.key, container = %id, "removing outdated runner");
-                timed_docker("remove", self.remove(&id)).await?;
+                tracing::info!(module = %spec.key, container = %seen.id, "removing outdated runner");
+                timed_docker("remove", self.remove(&seen.id)).await?;
             }
         }
+        // Running, with its port: nothing more to ask the engine.
+        if let Some(runner) = keep.as_ref().and_then(|seen| seen.running.clone()) {
+            return Ok(runner);
+        }
         let id = match keep {
-            Some(id) => id,
+            Some(seen) => seen.id,
             None => timed_docker("create", self.create(spec, progress)).await?,
         };
+        tracing::debug!(module = %spec.key, "runner created");
         // The port is read afresh every time: an engine restart may move it.
-        timed_docker("start", self.start(&id)).await
+        let runner = timed_docker("start", self.start(&id)).await?;
+        tracing::debug!(module = %spec.key, "runner started");
+        Ok(runner)
     }
 
     async fn stop_runners(&self, key: &ObjectKey) -> Result<(), RuntimeError> {
         // The SIGTERM grace a module gets before it is killed.
         let options = StopContainerOptionsBuilder::default().t(10).build();
-        for container in timed_docker("list", self.runners_of(key)).await? {
-            let Some(id) = container.id else { continue };
-            let stop = self.docker.stop_container(&id, Some(options.clone()));
+        for seen in self.look(key).await? {
+            let stop = self.docker.stop_container(&seen.id, Some(options.clone()));
             match timed_docker("stop", stop).await {
                 // 304: already stopped; 404: gone.
                 Ok(())
@@ -422,6 +517,63 @@ impl Runtime for DockerRuntime {
         }
         Ok(())
     }
+}
+
+/// What a look at the engine showed of one runner.
+struct Seen {
+    id: String,
+    labels: HashMap<String, String>,
+    /// Set when it runs and publishes the module port on loopback.
+    running: Option<Runner>,
+}
+
+impl Seen {
+    fn listed(container: ContainerSummary) -> Option<Self> {
+        let id = container.id?;
+        let module_port: u16 = MODULE_PORT.split('/').next()?.parse().ok()?;
+        let port = container
+            .ports
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|p| {
+                let tcp = p.typ.is_none_or(|t| t.to_string() == "tcp");
+                let loopback = p.ip.as_deref() == Some("127.0.0.1");
+                (tcp && loopback && p.private_port == module_port).then_some(p.public_port?)
+            });
+        let runs = container.state == Some(ContainerSummaryStateEnum::RUNNING);
+        Some(Self {
+            running: port.filter(|_| runs).map(|port| loopback_runner(&id, port)),
+            labels: container.labels.unwrap_or_default(),
+            id,
+        })
+    }
+
+    fn inspected(info: ContainerInspectResponse) -> Option<Self> {
+        let id = info.id?;
+        let runs = info.state.and_then(|s| s.running).unwrap_or(false);
+        let port = info.network_settings.and_then(|n| published_port(n.ports?));
+        Some(Self {
+            running: port.filter(|_| runs).map(|port| loopback_runner(&id, port)),
+            labels: info.config.and_then(|c| c.labels).unwrap_or_default(),
+            id,
+        })
+    }
+}
+
+fn loopback_runner(id: &str, port: u16) -> Runner {
+    Runner {
+        container_id: id.to_owned(),
+        endpoint: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+    }
+}
+
+/// The host port the module port is published on, from an inspection.
+fn published_port(mut ports: bollard::models::PortMap) -> Option<u16> {
+    ports
+        .remove(MODULE_PORT)
+        .flatten()?
+        .into_iter()
+        .find_map(|b| b.host_port?.parse::<u16>().ok())
 }
 
 /// Container `id` as `describe` shows it; `None` when the engine does not

@@ -18,6 +18,7 @@ pub mod http_server;
 pub mod image_ref;
 pub mod kubeconfig;
 pub mod logging;
+mod memory;
 pub mod metrics;
 pub mod module_logs;
 pub mod module_test;
@@ -259,6 +260,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     }
     let sockets = controllers.clone();
 
+    // Just before the workers look at their runners: see START_LIST_FRESH.
+    if let Err(err) = runtime.list_at_start().await {
+        tracing::warn!(error = %err, "cannot list the runners; each module's is looked up alone");
+    }
     let service = service::ServiceManager::from_env();
     let ctx = Arc::new(Context {
         store: store.clone(),
@@ -292,6 +297,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     });
     core.spawn("engine events", runner_events.run(report, stop.clone()));
     core.spawn("orphan sweeper", sweeper.run(stop.clone()));
+    core.spawn("heap trim", memory::release_freed(stop.clone()));
     core.spawn(
         "engine view",
         cluster::engine_view::run(docker, look_again_tx, stop.clone()),

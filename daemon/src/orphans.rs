@@ -12,7 +12,10 @@ use forklet_state::store::Store;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::docker::DockerRuntime;
+use bollard::query_parameters::EventsOptionsBuilder;
+use futures_util::StreamExt;
+
+use crate::docker::{DockerRuntime, LABEL_INSTANCE};
 
 pub struct OrphanSweeper {
     pub runtime: DockerRuntime,
@@ -20,19 +23,60 @@ pub struct OrphanSweeper {
     pub grace: Duration,
 }
 
+/// How often the engine is looked at when nothing suggests an orphan: a
+/// look lists every runner, which with a thousand of them is not free.
+const IDLE_SWEEP: Duration = Duration::from_secs(600);
+
 impl OrphanSweeper {
     pub async fn run(self, shutdown: CancellationToken) {
         // Container id -> when it was first seen without a module.
         let mut suspects: HashMap<String, Instant> = HashMap::new();
-        let every = (self.grace / 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        let soon = (self.grace / 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        // A runner of this instance being created is the one way an orphan
+        // appears while forkletd runs (by hand, or by another process with
+        // this state's instance id); one made by forkletd is recorded first.
+        let filters = HashMap::from([
+            ("type", vec!["container".to_owned()]),
+            ("event", vec!["create".to_owned()]),
+            (
+                "label",
+                vec![format!("{LABEL_INSTANCE}={}", self.runtime.instance())],
+            ),
+        ]);
+        let mut created = None;
+        // Leftovers of a crash or a wiped state are looked for at start.
+        let mut next = Instant::now() + soon;
         loop {
+            let events = created.get_or_insert_with(|| {
+                let options = EventsOptionsBuilder::new().filters(&filters).build();
+                self.runtime.docker().events(Some(options)).boxed()
+            });
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
+                _ = tokio::time::sleep_until(next) => {}
+                event = events.next() => {
+                    next = next.min(Instant::now() + soon);
+                    if !matches!(event, Some(Ok(_))) {
+                        // Events may be lost: look soon, and follow again
+                        // after a pause (an engine that is down fails at once).
+                        created = None;
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                    continue;
+                }
             }
             if let Err(err) = self.sweep(&mut suspects).await {
                 tracing::warn!(error = %err, "looking for orphaned runners");
             }
+            next = Instant::now()
+                + if suspects.is_empty() {
+                    IDLE_SWEEP
+                } else {
+                    soon
+                };
         }
     }
 
@@ -42,16 +86,15 @@ impl OrphanSweeper {
             .all_runners()
             .await
             .map_err(|e| e.to_string())?;
-        let mut orphans = Vec::new();
-        for (key, id) in runners {
-            let known = match &key {
-                Some(key) => self.store.module(key).map_err(|e| e.to_string())?.is_some(),
-                None => false,
-            };
-            if !known {
-                orphans.push((key, id));
-            }
-        }
+        let store = self.store.clone();
+        let recorded = tokio::task::spawn_blocking(move || store.module_keys())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let orphans: Vec<_> = runners
+            .into_iter()
+            .filter(|(key, _)| !key.as_ref().is_some_and(|key| recorded.contains(key)))
+            .collect();
         suspects.retain(|id, _| orphans.iter().any(|(_, o)| o == id));
         let now = Instant::now();
         for (key, id) in orphans {

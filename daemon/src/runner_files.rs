@@ -97,6 +97,30 @@ impl RunnerFiles {
         Ok(dir)
     }
 
+    /// Makes what [`Self::write`] wrote survive a power cut. Apart from it,
+    /// so that the disk is waited for while the runner starts, not before.
+    pub fn sync(&self, key: &ObjectKey) -> Result<(), FilesError> {
+        let dir = self.dir(key);
+        for name in ["config.json", "workspace_kubeconfig"] {
+            let path = dir.join(name);
+            let err = |source| FilesError::Write {
+                path: path.clone(),
+                source,
+            };
+            match fs::File::open(&path) {
+                Ok(file) => file.sync_all().map_err(err)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
+        // The directory too: it holds the renames.
+        let err = |source| FilesError::Write {
+            path: dir.clone(),
+            source,
+        };
+        fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(err)
+    }
+
     pub fn remove(&self, key: &ObjectKey) {
         let dir = self.dir(key);
         let _ = fs::remove_dir_all(&dir);
@@ -108,8 +132,9 @@ impl RunnerFiles {
     }
 }
 
-/// Written to a temp file and renamed, so a reader never sees half a file.
-/// 0644, for the image's user; private by the state dir around it.
+/// Written to a temp file and renamed, so a reader never sees half a file
+/// ([`RunnerFiles::sync`] makes it durable). 0644, for the image's user;
+/// private by the state dir around it.
 fn write_for_runner(path: &Path, contents: &[u8]) -> Result<(), FilesError> {
     let err = |source| FilesError::Write {
         path: path.to_owned(),
@@ -128,7 +153,6 @@ fn write_for_runner(path: &Path, contents: &[u8]) -> Result<(), FilesError> {
     file.set_permissions(fs::Permissions::from_mode(0o644))
         .map_err(err)?;
     file.write_all(contents).map_err(err)?;
-    file.sync_all().map_err(err)?;
     fs::rename(&tmp, path).map_err(err)
 }
 
@@ -157,6 +181,30 @@ mod tests {
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o644
+        );
+    }
+
+    #[test]
+    fn syncing_needs_the_files_written_and_names_what_it_cannot_sync() {
+        let state = tempfile::tempdir().unwrap();
+        let files = RunnerFiles::new(state.path());
+        let key = ObjectKey::new("default", "web").unwrap();
+        let config = serde_json::Map::from_iter([("a".to_owned(), Value::from(1))]);
+        // Nothing written yet: the directory to make durable is missing.
+        let missing = files.sync(&key).unwrap_err().to_string();
+        assert!(missing.contains("runners/default/web"), "{missing}");
+        // With no kubeconfig (no `workspace` permission) there is one file.
+        files
+            .write_for(&key, &config, KubeconfigFile::Remove)
+            .unwrap();
+        files.sync(&key).unwrap();
+        files
+            .write_for(&key, &config, KubeconfigFile::Write("k"))
+            .unwrap();
+        files.sync(&key).unwrap();
+        assert_eq!(
+            fs::read(files.dir(&key).join("workspace_kubeconfig")).unwrap(),
+            b"k"
         );
     }
 }

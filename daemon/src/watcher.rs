@@ -3,9 +3,12 @@
 //! state.
 //!
 //! Any event means "rescan": editors save by rename, by truncate-and-write,
-//! through swap files; reading the directory again is cheap and always right.
-//! A short quiet period gathers a burst of events into one rescan, and a slow
-//! periodic rescan covers events the kernel dropped.
+//! through swap files; reading the directory again is cheap (unchanged files
+//! are only looked at) and always right. An event that ends a change (a file
+//! closed after writing, a rename, a removal) is acted on at once; one that
+//! may be the middle of a write waits for the writer to finish, or for a
+//! short quiet period. Events that come during a rescan are gathered into
+//! the next one, and a slow periodic rescan covers events the kernel dropped.
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
@@ -14,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use forklet_state::desired::DesiredState;
-use notify::event::{AccessKind, AccessMode};
+use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -22,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::Catalog;
 use forklet_state::fetch::Fetcher;
 
-/// Long enough to gather an editor's save, short enough not to be noticed.
+/// How long a change that may be half-written (a file still open for
+/// writing, a new link) is given to finish before it is read anyway.
 const QUIET: Duration = Duration::from_millis(25);
 /// How often the directory (and every kubeconfig modules get) is looked
 /// at even without an event.
@@ -35,7 +39,16 @@ pub struct ManifestWatcher {
     /// name (`rm -rf` and a fresh clone, a deploy tool's swap) is a new one
     /// to watch.
     watched: Option<u64>,
-    events: mpsc::UnboundedReceiver<()>,
+    events: mpsc::UnboundedReceiver<Change>,
+}
+
+/// What an event says of the change it reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// Whole: the writer is done (closed, renamed, removed).
+    Done,
+    /// Perhaps under way: the file may be open and half-written.
+    UnderWay,
 }
 
 impl ManifestWatcher {
@@ -45,13 +58,16 @@ impl ManifestWatcher {
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             // An error may mean lost events: rescan then too. Of the parent's
             // events, only those about the directory's own name count.
-            let ignored = event.is_ok_and(|e| {
-                let elsewhere =
-                    !e.paths.is_empty() && !e.paths.iter().any(|p| p.starts_with(&inside));
-                !can_change_content(&e.kind) || elsewhere
-            });
-            if !ignored {
-                let _ = tx.send(());
+            let change = match event {
+                Ok(e) => {
+                    let elsewhere =
+                        !e.paths.is_empty() && !e.paths.iter().any(|p| p.starts_with(&inside));
+                    (!elsewhere).then(|| change_of(&e.kind)).flatten()
+                }
+                Err(_) => Some(Change::Done),
+            };
+            if let Some(change) = change {
+                let _ = tx.send(change);
             }
         })?;
         let mut this = Self {
@@ -128,10 +144,9 @@ impl ManifestWatcher {
             let changed = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 event = self.events.recv() => {
-                    if event.is_none() {
-                        return;
-                    }
-                    self.settle().await;
+                    let Some(change) = event else { return };
+                    tracing::debug!("manifests changed");
+                    self.settle(change).await;
                     self.rewatch_if_replaced();
                     catalog.with(rescan).await
                 }
@@ -167,13 +182,26 @@ impl ManifestWatcher {
                 }
                 fetches.start(state.unfetched());
                 desired.send_replace(Arc::new(state));
+                tracing::debug!("desired state published");
             }
         }
     }
 
-    /// Waits until no event has come for [`QUIET`].
-    async fn settle(&mut self) {
-        while let Ok(Some(())) = tokio::time::timeout(QUIET, self.events.recv()).await {}
+    /// Takes every event already queued, then, while the newest says a
+    /// change may be under way, waits for the next for up to [`QUIET`].
+    async fn settle(&mut self, mut newest: Change) {
+        loop {
+            while let Ok(change) = self.events.try_recv() {
+                newest = change;
+            }
+            if newest == Change::Done {
+                return;
+            }
+            match tokio::time::timeout(QUIET, self.events.recv()).await {
+                Ok(Some(change)) => newest = change,
+                _ => return,
+            }
+        }
     }
 }
 
@@ -237,13 +265,18 @@ impl Fetches {
     }
 }
 
-/// Opening and reading a file does not change it, and the rescan itself
-/// opens every manifest: reacting to those would rescan for ever.
-fn can_change_content(kind: &EventKind) -> bool {
+/// What an event of `kind` says, or `None` when it cannot change content:
+/// opening and reading a file does not, and the rescan itself opens every
+/// manifest (reacting to that would rescan for ever).
+fn change_of(kind: &EventKind) -> Option<Change> {
     match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        _ => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+        | EventKind::Modify(ModifyKind::Name(_))
+        | EventKind::Remove(_) => Some(Change::Done),
+        EventKind::Access(_) => None,
+        // Created or written: a writer that keeps the file open is not done
+        // yet, and its close (or the quiet period) will say so.
+        _ => Some(Change::UnderWay),
     }
 }
 
@@ -254,26 +287,36 @@ mod tests {
 
     #[test]
     fn reading_a_file_is_no_reason_to_rescan() {
-        assert!(!can_change_content(&EventKind::Access(AccessKind::Open(
-            AccessMode::Any
-        ))));
-        assert!(!can_change_content(&EventKind::Access(AccessKind::Close(
-            AccessMode::Read
-        ))));
-        assert!(!can_change_content(&EventKind::Access(AccessKind::Read)));
+        for kind in [
+            AccessKind::Open(AccessMode::Any),
+            AccessKind::Close(AccessMode::Read),
+            AccessKind::Read,
+        ] {
+            assert_eq!(change_of(&EventKind::Access(kind)), None, "{kind:?}");
+        }
     }
 
     #[test]
-    fn writes_renames_and_removals_are() {
+    fn a_closed_write_a_rename_and_a_removal_are_whole_changes() {
+        for kind in [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+            EventKind::Remove(RemoveKind::File),
+        ] {
+            assert_eq!(change_of(&kind), Some(Change::Done), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_creation_or_a_write_may_be_half_done() {
         for kind in [
             EventKind::Create(CreateKind::File),
-            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
             EventKind::Modify(ModifyKind::Any),
-            EventKind::Remove(RemoveKind::File),
-            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any)),
             EventKind::Any,
         ] {
-            assert!(can_change_content(&kind), "{kind:?}");
+            assert_eq!(change_of(&kind), Some(Change::UnderWay), "{kind:?}");
         }
     }
 }

@@ -520,6 +520,22 @@ impl Store {
         Ok(keys)
     }
 
+    /// Every recorded module's key (names that are not Kubernetes names are
+    /// left out).
+    pub fn module_keys(&self) -> Result<std::collections::HashSet<ObjectKey>, StoreError> {
+        let conn = self.read();
+        let mut stmt = conn.prepare("SELECT namespace, name FROM modules")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
+        let mut keys = std::collections::HashSet::new();
+        for row in rows {
+            let (namespace, name) = row?;
+            keys.extend(ObjectKey::new(namespace, name).ok());
+        }
+        Ok(keys)
+    }
+
     pub fn module(&self, key: &ObjectKey) -> Result<Option<ModuleRecord>, StoreError> {
         let conn = self.read();
         let raw = conn

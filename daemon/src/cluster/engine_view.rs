@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
+use bollard::models::{EventMessage, EventMessageTypeEnum};
 use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -18,8 +19,11 @@ use tokio_util::sync::CancellationToken;
 use super::route::TOOL_LABELS;
 use crate::docker::LABEL_INSTANCE;
 
-/// How often the engine is looked at without an event.
-const REFRESH: Duration = Duration::from_secs(30);
+/// How often the engine is looked at without an event: only for events
+/// lost while the stream was connected (a reconnect looks anyway). Each look
+/// lists every running container, runners too: with a thousand of them that
+/// costs the engine and forkletd alike.
+const REFRESH: Duration = Duration::from_secs(300);
 /// Gathers a burst of events (a cluster of several containers starting).
 const QUIET: Duration = Duration::from_millis(200);
 /// The most containers kept in a view (the engine's answer is read whole
@@ -39,6 +43,7 @@ pub struct EngineView {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerSeen {
+    pub id: String,
     pub name: String,
     /// Only the cluster tools' labels.
     pub labels: HashMap<String, String>,
@@ -78,6 +83,7 @@ impl EngineView {
             .take(MAX_CONTAINERS)
             .filter_map(|c| {
                 let name = c.names?.first()?.trim_start_matches('/').to_owned();
+                let id = c.id?;
                 let labels = c.labels.unwrap_or_default();
                 if labels.contains_key(LABEL_INSTANCE) {
                     return None;
@@ -116,6 +122,7 @@ impl EngineView {
                 ports.sort_by_key(|p| (p.host_port, p.container_port));
                 ports.dedup();
                 Some(ContainerSeen {
+                    id,
                     name,
                     labels,
                     networks,
@@ -231,37 +238,136 @@ pub async fn run(docker: Docker, changed: mpsc::UnboundedSender<()>, shutdown: C
         ),
     ]);
     let mut events = None;
+    let mut look = true;
+    let mut refresh_at = Instant::now();
     loop {
-        match EngineView::fetch(&docker).await {
-            Ok(view) => {
-                if seen.as_ref().is_some_and(|seen| *seen != view) {
-                    let _ = changed.send(());
+        if look || Instant::now() >= refresh_at {
+            match EngineView::fetch(&docker).await {
+                Ok(view) => {
+                    if seen.as_ref().is_some_and(|seen| *seen != view) {
+                        let _ = changed.send(());
+                    }
+                    seen = Some(view);
                 }
-                seen = Some(view);
+                Err(err) => tracing::warn!(error = %err, "cannot list containers to find clusters"),
             }
-            Err(err) => tracing::warn!(error = %err, "cannot list containers to find clusters"),
+            refresh_at = Instant::now() + REFRESH;
         }
         let stream = events.get_or_insert_with(|| {
             let options = EventsOptionsBuilder::new().filters(&filters).build();
             docker.events(Some(options)).boxed()
         });
-        tokio::select! {
+        look = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(REFRESH) => {}
+            _ = tokio::time::sleep_until(refresh_at.into()) => true,
             event = stream.next() => {
-                if !matches!(event, Some(Ok(_))) {
-                    // Reconnected at the next look; the timer covers the gap.
+                let Some(Ok(event)) = event else {
+                    // Reconnected and looked at again: events may have been lost.
                     events = None;
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
+                    look = true;
                     continue;
-                }
-                // The rest of the burst, then one look.
+                };
+                // Runners come and go all the time and are never clusters.
+                let matters = |event: &EventMessage| seen.as_ref().is_none_or(|seen| about_clusters(event, seen));
+                let mut any = matters(&event);
+                // The rest of the burst, then one look if any of it matters.
                 let stream = events.as_mut().expect("set above");
-                while let Ok(Some(Ok(_))) = tokio::time::timeout(QUIET, stream.next()).await {}
+                while let Ok(Some(Ok(next))) = tokio::time::timeout(QUIET, stream.next()).await {
+                    any |= matters(&next);
+                }
+                any
             }
+        };
+    }
+}
+
+/// Whether `event` can change what the view shows: a container event of
+/// anything but a forklet runner, or a network event of a container the
+/// view lists (a container new to the view starts, which is a container
+/// event).
+fn about_clusters(event: &EventMessage, seen: &EngineView) -> bool {
+    let attributes = event.actor.as_ref().and_then(|a| a.attributes.as_ref());
+    match event.typ {
+        // Container events carry the container's labels.
+        Some(EventMessageTypeEnum::CONTAINER) => {
+            !attributes.is_some_and(|a| a.contains_key(LABEL_INSTANCE))
         }
+        Some(EventMessageTypeEnum::NETWORK) => {
+            let container = attributes.and_then(|a| a.get("container"));
+            container.is_none_or(|id| seen.containers.iter().any(|c| c.id == *id))
+        }
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::EventActor;
+
+    fn event(typ: EventMessageTypeEnum, attributes: &[(&str, &str)]) -> EventMessage {
+        EventMessage {
+            typ: Some(typ),
+            actor: Some(EventActor {
+                id: Some("abc".into()),
+                attributes: Some(
+                    attributes
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn view_with(id: &str) -> EngineView {
+        EngineView {
+            containers: vec![ContainerSeen {
+                id: id.into(),
+                name: "dev-control-plane".into(),
+                labels: HashMap::new(),
+                networks: vec![],
+                ports: vec![],
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_runner_starting_or_joining_a_network_is_no_reason_to_look() {
+        let seen = view_with("cluster-id");
+        let runner = event(
+            EventMessageTypeEnum::CONTAINER,
+            &[
+                (LABEL_INSTANCE, "0123"),
+                ("name", "forklet-0123-default_web"),
+            ],
+        );
+        assert!(!about_clusters(&runner, &seen));
+        let joined = event(
+            EventMessageTypeEnum::NETWORK,
+            &[("container", "runner-id"), ("name", "kind")],
+        );
+        assert!(!about_clusters(&joined, &seen));
+    }
+
+    #[test]
+    fn any_other_container_or_a_listed_one_moving_is() {
+        let seen = view_with("cluster-id");
+        let cluster = event(
+            EventMessageTypeEnum::CONTAINER,
+            &[("name", "k3d-dev-server-0"), ("k3d.cluster", "dev")],
+        );
+        assert!(about_clusters(&cluster, &seen));
+        let moved = event(
+            EventMessageTypeEnum::NETWORK,
+            &[("container", "cluster-id"), ("name", "other")],
+        );
+        assert!(about_clusters(&moved, &seen));
     }
 }

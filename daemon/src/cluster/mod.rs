@@ -337,6 +337,7 @@ mod tests {
     fn kind_view() -> EngineView {
         EngineView {
             containers: vec![ContainerSeen {
+                id: "0123abcd".into(),
                 name: "dev-control-plane".into(),
                 labels: Default::default(),
                 networks: vec![NetworkSeen {

@@ -293,6 +293,7 @@ mod tests {
 
     fn container(name: &str, network: &str, ip: &str, ports: &[(&str, u16, u16)]) -> ContainerSeen {
         ContainerSeen {
+            id: format!("id-of-{name}"),
             name: name.into(),
             labels: HashMap::new(),
             networks: vec![NetworkSeen {

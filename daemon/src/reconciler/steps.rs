@@ -86,7 +86,14 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         }
         self.write_files(desired).await?;
         self.written_kubeconfig = desired.kubeconfig_stamp;
+        // On disk before the install is recorded (a runner adopted after a
+        // power cut reads them as they are), not before the runner starts.
+        let durable = self.sync_files();
         let endpoint = self.ready_runner(&desired.runner).await?;
+        match durable.await {
+            Ok(synced) => synced?,
+            Err(err) => std::panic::resume_unwind(err.into_panic()),
+        }
         self.begin(
             Operation::Install,
             Phase::Installing,
@@ -232,6 +239,13 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         }
     }
 
+    /// Makes the files written durable, off the async runtime; awaited
+    /// where they must be.
+    pub(super) fn sync_files(&self) -> tokio::task::JoinHandle<Result<(), FilesError>> {
+        let (files, key) = (self.ctx.files.clone(), self.key.clone());
+        tokio::task::spawn_blocking(move || files.sync(&key))
+    }
+
     /// Why the module's workspace cluster cannot be reached now, if it cannot.
     pub(super) fn unreachable(&self, desired: &DesiredModule) -> Option<String> {
         match self
@@ -325,6 +339,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         let body = crate::protocol::call_body(&stored, config);
         crash_point(&operation, "before-call");
         let answer = self.ctx.client.call(endpoint, operation, &body).await;
+        tracing::debug!(module = %self.key, "POST {} answered", operation.path());
         crash_point(&operation, "after-call");
         match answer {
             Ok(Some(metadata)) => Ok(metadata),
@@ -373,8 +388,9 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         record.phase = settled(record.asleep);
         record.message = String::new();
         let phase = record.phase;
+        self.save(reason, message).await?;
         tracing::info!(module = %self.key, %phase, "{message}");
-        Ok(self.save(reason, message).await?)
+        Ok(())
     }
 
     /// Commits the record with an event, on the store thread.

@@ -175,7 +175,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         loop {
             let intent = inbox.intents.borrow_and_update().clone();
             if let Intent::Run(desired) = &intent {
-                self.sync_kubeconfig(desired).await;
+                Box::pin(self.sync_kubeconfig(desired)).await;
             }
             let action = plan(&intent, self.record.as_ref(), self.runner.seen_for(&intent));
             let backing_off = retry_at.is_some_and(|at| Instant::now() < at);
@@ -183,7 +183,9 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
                 Action::Forget => return,
                 Action::Idle => {}
                 _ if backing_off => {}
-                action => match self.act(action, &intent, &mut inbox).await {
+                // Boxed: a step's future is large, and a thousand workers
+                // spend most of their lives between steps.
+                action => match Box::pin(self.act(action, &intent, &mut inbox)).await {
                     Outcome::Done => {
                         retry_at = None;
                         continue;
@@ -197,7 +199,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
                     }
                     Outcome::Forced(reply) => {
                         self.load().await;
-                        if self.forget(reply).await {
+                        if Box::pin(self.forget(reply)).await {
                             return;
                         }
                         continue;
@@ -231,7 +233,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
                     Signal::RunnerChanged(id) => self.runner.changed(id.as_deref()),
                 },
                 Some(reply) = inbox.force.recv() => {
-                    if self.forget(reply).await {
+                    if Box::pin(self.forget(reply)).await {
                         return;
                     }
                 }
@@ -327,7 +329,14 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         {
             return;
         }
-        match self.write_files(desired).await {
+        let written = match self.write_files(desired).await {
+            Ok(()) => match self.sync_files().await {
+                Ok(synced) => synced.map_err(Into::into),
+                Err(err) => std::panic::resume_unwind(err.into_panic()),
+            },
+            Err(err) => Err(err),
+        };
+        match written {
             Ok(()) if self.unreachable(desired).is_none() => {
                 tracing::info!(module = %self.key, "kubeconfig written for the runner")
             }
