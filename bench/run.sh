@@ -40,7 +40,9 @@ if ((cold_n > scale_n)); then
 fi
 rounds=10
 parallel=16
-idle_window=${BENCH_IDLE_SECONDS:-120}  # long enough for every periodic task
+# Holds the periodic tasks of 30 s (rescan) and 60 s (hibernation clock, heap
+# trim); the engine look (5 min) and orphan sweep (10 min idle) fall outside.
+idle_window=${BENCH_IDLE_SECONDS:-120}
 image=forklet-examples/hello:dev
 slow_image=forklet-examples/python:dev
 declare -A figures
