@@ -8,7 +8,7 @@ ROUNDS: one line per round, `MODULE WRITTEN_US SEEN_US` (the bench's clock,
 microseconds since the epoch, when the manifest was written and when the
 bench saw `ready`).
 
-Prints `KEY MS` lines, the median over the rounds of each step:
+Prints `KEY MS` lines, the (lower) median over the rounds of each step:
 file event, parsed (desired state published), container created, started,
 healthy, installed (POST /install answered), committed (`ready` stored),
 seen (by the bench's poll).
@@ -71,7 +71,7 @@ def main(log_path, rounds_path):
             spans["seen"].append((int(seen) - before) / 1000)
     for key, values in spans.items():
         if values:
-            print(key, round(statistics.median(values), 1))
+            print(key, round(statistics.median_low(values), 1))
 
 
 if __name__ == "__main__":

@@ -132,10 +132,11 @@ impl Catalog {
         if !std::mem::replace(&mut self.scanned, true) {
             self.remember(|store| store.keep_manifests(&seen));
         }
+        let present: std::collections::HashSet<&PathBuf> = seen.iter().collect();
         let gone: Vec<PathBuf> = self
             .files
             .keys()
-            .filter(|path| !seen.contains(path))
+            .filter(|path| !present.contains(path))
             .cloned()
             .collect();
         let mut changed =
@@ -155,6 +156,7 @@ impl Catalog {
             Ok(Some(stamp)) => stamp,
             // A directory named like a manifest: nothing to read.
             Ok(None) => return self.files.remove(&path).is_some(),
+            Err(_) if vanished(&path) => return self.vanished(path),
             Err(problem) => return self.unreadable(path, *problem),
         };
         if self
@@ -166,6 +168,7 @@ impl Catalog {
         }
         let text = match read_manifest(&path) {
             Ok(text) => text,
+            Err(_) if vanished(&path) => return self.vanished(path),
             Err(problem) => return self.unreadable(path, *problem),
         };
         let content_hash = content_hash(&text);
@@ -187,6 +190,13 @@ impl Catalog {
             |err: io::Error| Box::new(Problem::file(path, format!("cannot be read: {err}")));
         let meta = std::fs::metadata(path).map_err(cannot)?;
         Ok((!meta.is_dir()).then(|| Stamp::of(&meta)))
+    }
+
+    /// A file removed since the directory was read (`rm *.yaml` under way):
+    /// gone, as the next read of the directory will say, not unreadable.
+    fn vanished(&mut self, path: PathBuf) -> bool {
+        self.remember(|store| store.forget_manifest(&path));
+        self.files.remove(&path).is_some()
     }
 
     fn unreadable(&mut self, path: PathBuf, problem: Problem) -> bool {
@@ -448,6 +458,11 @@ fn content_hash(text: &str) -> u64 {
     hasher.finish()
 }
 
+/// Whether nothing is at `path` any more, not even a dangling link.
+fn vanished(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -509,6 +524,22 @@ mod tests {
         fs::remove_file(&file).unwrap();
         assert!(catalog.rescan().unwrap());
         assert!(catalog.desired().workspaces.is_empty());
+    }
+
+    #[test]
+    fn a_file_removed_between_listing_and_reading_is_gone_not_a_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ws.yaml");
+        fs::write(&file, WS).unwrap();
+        let mut catalog = scanned(dir.path(), state.path());
+        fs::remove_file(&file).unwrap();
+        // As a rescan does for a name the directory listed a moment before.
+        assert!(catalog.refresh(file.clone()), "the workspace went with it");
+        let desired = catalog.desired();
+        assert!(desired.problems.is_empty(), "{:?}", desired.problems);
+        assert!(desired.workspaces.is_empty());
+        assert_eq!(catalog.store.last_good_manifest(&file).unwrap(), None);
     }
 
     #[test]

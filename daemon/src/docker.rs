@@ -1,7 +1,10 @@
 //! [`Runtime`] on a Docker engine, through bollard.
 //!
-//! Containers are found by label, never by remembered id alone: the labels
-//! are what lets a restarted daemon adopt its runners.
+//! Containers are known by their labels (instance, module, what they were
+//! made from), never by a remembered id alone: the labels are what lets a
+//! restarted daemon adopt its runners. A restart lists them all by label
+//! once; later looks inspect the one name forkletd gives a module's runner,
+//! and take it only if its labels say it is that module's of this instance.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -56,8 +59,9 @@ pub struct DockerRuntime {
 }
 
 /// How long the start-up list stands for what the engine has: the workers
-/// of a restart look at their runners within moments.
-const START_LIST_FRESH: Duration = Duration::from_secs(10);
+/// of a restart look at their runners within moments, and a runner that
+/// changed since (died, restarted on another port) is missed only for so long.
+const START_LIST_FRESH: Duration = Duration::from_secs(2);
 
 struct StartList {
     at: Instant,
@@ -98,6 +102,8 @@ impl DockerRuntime {
     /// each module's worker (within [`START_LIST_FRESH`]).
     pub async fn list_at_start(&self) -> Result<(), RuntimeError> {
         let labels = [format!("{LABEL_INSTANCE}={}", self.instance)];
+        // As old as the moment it was asked for.
+        let at = Instant::now();
         let listed = timed_docker("list", async {
             labelled(&self.docker, &labels)
                 .await
@@ -115,9 +121,15 @@ impl DockerRuntime {
             }
         }
         *self.start_list.lock().unwrap_or_else(|e| e.into_inner()) = Some(StartList {
-            at: Instant::now(),
+            at,
             runners,
             taken: HashSet::new(),
+        });
+        // Dropped once stale, even if nothing looks again.
+        let start_list = self.start_list.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until((at + START_LIST_FRESH).into()).await;
+            *start_list.lock().unwrap_or_else(|e| e.into_inner()) = None;
         });
         Ok(())
     }
@@ -133,7 +145,16 @@ impl DockerRuntime {
         let name = self.container_name(key);
         let inspect = self.docker.inspect_container(&name, None);
         match timed_docker("inspect", inspect).await {
-            Ok(info) => Ok(Seen::inspected(info).into_iter().collect()),
+            // Only this module's runner of this instance: anything else
+            // under the name is someone else's, left alone (a create then
+            // finds the name taken and says so).
+            Ok(info) => Ok(Seen::inspected(info)
+                .filter(|seen| {
+                    seen.labels.get(LABEL_INSTANCE) == Some(&self.instance)
+                        && seen.labels.get(LABEL_MODULE) == Some(&key.to_string())
+                })
+                .into_iter()
+                .collect()),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(Vec::new()),
@@ -482,10 +503,13 @@ impl Runtime for DockerRuntime {
         }
         let id = match keep {
             Some(seen) => seen.id,
-            None => timed_docker("create", self.create(spec, progress)).await?,
+            None => {
+                let id = timed_docker("create", self.create(spec, progress)).await?;
+                tracing::debug!(module = %spec.key, "runner created");
+                id
+            }
         };
-        tracing::debug!(module = %spec.key, "runner created");
-        // The port is read afresh every time: an engine restart may move it.
+        // The port is read after the start: a start may publish it anew.
         let runner = timed_docker("start", self.start(&id)).await?;
         tracing::debug!(module = %spec.key, "runner started");
         Ok(runner)
@@ -510,6 +534,8 @@ impl Runtime for DockerRuntime {
     }
 
     async fn remove_runners(&self, key: &ObjectKey) -> Result<(), RuntimeError> {
+        // What the start-up list says of this module is not so any more.
+        let _ = self.take_from_start_list(key);
         for container in timed_docker("list", self.runners_of(key)).await? {
             if let Some(id) = container.id {
                 timed_docker("remove", self.remove(&id)).await?;

@@ -18,7 +18,6 @@ pub mod http_server;
 pub mod image_ref;
 pub mod kubeconfig;
 pub mod logging;
-mod memory;
 pub mod metrics;
 pub mod module_logs;
 pub mod module_test;
@@ -28,6 +27,7 @@ pub mod plan;
 pub mod problem_response;
 pub mod protocol;
 pub mod reconciler;
+pub mod resources;
 pub mod runner_events;
 pub mod runner_files;
 pub mod runtime;
@@ -297,7 +297,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     });
     core.spawn("engine events", runner_events.run(report, stop.clone()));
     core.spawn("orphan sweeper", sweeper.run(stop.clone()));
-    core.spawn("heap trim", memory::release_freed(stop.clone()));
+    core.spawn("heap trim", resources::release_freed(stop.clone()));
     core.spawn(
         "engine view",
         cluster::engine_view::run(docker, look_again_tx, stop.clone()),

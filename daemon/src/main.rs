@@ -84,10 +84,19 @@ fn seconds() -> clap::builder::RangedU64ValueParser {
     clap::value_parser!(u64).range(..=365 * 24 * 3600)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before the runtime's threads exist.
+    forkletd::resources::limit_arenas();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     forkletd::logging::init(args.log_format)?;
+    forkletd::resources::raise_open_files_limit();
     if cfg!(not(feature = "testing")) && std::env::var_os("FORKLET_CRASH_AT").is_some() {
         tracing::warn!(
             "FORKLET_CRASH_AT is set, but this forkletd is built without the testing feature: ignored"

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::docker::DockerRuntime;
 use crate::protocol::{BodyError, Limits, ModuleClient, call_body, read_limited};
-use crate::runner_files::{KubeconfigFile, RunnerFiles};
+use crate::runner_files::{Durable, KubeconfigFile, RunnerFiles};
 use crate::runtime::{RunnerSpec, Runtime, RuntimeError};
 
 /// Longer than this after SIGTERM and a module is not stopping on it.
@@ -315,7 +315,8 @@ impl ModuleTest {
             .create(&self.files)
             .map_err(|err| format!("{}: {err}", self.files.display()))?;
         let files = RunnerFiles::new(&self.files)
-            .write_for(&self.key, &options.config, kubeconfig)
+            // A trial runner is gone after the test: nothing to keep.
+            .write_for(&self.key, &options.config, kubeconfig, Durable::Later)
             .map_err(|err| err.to_string())?;
         let controller_dir = match options.controller {
             true => Some(self.controller_socket()?),

@@ -34,7 +34,9 @@ impl OrphanSweeper {
         let soon = (self.grace / 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
         // A runner of this instance being created is the one way an orphan
         // appears while forkletd runs (by hand, or by another process with
-        // this state's instance id); one made by forkletd is recorded first.
+        // this state's instance id). forkletd's own creates are seen too (it
+        // records a module before making its runner, so they are no
+        // suspects): a burst of installs costs one sweep after it.
         let filters = HashMap::from([
             ("type", vec!["container".to_owned()]),
             ("event", vec!["create".to_owned()]),
@@ -68,15 +70,13 @@ impl OrphanSweeper {
                     continue;
                 }
             }
-            if let Err(err) = self.sweep(&mut suspects).await {
+            let swept = self.sweep(&mut suspects).await;
+            if let Err(err) = &swept {
                 tracing::warn!(error = %err, "looking for orphaned runners");
             }
-            next = Instant::now()
-                + if suspects.is_empty() {
-                    IDLE_SWEEP
-                } else {
-                    soon
-                };
+            // A sweep that failed is tried again soon, as one with suspects.
+            let idle = swept.is_ok() && suspects.is_empty();
+            next = Instant::now() + if idle { IDLE_SWEEP } else { soon };
         }
     }
 

@@ -127,7 +127,11 @@ impl ModuleClient {
             // Plain HTTP on loopback: loading the system's CA roots would only cost memory.
             .tls_built_in_root_certs(false)
             .connect_timeout(Duration::from_secs(2))
-            .pool_idle_timeout(Duration::from_secs(30))
+            // No connection kept between calls: each runner is a host of
+            // its own, and a thousand idle connections would hold a
+            // thousand file descriptors (the common soft limit is 1024) and
+            // their buffers, to save a loopback connect per call.
+            .pool_max_idle_per_host(0)
             .build()
             .expect("a plain HTTP client always builds");
         Self { http, limits }

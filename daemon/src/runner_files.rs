@@ -26,6 +26,22 @@ pub enum FilesError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("making {path} durable: {source}")]
+    Sync {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// When what is written must be on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durable {
+    /// Before each file replaces the last: after a power cut a file is the
+    /// old one or the new one, never empty (a running module's kubeconfig).
+    Now,
+    /// Only once [`RunnerFiles::sync`] is done: for files no record relies on
+    /// until then (an install, which is done again if it was cut short).
+    Later,
 }
 
 /// What becomes of the runner's `workspace_kubeconfig`.
@@ -61,8 +77,9 @@ impl RunnerFiles {
         &self,
         module: &DesiredModule,
         kubeconfig: KubeconfigFile<'_>,
+        durable: Durable,
     ) -> Result<PathBuf, FilesError> {
-        self.write_for(&module.key, &module.config, kubeconfig)
+        self.write_for(&module.key, &module.config, kubeconfig, durable)
     }
 
     /// As [`Self::write`], from the parts: for `forklet test-module`, which
@@ -72,6 +89,7 @@ impl RunnerFiles {
         key: &ObjectKey,
         config: &serde_json::Map<String, Value>,
         kubeconfig: KubeconfigFile<'_>,
+        durable: Durable,
     ) -> Result<PathBuf, FilesError> {
         let dir = self.dir(key);
         let err = |source| FilesError::Write {
@@ -85,10 +103,12 @@ impl RunnerFiles {
             .map_err(err)?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).map_err(err)?;
         let config = Value::Object(config.clone()).to_string();
-        write_for_runner(&dir.join("config.json"), config.as_bytes())?;
+        write_for_runner(&dir.join("config.json"), config.as_bytes(), durable)?;
         let kubeconfig_path = dir.join("workspace_kubeconfig");
         match kubeconfig {
-            KubeconfigFile::Write(text) => write_for_runner(&kubeconfig_path, text.as_bytes())?,
+            KubeconfigFile::Write(text) => {
+                write_for_runner(&kubeconfig_path, text.as_bytes(), durable)?
+            }
             KubeconfigFile::Keep => {}
             KubeconfigFile::Remove => {
                 let _ = fs::remove_file(&kubeconfig_path);
@@ -97,28 +117,35 @@ impl RunnerFiles {
         Ok(dir)
     }
 
-    /// Makes what [`Self::write`] wrote survive a power cut. Apart from it,
-    /// so that the disk is waited for while the runner starts, not before.
+    /// Makes what [`Self::write`] wrote with [`Durable::Later`] survive a
+    /// power cut: apart from the write, so that the disk is waited for while
+    /// the runner starts, not before.
     pub fn sync(&self, key: &ObjectKey) -> Result<(), FilesError> {
         let dir = self.dir(key);
-        for name in ["config.json", "workspace_kubeconfig"] {
-            let path = dir.join(name);
-            let err = |source| FilesError::Write {
-                path: path.clone(),
+        let synced = |path: &Path| {
+            let err = |source| FilesError::Sync {
+                path: path.to_owned(),
                 source,
             };
-            match fs::File::open(&path) {
-                Ok(file) => file.sync_all().map_err(err)?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(err(e)),
+            match fs::File::open(path) {
+                Ok(file) => file.sync_all().map_err(err),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(err(e)),
             }
-        }
-        // The directory too: it holds the renames.
-        let err = |source| FilesError::Write {
-            path: dir.clone(),
-            source,
         };
-        fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(err)
+        synced(&dir.join("config.json"))?;
+        synced(&dir.join("workspace_kubeconfig"))?;
+        // The directories too: the module's holds the renames, the
+        // namespace's the module's own name. A missing one is an error.
+        for dir in [dir.as_path(), dir.parent().unwrap_or(&dir)] {
+            fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|source| FilesError::Sync {
+                    path: dir.to_owned(),
+                    source,
+                })?;
+        }
+        Ok(())
     }
 
     pub fn remove(&self, key: &ObjectKey) {
@@ -132,10 +159,9 @@ impl RunnerFiles {
     }
 }
 
-/// Written to a temp file and renamed, so a reader never sees half a file
-/// ([`RunnerFiles::sync`] makes it durable). 0644, for the image's user;
-/// private by the state dir around it.
-fn write_for_runner(path: &Path, contents: &[u8]) -> Result<(), FilesError> {
+/// Written to a temp file and renamed, so a reader never sees half a file.
+/// 0644, for the image's user; private by the state dir around it.
+fn write_for_runner(path: &Path, contents: &[u8], durable: Durable) -> Result<(), FilesError> {
     let err = |source| FilesError::Write {
         path: path.to_owned(),
         source,
@@ -153,6 +179,9 @@ fn write_for_runner(path: &Path, contents: &[u8]) -> Result<(), FilesError> {
     file.set_permissions(fs::Permissions::from_mode(0o644))
         .map_err(err)?;
     file.write_all(contents).map_err(err)?;
+    if durable == Durable::Now {
+        file.sync_all().map_err(err)?;
+    }
     fs::rename(&tmp, path).map_err(err)
 }
 
@@ -175,8 +204,8 @@ mod tests {
             fs::Permissions::from_mode(0o600),
         )
         .unwrap();
-        write_for_runner(&path, b"x").unwrap();
-        write_for_runner(&path, b"y").unwrap();
+        write_for_runner(&path, b"x", Durable::Now).unwrap();
+        write_for_runner(&path, b"y", Durable::Later).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"y");
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
@@ -195,11 +224,11 @@ mod tests {
         assert!(missing.contains("runners/default/web"), "{missing}");
         // With no kubeconfig (no `workspace` permission) there is one file.
         files
-            .write_for(&key, &config, KubeconfigFile::Remove)
+            .write_for(&key, &config, KubeconfigFile::Remove, Durable::Later)
             .unwrap();
         files.sync(&key).unwrap();
         files
-            .write_for(&key, &config, KubeconfigFile::Write("k"))
+            .write_for(&key, &config, KubeconfigFile::Write("k"), Durable::Later)
             .unwrap();
         files.sync(&key).unwrap();
         assert_eq!(

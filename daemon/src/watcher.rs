@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use forklet_state::desired::DesiredState;
-use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -39,17 +39,29 @@ pub struct ManifestWatcher {
     /// name (`rm -rf` and a fresh clone, a deploy tool's swap) is a new one
     /// to watch.
     watched: Option<u64>,
-    events: mpsc::UnboundedReceiver<Change>,
+    events: mpsc::UnboundedReceiver<Notice>,
 }
 
 /// What an event says of the change it reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Change {
-    /// Whole: the writer is done (closed, renamed, removed).
+    /// Whole: the writer is done (closed after writing, renamed into place).
     Done,
-    /// Perhaps under way: the file may be open and half-written.
+    /// Perhaps under way: a file open and half-written, or moved or removed
+    /// on its way to being replaced.
     UnderWay,
 }
+
+/// One event that matters: what it says, of which paths. `Done` of no path
+/// (an error: events may be lost) means "read the directory now".
+struct Notice {
+    change: Change,
+    paths: Vec<PathBuf>,
+}
+
+/// The longest a burst of changes is waited for before the directory is
+/// read anyway: a writer that never stops does not hold every other file.
+const MOST_SETTLE: Duration = Duration::from_millis(500);
 
 impl ManifestWatcher {
     pub fn start(dir: &Path) -> notify::Result<Self> {
@@ -58,16 +70,23 @@ impl ManifestWatcher {
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             // An error may mean lost events: rescan then too. Of the parent's
             // events, only those about the directory's own name count.
-            let change = match event {
+            let notice = match event {
                 Ok(e) => {
                     let elsewhere =
                         !e.paths.is_empty() && !e.paths.iter().any(|p| p.starts_with(&inside));
-                    (!elsewhere).then(|| change_of(&e.kind)).flatten()
+                    let change = (!elsewhere).then(|| change_of(&e.kind)).flatten();
+                    change.map(|change| Notice {
+                        change,
+                        paths: e.paths,
+                    })
                 }
-                Err(_) => Some(Change::Done),
+                Err(_) => Some(Notice {
+                    change: Change::Done,
+                    paths: Vec::new(),
+                }),
             };
-            if let Some(change) = change {
-                let _ = tx.send(change);
+            if let Some(notice) = notice {
+                let _ = tx.send(notice);
             }
         })?;
         let mut this = Self {
@@ -144,9 +163,9 @@ impl ManifestWatcher {
             let changed = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 event = self.events.recv() => {
-                    let Some(change) = event else { return };
+                    let Some(notice) = event else { return };
                     tracing::debug!("manifests changed");
-                    self.settle(change).await;
+                    self.settle(notice).await;
                     self.rewatch_if_replaced();
                     catalog.with(rescan).await
                 }
@@ -187,18 +206,23 @@ impl ManifestWatcher {
         }
     }
 
-    /// Takes every event already queued, then, while the newest says a
-    /// change may be under way, waits for the next for up to [`QUIET`].
-    async fn settle(&mut self, mut newest: Change) {
+    /// Takes every event already queued; while any path is still under
+    /// way, waits for the next event for up to [`QUIET`], and all in all
+    /// for up to [`MOST_SETTLE`].
+    async fn settle(&mut self, first: Notice) {
+        let give_up = tokio::time::Instant::now() + MOST_SETTLE;
+        let mut under_way = HashSet::new();
+        note(&mut under_way, first);
         loop {
-            while let Ok(change) = self.events.try_recv() {
-                newest = change;
+            while let Ok(notice) = self.events.try_recv() {
+                note(&mut under_way, notice);
             }
-            if newest == Change::Done {
+            if under_way.is_empty() {
                 return;
             }
-            match tokio::time::timeout(QUIET, self.events.recv()).await {
-                Ok(Some(change)) => newest = change,
+            let wait = QUIET.min(give_up.saturating_duration_since(tokio::time::Instant::now()));
+            match tokio::time::timeout(wait, self.events.recv()).await {
+                Ok(Some(notice)) => note(&mut under_way, notice),
                 _ => return,
             }
         }
@@ -265,17 +289,32 @@ impl Fetches {
     }
 }
 
+/// Keeps `under_way` the paths whose change is not known to be done.
+fn note(under_way: &mut HashSet<PathBuf>, notice: Notice) {
+    match notice.change {
+        Change::UnderWay => under_way.extend(notice.paths),
+        Change::Done if notice.paths.is_empty() => under_way.clear(),
+        Change::Done => {
+            for path in &notice.paths {
+                under_way.remove(path);
+            }
+        }
+    }
+}
+
 /// What an event of `kind` says, or `None` when it cannot change content:
 /// opening and reading a file does not, and the rescan itself opens every
 /// manifest (reacting to that would rescan for ever).
 fn change_of(kind: &EventKind) -> Option<Change> {
     match kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write))
-        | EventKind::Modify(ModifyKind::Name(_))
-        | EventKind::Remove(_) => Some(Change::Done),
+        | EventKind::Modify(ModifyKind::Name(
+            RenameMode::To | RenameMode::Both | RenameMode::Any,
+        )) => Some(Change::Done),
         EventKind::Access(_) => None,
         // Created or written: a writer that keeps the file open is not done
-        // yet, and its close (or the quiet period) will say so.
+        // yet, and its close (or the quiet period) will say so. Moved away
+        // or removed: an editor's save may be putting a new one in its place.
         _ => Some(Change::UnderWay),
     }
 }
@@ -283,7 +322,42 @@ fn change_of(kind: &EventKind) -> Option<Change> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use notify::event::{CreateKind, ModifyKind, RemoveKind, RenameMode};
+    use notify::event::{CreateKind, RemoveKind};
+
+    fn notice(change: Change, paths: &[&str]) -> Notice {
+        Notice {
+            change,
+            paths: paths.iter().map(PathBuf::from).collect(),
+        }
+    }
+
+    #[test]
+    fn one_file_done_does_not_end_the_wait_for_another_still_being_written() {
+        let mut under_way = HashSet::new();
+        note(&mut under_way, notice(Change::UnderWay, &["a.yaml"]));
+        note(&mut under_way, notice(Change::UnderWay, &["b.yaml"]));
+        note(&mut under_way, notice(Change::Done, &["a.yaml"]));
+        assert_eq!(under_way, HashSet::from([PathBuf::from("b.yaml")]));
+        note(&mut under_way, notice(Change::Done, &["b.yaml"]));
+        assert!(under_way.is_empty());
+    }
+
+    #[test]
+    fn a_rename_into_place_ends_both_names_and_lost_events_end_every_wait() {
+        let mut under_way = HashSet::new();
+        note(&mut under_way, notice(Change::UnderWay, &[".a.yaml.swp"]));
+        note(
+            &mut under_way,
+            notice(Change::Done, &[".a.yaml.swp", "a.yaml"]),
+        );
+        assert!(under_way.is_empty());
+        note(&mut under_way, notice(Change::UnderWay, &["c.yaml"]));
+        note(&mut under_way, notice(Change::Done, &[]));
+        assert!(
+            under_way.is_empty(),
+            "an error means: read the directory now"
+        );
+    }
 
     #[test]
     fn reading_a_file_is_no_reason_to_rescan() {
@@ -297,23 +371,24 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_write_a_rename_and_a_removal_are_whole_changes() {
+    fn a_closed_write_and_a_rename_into_place_are_whole_changes() {
         for kind in [
             EventKind::Access(AccessKind::Close(AccessMode::Write)),
             EventKind::Modify(ModifyKind::Name(RenameMode::To)),
             EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
-            EventKind::Remove(RemoveKind::File),
         ] {
             assert_eq!(change_of(&kind), Some(Change::Done), "{kind:?}");
         }
     }
 
     #[test]
-    fn a_creation_or_a_write_may_be_half_done() {
+    fn a_creation_a_write_a_move_away_or_a_removal_may_be_half_done() {
         for kind in [
             EventKind::Create(CreateKind::File),
             EventKind::Modify(ModifyKind::Any),
             EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+            EventKind::Remove(RemoveKind::File),
             EventKind::Any,
         ] {
             assert_eq!(change_of(&kind), Some(Change::UnderWay), "{kind:?}");

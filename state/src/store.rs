@@ -317,6 +317,12 @@ pub struct StreamEvent {
     pub message: String,
 }
 
+/// Each connection's page cache, in KiB as SQLite takes it (negative).
+/// Reads of a few rows (the common case) need little, and the kernel's page
+/// cache holds the rest: SQLite's default of 2 MiB a connection would be a
+/// good part of the daemon's memory.
+const CACHE_KIB: i64 = -512;
+
 /// How many events a module keeps; older ones are dropped as new ones come.
 const EVENTS_KEPT: i64 = 200;
 
@@ -346,6 +352,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "cache_size", CACHE_KIB)?;
         let mut store = Self {
             conn: Mutex::new(conn),
             reader: None,
@@ -358,6 +365,7 @@ impl Store {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        reader.pragma_update(None, "cache_size", CACHE_KIB)?;
         store.reader = Some(Mutex::new(reader));
         Ok(store)
     }

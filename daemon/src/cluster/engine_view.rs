@@ -26,6 +26,9 @@ use crate::docker::LABEL_INSTANCE;
 const REFRESH: Duration = Duration::from_secs(300);
 /// Gathers a burst of events (a cluster of several containers starting).
 const QUIET: Duration = Duration::from_millis(200);
+/// The longest a burst is gathered: runners starting by the hundred must
+/// not hold back a look that one of the events asked for.
+const MOST_GATHERED: Duration = Duration::from_secs(1);
 /// The most containers kept in a view (the engine's answer is read whole
 /// before this applies).
 const MAX_CONTAINERS: usize = 10_000;
@@ -276,8 +279,19 @@ pub async fn run(docker: Docker, changed: mpsc::UnboundedSender<()>, shutdown: C
                 let mut any = matters(&event);
                 // The rest of the burst, then one look if any of it matters.
                 let stream = events.as_mut().expect("set above");
-                while let Ok(Some(Ok(next))) = tokio::time::timeout(QUIET, stream.next()).await {
-                    any |= matters(&next);
+                let give_up = Instant::now() + MOST_GATHERED;
+                loop {
+                    let wait = QUIET.min(give_up.saturating_duration_since(Instant::now()));
+                    if wait.is_zero() {
+                        break;
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        next = tokio::time::timeout(wait, stream.next()) => match next {
+                            Ok(Some(Ok(next))) => any |= matters(&next),
+                            _ => break,
+                        },
+                    }
                 }
                 any
             }

@@ -16,7 +16,7 @@ use super::worker::{RunnerState, Worker};
 use crate::fault::crash_point;
 use crate::plan::{Action, settled};
 use crate::protocol::{CallError, ModuleApi};
-use crate::runner_files::{FilesError, KubeconfigFile};
+use crate::runner_files::{Durable, FilesError, KubeconfigFile};
 use crate::runtime::{RunnerSpec, Runtime, RuntimeError};
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +84,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
             }
             return Err(StepError::Unreachable(reason));
         }
-        self.write_files(desired).await?;
+        self.write_files(desired, Durable::Later).await?;
         self.written_kubeconfig = desired.kubeconfig_stamp;
         // On disk before the install is recorded (a runner adopted after a
         // power cut reads them as they are), not before the runner starts.
@@ -222,7 +222,11 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
 
     /// The files under `/forkspacer`, written off the async runtime (the
     /// workspace kubeconfig is read from wherever the manifest points).
-    pub(super) async fn write_files(&self, desired: &DesiredModule) -> Result<(), StepError> {
+    pub(super) async fn write_files(
+        &self,
+        desired: &DesiredModule,
+        durable: Durable,
+    ) -> Result<(), StepError> {
         let (files, desired) = (self.ctx.files.clone(), desired.clone());
         let reach = self.ctx.clusters.borrow().get(&desired.workspace).cloned();
         let write = move || {
@@ -231,7 +235,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
                 (Some(_), Some(Ok(access))) => KubeconfigFile::Write(&access.kubeconfig),
                 (Some(_), _) => KubeconfigFile::Keep,
             };
-            files.write(&desired, kubeconfig)
+            files.write(&desired, kubeconfig, durable)
         };
         match tokio::task::spawn_blocking(write).await {
             Ok(written) => Ok(written.map(drop)?),

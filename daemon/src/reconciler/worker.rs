@@ -19,6 +19,7 @@ use super::steps::StepError;
 use super::{Context, ForgetError};
 use crate::plan::{Action, Intent, RunnerSeen, plan};
 use crate::protocol::ModuleApi;
+use crate::runner_files::Durable;
 use crate::runtime::{Runner, Runtime};
 
 /// What a worker is told besides its intent.
@@ -329,14 +330,8 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         {
             return;
         }
-        let written = match self.write_files(desired).await {
-            Ok(()) => match self.sync_files().await {
-                Ok(synced) => synced.map_err(Into::into),
-                Err(err) => std::panic::resume_unwind(err.into_panic()),
-            },
-            Err(err) => Err(err),
-        };
-        match written {
+        // A running module's files: old or new after a power cut, never empty.
+        match self.write_files(desired, Durable::Now).await {
             Ok(()) if self.unreachable(desired).is_none() => {
                 tracing::info!(module = %self.key, "kubeconfig written for the runner")
             }
