@@ -77,7 +77,14 @@ now_us() { echo $(( $(date +%s%N) / 1000 )); }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 p95() { sort -n | awk '{a[NR]=$1} END {i=int(NR*0.95+0.999); if (i<1) i=1; print a[i]}'; }
-ratio() { awk "BEGIN {if ($2 == 0) print \"null\"; else printf \"%.2f\", $1/$2}"; }
+# ratio A B: A/B to two places, or null unless both are numbers and B is not 0.
+ratio() {
+  if [[ "$1" =~ ^[0-9.]+$ && "$2" =~ ^[0-9.]+$ ]] && awk "BEGIN {exit !($2 > 0)}"; then
+    awk "BEGIN {printf \"%.2f\", $1/$2}"
+  else
+    echo null
+  fi
+}
 api() { curl -s --unix-socket "$sock" "http://forkletd$1"; }
 phase() { api "/v1/modules/default/$1" | grep -o '"phase":"[a-z]*"' | cut -d'"' -f4; }
 count_phase() { api /v1/modules | grep -o "\"phase\":\"$1\"" | wc -l; }
@@ -197,6 +204,7 @@ latency() {
     exit 1
   fi
   while read -r step ms; do
+    [[ -n "$step" ]] || continue
     figure "latency_${key}_step_${step}_ms" "$ms"
     steps+=" $step +$ms"
   done <<<"$spans"
@@ -206,9 +214,9 @@ say "==> 1. ready latency ($rounds alternating rounds each, medians)"
 latency hello "$image" 0
 latency slow-start "$slow_image" 1
 
-# Bulk waits take seconds to minutes: a slower poll costs little accuracy
-# and leaves the two cores to the work measured.
-poll=0.5
+# Bulk waits take seconds to minutes: a poll every 0.1 s (one list of the
+# modules) costs them little accuracy and leaves the cores to the work.
+poll=0.1
 say "==> 2. cold start of $cold_n modules ($parallel at a time)"
 t0=$(now_ms)
 seq 1 "$cold_n" | xargs -P "$parallel" -I{} docker run -d --init --name "forklet-bench-cold-{}" \

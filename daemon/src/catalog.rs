@@ -156,7 +156,7 @@ impl Catalog {
             Ok(Some(stamp)) => stamp,
             // A directory named like a manifest: nothing to read.
             Ok(None) => return self.files.remove(&path).is_some(),
-            Err(_) if vanished(&path) => return self.vanished(path),
+            Err(_) if path_gone(&path) => return self.vanished(path),
             Err(problem) => return self.unreadable(path, *problem),
         };
         if self
@@ -168,7 +168,7 @@ impl Catalog {
         }
         let text = match read_manifest(&path) {
             Ok(text) => text,
-            Err(_) if vanished(&path) => return self.vanished(path),
+            Err(_) if path_gone(&path) => return self.vanished(path),
             Err(problem) => return self.unreadable(path, *problem),
         };
         let content_hash = content_hash(&text);
@@ -459,7 +459,7 @@ fn content_hash(text: &str) -> u64 {
 }
 
 /// Whether nothing is at `path` any more, not even a dangling link.
-fn vanished(path: &Path) -> bool {
+fn path_gone(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
 }
 

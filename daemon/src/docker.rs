@@ -59,8 +59,9 @@ pub struct DockerRuntime {
 }
 
 /// How long the start-up list stands for what the engine has: the workers
-/// of a restart look at their runners within moments, and a runner that
-/// changed since (died, restarted on another port) is missed only for so long.
+/// of a restart look at their runners within moments. A runner that died in
+/// that window is taken as running, and its health check fails (then the
+/// step's retry looks again), as for a runner that dies during any check.
 const START_LIST_FRESH: Duration = Duration::from_secs(2);
 
 struct StartList {
@@ -125,11 +126,15 @@ impl DockerRuntime {
             runners,
             taken: HashSet::new(),
         });
-        // Dropped once stale, even if nothing looks again.
+        // Dropped once stale, even if nothing looks again (only this list:
+        // a later one stands on its own).
         let start_list = self.start_list.clone();
         tokio::spawn(async move {
             tokio::time::sleep_until((at + START_LIST_FRESH).into()).await;
-            *start_list.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            let mut list = start_list.lock().unwrap_or_else(|e| e.into_inner());
+            if list.as_ref().is_some_and(|list| list.at == at) {
+                *list = None;
+            }
         });
         Ok(())
     }
@@ -149,10 +154,7 @@ impl DockerRuntime {
             // under the name is someone else's, left alone (a create then
             // finds the name taken and says so).
             Ok(info) => Ok(Seen::inspected(info)
-                .filter(|seen| {
-                    seen.labels.get(LABEL_INSTANCE) == Some(&self.instance)
-                        && seen.labels.get(LABEL_MODULE) == Some(&key.to_string())
-                })
+                .filter(|seen| self.is_ours(&seen.labels, key))
                 .into_iter()
                 .collect()),
             Err(bollard::errors::Error::DockerResponseServerError {
@@ -160,6 +162,12 @@ impl DockerRuntime {
             }) => Ok(Vec::new()),
             Err(err) => Err(engine("inspect container")(err)),
         }
+    }
+
+    /// Whether `labels` are those of `key`'s runner of this instance.
+    fn is_ours(&self, labels: &HashMap<String, String>, key: &ObjectKey) -> bool {
+        labels.get(LABEL_INSTANCE) == Some(&self.instance)
+            && labels.get(LABEL_MODULE) == Some(&key.to_string())
     }
 
     /// `key`'s runners from the start-up list, once, while it is fresh.
@@ -427,9 +435,7 @@ impl DockerRuntime {
             .await
             .map_err(engine("inspect container"))?;
         let labels = holder.config.and_then(|c| c.labels).unwrap_or_default();
-        let ours = labels.get(LABEL_INSTANCE) == Some(&self.instance)
-            && labels.get(LABEL_MODULE) == Some(&spec.key.to_string());
-        if !ours {
+        if !self.is_ours(&labels, &spec.key) {
             return Err(RuntimeError::NameTaken {
                 name: name.to_owned(),
             });
@@ -484,9 +490,13 @@ impl Runtime for DockerRuntime {
         progress: Progress<'_>,
     ) -> Result<Runner, RuntimeError> {
         let mut keep = None;
+        let name = self.container_name(&spec.key);
         for seen in self.look(&spec.key).await? {
             let label = |name| seen.labels.get(name).map(String::as_str);
-            let matches = label(LABEL_RUNNER_HASH) == Some(spec.settings.runner_hash.as_str())
+            // Under another name (an older forklet's), later looks by name
+            // would not find it: it is replaced.
+            let matches = seen.name == name
+                && label(LABEL_RUNNER_HASH) == Some(spec.settings.runner_hash.as_str())
                 && label(LABEL_LAYOUT) == Some(LAYOUT)
                 && label(LABEL_NETWORK).unwrap_or("")
                     == spec.settings.network.as_deref().unwrap_or("");
@@ -548,6 +558,7 @@ impl Runtime for DockerRuntime {
 /// What a look at the engine showed of one runner.
 struct Seen {
     id: String,
+    name: String,
     labels: HashMap<String, String>,
     /// Set when it runs and publishes the module port on loopback.
     running: Option<Runner>,
@@ -567,7 +578,14 @@ impl Seen {
                 (tcp && loopback && p.private_port == module_port).then_some(p.public_port?)
             });
         let runs = container.state == Some(ContainerSummaryStateEnum::RUNNING);
+        let name = container
+            .names
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .unwrap_or_default();
         Some(Self {
+            name: name.trim_start_matches('/').to_owned(),
             running: port.filter(|_| runs).map(|port| loopback_runner(&id, port)),
             labels: container.labels.unwrap_or_default(),
             id,
@@ -579,6 +597,11 @@ impl Seen {
         let runs = info.state.and_then(|s| s.running).unwrap_or(false);
         let port = info.network_settings.and_then(|n| published_port(n.ports?));
         Some(Self {
+            name: info
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_owned(),
             running: port.filter(|_| runs).map(|port| loopback_runner(&id, port)),
             labels: info.config.and_then(|c| c.labels).unwrap_or_default(),
             id,

@@ -46,6 +46,7 @@ impl OrphanSweeper {
             ),
         ]);
         let mut created = None;
+        let mut failures: u32 = 0;
         // Leftovers of a crash or a wiped state are looked for at start.
         let mut next = Instant::now() + soon;
         loop {
@@ -74,9 +75,15 @@ impl OrphanSweeper {
             if let Err(err) = &swept {
                 tracing::warn!(error = %err, "looking for orphaned runners");
             }
-            // A sweep that failed is tried again soon, as one with suspects.
-            let idle = swept.is_ok() && suspects.is_empty();
-            next = Instant::now() + if idle { IDLE_SWEEP } else { soon };
+            // A sweep that failed is tried again soon, then less and less
+            // often while it keeps failing (an engine that is down).
+            failures = if swept.is_ok() { 0 } else { failures + 1 };
+            let wait = match (failures, suspects.is_empty()) {
+                (0, true) => IDLE_SWEEP,
+                (0, false) => soon,
+                (n, _) => soon.saturating_mul(1 << n.min(12)).min(IDLE_SWEEP),
+            };
+            next = Instant::now() + wait;
         }
     }
 

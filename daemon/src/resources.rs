@@ -17,13 +17,16 @@ const EVERY: Duration = Duration::from_secs(60);
 /// core, and memory freed in one arena serves only that arena: forkletd's
 /// threads (the runtime's, the blocking pool's, the store's) do little
 /// allocation at once, so two arenas keep the heap dense at no cost in speed.
+/// A `MALLOC_ARENA_MAX` the user set wins.
 pub fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    #[allow(unsafe_code)]
-    // SAFETY: mallopt only sets an allocator parameter; called before any
-    // other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        #[allow(unsafe_code)]
+        // SAFETY: mallopt only sets an allocator parameter; called before
+        // any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
     }
 }
 
@@ -57,23 +60,27 @@ fn trim() {}
 /// Raises the soft limit on open files to the hard one (at most 1 << 20):
 /// a thousand modules mean a thousand runners to call, relays and streams,
 /// and the soft limit a service manager or shell starts with is often 1024.
+#[cfg(target_os = "linux")]
 pub fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     #[allow(unsafe_code)]
-    // SAFETY: getrlimit and setrlimit read and write the struct passed,
-    // which lives on this stack for the calls.
-    unsafe {
-        let mut limit = std::mem::zeroed::<libc::rlimit>();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return;
-        }
-        let wanted = limit.rlim_max.min(1 << 20);
-        if limit.rlim_cur < wanted {
-            limit.rlim_cur = wanted;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                tracing::warn!(
-                    "cannot raise the open files limit; with many modules calls may fail"
-                );
-            }
-        }
+    // SAFETY: getrlimit writes the struct passed, which lives on this stack.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    let wanted = limit.rlim_max.min(1 << 20);
+    if read != 0 || limit.rlim_cur >= wanted {
+        return;
+    }
+    limit.rlim_cur = wanted;
+    #[allow(unsafe_code)]
+    // SAFETY: setrlimit reads the struct passed, which lives on this stack.
+    let set = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    if set != 0 {
+        tracing::warn!("cannot raise the open files limit; with many modules calls may fail");
     }
 }
+
+#[cfg(not(target_os = "linux"))]
+pub fn raise_open_files_limit() {}

@@ -136,8 +136,10 @@ impl RunnerFiles {
         synced(&dir.join("config.json"))?;
         synced(&dir.join("workspace_kubeconfig"))?;
         // The directories too: the module's holds the renames, the
-        // namespace's the module's own name. A missing one is an error.
-        for dir in [dir.as_path(), dir.parent().unwrap_or(&dir)] {
+        // namespace's the module's own name, the root the namespace's (all
+        // may be new). A missing one is an error.
+        let namespace = dir.parent().unwrap_or(&dir);
+        for dir in [dir.as_path(), namespace, self.root.as_path()] {
             fs::File::open(dir)
                 .and_then(|d| d.sync_all())
                 .map_err(|source| FilesError::Sync {

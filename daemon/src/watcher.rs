@@ -4,11 +4,12 @@
 //!
 //! Any event means "rescan": editors save by rename, by truncate-and-write,
 //! through swap files; reading the directory again is cheap (unchanged files
-//! are only looked at) and always right. An event that ends a change (a file
-//! closed after writing, a rename, a removal) is acted on at once; one that
-//! may be the middle of a write waits for the writer to finish, or for a
-//! short quiet period. Events that come during a rescan are gathered into
-//! the next one, and a slow periodic rescan covers events the kernel dropped.
+//! are only looked at) and always right. The directory is read as soon as
+//! no manifest is known to be mid-change: one created or written is waited
+//! for until it is closed, one moved away or removed until a new copy is in
+//! place, each for at most a short quiet period. Events that come during a
+//! rescan are gathered into the next one, and a slow periodic rescan covers
+//! events the kernel dropped.
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use forklet_state::desired::DesiredState;
+use forklet_state::manifest::is_manifest_file;
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
@@ -42,22 +44,19 @@ pub struct ManifestWatcher {
     events: mpsc::UnboundedReceiver<Notice>,
 }
 
-/// What an event says of the change it reports.
+/// What an event says of the change to a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Change {
     /// Whole: the writer is done (closed after writing, renamed into place).
     Done,
-    /// Perhaps under way: a file open and half-written, or moved or removed
-    /// on its way to being replaced.
+    /// Perhaps under way: a file open and half-written, or a manifest moved
+    /// or removed on its way to being replaced (an editor's backup rename).
     UnderWay,
 }
 
-/// One event that matters: what it says, of which paths. `Done` of no path
-/// (an error: events may be lost) means "read the directory now".
-struct Notice {
-    change: Change,
-    paths: Vec<PathBuf>,
-}
+/// One event that matters: what it says of which paths. `None` is an error
+/// (events may be lost): read the directory now.
+type Notice = Option<Vec<(Change, PathBuf)>>;
 
 /// The longest a burst of changes is waited for before the directory is
 /// read anyway: a writer that never stops does not hold every other file.
@@ -74,20 +73,14 @@ impl ManifestWatcher {
                 Ok(e) => {
                     let elsewhere =
                         !e.paths.is_empty() && !e.paths.iter().any(|p| p.starts_with(&inside));
-                    let change = (!elsewhere).then(|| change_of(&e.kind)).flatten();
-                    change.map(|change| Notice {
-                        change,
-                        paths: e.paths,
-                    })
+                    if elsewhere || !can_change_content(&e.kind) {
+                        return;
+                    }
+                    Some(changes_of(&e.kind, e.paths))
                 }
-                Err(_) => Some(Notice {
-                    change: Change::Done,
-                    paths: Vec::new(),
-                }),
+                Err(_) => None,
             };
-            if let Some(notice) = notice {
-                let _ = tx.send(notice);
-            }
+            let _ = tx.send(notice);
         })?;
         let mut this = Self {
             dir: dir.to_owned(),
@@ -291,73 +284,83 @@ impl Fetches {
 
 /// Keeps `under_way` the paths whose change is not known to be done.
 fn note(under_way: &mut HashSet<PathBuf>, notice: Notice) {
-    match notice.change {
-        Change::UnderWay => under_way.extend(notice.paths),
-        Change::Done if notice.paths.is_empty() => under_way.clear(),
-        Change::Done => {
-            for path in &notice.paths {
-                under_way.remove(path);
+    let Some(changes) = notice else {
+        under_way.clear();
+        return;
+    };
+    for (change, path) in changes {
+        match change {
+            Change::UnderWay => {
+                under_way.insert(path);
+            }
+            Change::Done => {
+                under_way.remove(&path);
             }
         }
     }
 }
 
-/// What an event of `kind` says, or `None` when it cannot change content:
-/// opening and reading a file does not, and the rescan itself opens every
-/// manifest (reacting to that would rescan for ever).
-fn change_of(kind: &EventKind) -> Option<Change> {
+/// Opening and reading a file does not change it, and the rescan itself
+/// opens every manifest: reacting to that would rescan for ever.
+fn can_change_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+/// What an event of `kind` says of each of its paths. Only manifests are
+/// waited for: a temporary file renamed into place, a swap file removed or
+/// a definition written say nothing of a manifest still being written.
+fn changes_of(kind: &EventKind, paths: Vec<PathBuf>) -> Vec<(Change, PathBuf)> {
+    let done = |path| (Change::Done, path);
+    let under_way = |path: PathBuf| match is_manifest_file(&path) {
+        true => (Change::UnderWay, path),
+        false => (Change::Done, path),
+    };
     match kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write))
-        | EventKind::Modify(ModifyKind::Name(
-            RenameMode::To | RenameMode::Both | RenameMode::Any,
-        )) => Some(Change::Done),
-        EventKind::Access(_) => None,
+        | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Any)) => {
+            paths.into_iter().map(done).collect()
+        }
+        // From, then to: the old name may be replaced next, the new one is whole.
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
+            let mut paths = paths.into_iter();
+            let from = paths.next().map(under_way);
+            from.into_iter().chain(paths.map(done)).collect()
+        }
         // Created or written: a writer that keeps the file open is not done
         // yet, and its close (or the quiet period) will say so. Moved away
         // or removed: an editor's save may be putting a new one in its place.
-        _ => Some(Change::UnderWay),
+        _ => paths.into_iter().map(under_way).collect(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use notify::event::{CreateKind, RemoveKind};
+    use notify::event::{CreateKind, DataChange, RemoveKind};
 
-    fn notice(change: Change, paths: &[&str]) -> Notice {
-        Notice {
-            change,
-            paths: paths.iter().map(PathBuf::from).collect(),
+    fn paths(names: &[&str]) -> Vec<PathBuf> {
+        names.iter().map(PathBuf::from).collect()
+    }
+
+    fn waits_for(events: &[(EventKind, &[&str])]) -> HashSet<PathBuf> {
+        let mut under_way = HashSet::new();
+        for (kind, names) in events {
+            note(&mut under_way, Some(changes_of(kind, paths(names))));
         }
+        under_way
     }
 
-    #[test]
-    fn one_file_done_does_not_end_the_wait_for_another_still_being_written() {
-        let mut under_way = HashSet::new();
-        note(&mut under_way, notice(Change::UnderWay, &["a.yaml"]));
-        note(&mut under_way, notice(Change::UnderWay, &["b.yaml"]));
-        note(&mut under_way, notice(Change::Done, &["a.yaml"]));
-        assert_eq!(under_way, HashSet::from([PathBuf::from("b.yaml")]));
-        note(&mut under_way, notice(Change::Done, &["b.yaml"]));
-        assert!(under_way.is_empty());
-    }
-
-    #[test]
-    fn a_rename_into_place_ends_both_names_and_lost_events_end_every_wait() {
-        let mut under_way = HashSet::new();
-        note(&mut under_way, notice(Change::UnderWay, &[".a.yaml.swp"]));
-        note(
-            &mut under_way,
-            notice(Change::Done, &[".a.yaml.swp", "a.yaml"]),
-        );
-        assert!(under_way.is_empty());
-        note(&mut under_way, notice(Change::UnderWay, &["c.yaml"]));
-        note(&mut under_way, notice(Change::Done, &[]));
-        assert!(
-            under_way.is_empty(),
-            "an error means: read the directory now"
-        );
-    }
+    const CREATE: EventKind = EventKind::Create(CreateKind::File);
+    const WRITE: EventKind = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+    const CLOSE: EventKind = EventKind::Access(AccessKind::Close(AccessMode::Write));
+    const FROM: EventKind = EventKind::Modify(ModifyKind::Name(RenameMode::From));
+    const TO: EventKind = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+    const BOTH: EventKind = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+    const REMOVE: EventKind = EventKind::Remove(RemoveKind::File);
 
     #[test]
     fn reading_a_file_is_no_reason_to_rescan() {
@@ -366,32 +369,84 @@ mod tests {
             AccessKind::Close(AccessMode::Read),
             AccessKind::Read,
         ] {
-            assert_eq!(change_of(&EventKind::Access(kind)), None, "{kind:?}");
+            assert!(!can_change_content(&EventKind::Access(kind)), "{kind:?}");
+        }
+        for kind in [CREATE, WRITE, CLOSE, FROM, TO, BOTH, REMOVE, EventKind::Any] {
+            assert!(can_change_content(&kind), "{kind:?}");
         }
     }
 
     #[test]
-    fn a_closed_write_and_a_rename_into_place_are_whole_changes() {
-        for kind in [
-            EventKind::Access(AccessKind::Close(AccessMode::Write)),
-            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
-            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
-        ] {
-            assert_eq!(change_of(&kind), Some(Change::Done), "{kind:?}");
-        }
+    fn a_manifest_written_in_place_is_read_once_it_is_closed() {
+        let open = [(CREATE, &["a.yaml"][..]), (WRITE, &["a.yaml"][..])];
+        assert_eq!(waits_for(&open), paths(&["a.yaml"]).into_iter().collect());
+        let closed = [open[0], open[1], (CLOSE, &["a.yaml"][..])];
+        assert!(waits_for(&closed).is_empty());
     }
 
     #[test]
-    fn a_creation_a_write_a_move_away_or_a_removal_may_be_half_done() {
-        for kind in [
-            EventKind::Create(CreateKind::File),
-            EventKind::Modify(ModifyKind::Any),
-            EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any)),
-            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
-            EventKind::Remove(RemoveKind::File),
-            EventKind::Any,
-        ] {
-            assert_eq!(change_of(&kind), Some(Change::UnderWay), "{kind:?}");
-        }
+    fn one_file_done_does_not_end_the_wait_for_another_still_being_written() {
+        let events = [
+            (CREATE, &["b.yaml"][..]),
+            (CREATE, &["a.yaml"][..]),
+            (CLOSE, &["a.yaml"][..]),
+        ];
+        assert_eq!(waits_for(&events), paths(&["b.yaml"]).into_iter().collect());
+    }
+
+    #[test]
+    fn a_temporary_file_renamed_into_place_is_read_at_once() {
+        // As most editors and `kubectl`-style tools save.
+        let events = [
+            (CREATE, &[".a.yaml.tmp"][..]),
+            (CLOSE, &[".a.yaml.tmp"][..]),
+            (FROM, &[".a.yaml.tmp"][..]),
+            (TO, &["a.yaml"][..]),
+            (BOTH, &[".a.yaml.tmp", "a.yaml"][..]),
+        ];
+        assert!(waits_for(&events).is_empty());
+    }
+
+    #[test]
+    fn a_manifest_moved_aside_for_a_backup_is_waited_for_until_its_new_copy_is_closed() {
+        // vim's save with a backup: a.yaml -> a.yaml~, then a new a.yaml.
+        let moved = [
+            (FROM, &["a.yaml"][..]),
+            (TO, &["a.yaml~"][..]),
+            (BOTH, &["a.yaml", "a.yaml~"][..]),
+        ];
+        assert_eq!(waits_for(&moved), paths(&["a.yaml"]).into_iter().collect());
+        let rewritten = [
+            moved[0],
+            moved[1],
+            moved[2],
+            (CREATE, &["a.yaml"][..]),
+            (CLOSE, &["a.yaml"][..]),
+        ];
+        assert!(waits_for(&rewritten).is_empty());
+    }
+
+    #[test]
+    fn only_a_manifest_removed_is_waited_for() {
+        assert!(waits_for(&[(REMOVE, &[".a.yaml.swp"][..])]).is_empty());
+        assert!(waits_for(&[(REMOVE, &["4913"][..])]).is_empty());
+        assert_eq!(
+            waits_for(&[(REMOVE, &["a.yaml"][..])]),
+            paths(&["a.yaml"]).into_iter().collect()
+        );
+    }
+
+    #[test]
+    fn lost_events_end_every_wait() {
+        let mut under_way = HashSet::new();
+        note(
+            &mut under_way,
+            Some(changes_of(&CREATE, paths(&["c.yaml"]))),
+        );
+        note(&mut under_way, None);
+        assert!(
+            under_way.is_empty(),
+            "an error means: read the directory now"
+        );
     }
 }

@@ -289,7 +289,13 @@ pub async fn run(docker: Docker, changed: mpsc::UnboundedSender<()>, shutdown: C
                         _ = shutdown.cancelled() => return,
                         next = tokio::time::timeout(wait, stream.next()) => match next {
                             Ok(Some(Ok(next))) => any |= matters(&next),
-                            _ => break,
+                            Err(_) => break,
+                            // Ended or failed: followed afresh after a look.
+                            Ok(_) => {
+                                events = None;
+                                any = true;
+                                break;
+                            }
                         },
                     }
                 }
