@@ -634,11 +634,7 @@ pub async fn runner_view(docker: &Docker, id: &str) -> Option<forklet_state::api
         .ok()?
         .ok()?;
     let state = info.state.unwrap_or_default();
-    let port = info
-        .network_settings
-        .and_then(|n| n.ports)
-        .and_then(|mut ports| ports.remove(MODULE_PORT).flatten())
-        .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port));
+    let port = info.network_settings.and_then(|n| published_port(n.ports?));
     Some(forklet_state::api::RunnerView {
         container: info
             .name
