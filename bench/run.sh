@@ -38,6 +38,15 @@ if ((cold_n > scale_n)); then
   echo "COLD_N ($cold_n) must not be above SCALE_N ($scale_n)" >&2
   exit 2
 fi
+# Each runner takes two entries in the kernel's neighbour table (README, "A
+# thousand modules"); past its limit, calls to runners time out at random
+# and the figures would be the kernel's, so the run stops before it starts.
+neighbour_limit=$(cat /proc/sys/net/ipv4/neigh/default/gc_thresh3 2>/dev/null || echo "")
+if [[ "$neighbour_limit" =~ ^[0-9]+$ ]] && (( 2 * scale_n + 128 > neighbour_limit )); then
+  echo "the kernel's neighbour table holds $neighbour_limit entries and $scale_n runners need about $(( 2 * scale_n + 128 )):" >&2
+  echo "raise it first (as root): sysctl -p $root/systemd/60-forklet.conf" >&2
+  exit 2
+fi
 rounds=10
 parallel=16
 # Long enough for every periodic task at its idle rate: rescan (30 s),
@@ -253,6 +262,7 @@ say "==> 4. growing to $scale_n, asking for one module meanwhile"
 t0=$(now_ms)
 write_modules $((cold_n + 1)) "$scale_n"
 : >"$work/get-times"
+: >"$work/start-times"
 until at_least ready "$scale_n"; do
   if [[ $(now_ms) -gt $((t0 + 3600 * 1000)) ]]; then
     echo "gave up waiting for $scale_n modules ready; forkletd log: $log" >&2
@@ -262,12 +272,19 @@ until at_least ready "$scale_n"; do
   g0=$(now_us)
   "$bin/forklet" --socket "$sock" get module m-1 >/dev/null
   echo $(( ($(now_us) - g0) / 1000 )) >>"$work/get-times"
+  # The floor under the same load: the same binary started, asking nothing.
+  g0=$(now_us)
+  "$bin/forklet" --version >/dev/null
+  echo $(( ($(now_us) - g0) / 1000 )) >>"$work/start-times"
   sleep 0.2
 done
 figure grow_ms "$(( $(now_ms) - t0 ))"
 figure get_module_under_load_median_ms "$(median <"$work/get-times")"
 figure get_module_under_load_p95_ms "$(p95 <"$work/get-times")"
+figure cli_start_under_load_median_ms "$(median <"$work/start-times")"
+figure cli_start_under_load_p95_ms "$(p95 <"$work/start-times")"
 say "    $((scale_n - cold_n)) more ready in ${figures[grow_ms]} ms; forklet get module meanwhile: median ${figures[get_module_under_load_median_ms]} ms, p95 ${figures[get_module_under_load_p95_ms]} ms over $(wc -l <"$work/get-times") asks (target <= 20)"
+say "    forklet --version at the same moments (the process alone): median ${figures[cli_start_under_load_median_ms]} ms, p95 ${figures[cli_start_under_load_p95_ms]} ms"
 
 say "==> 5. idle with $scale_n modules ($idle_window s)"
 sleep 5

@@ -21,6 +21,7 @@ pub mod logging;
 pub mod metrics;
 pub mod module_logs;
 pub mod module_test;
+pub mod neighbours;
 pub mod openapi;
 pub mod orphans;
 pub mod plan;
@@ -287,6 +288,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     core.spawn(
         "workspace history",
         workspace_history::run(desired_rx.clone(), writes.clone(), stop.clone()),
+    );
+    core.spawn(
+        "neighbour table",
+        neighbours::watch(desired_rx.clone(), stop.clone()),
     );
     core.spawn_fallible("reconciler", async move {
         let supervisor = Supervisor::new(ctx);
