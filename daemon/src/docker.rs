@@ -56,6 +56,10 @@ pub struct DockerRuntime {
     /// Every runner as one list at start-up showed them: a restart looks
     /// at a thousand runners with one call to the engine, not one each.
     start_list: Arc<Mutex<Option<StartList>>>,
+    /// Runners the start-up list showed under a name forkletd no longer
+    /// gives (an older forklet's): a look by name never finds them, so they
+    /// are kept here until removed, for every look of their module.
+    misnamed: Arc<Mutex<HashMap<ObjectKey, Vec<Seen>>>>,
 }
 
 /// How long the start-up list stands for what the engine has: the workers
@@ -69,6 +73,52 @@ struct StartList {
     runners: HashMap<ObjectKey, Vec<Seen>>,
     /// Modules whose part was taken: any later look asks the engine.
     taken: HashSet<ObjectKey>,
+}
+
+impl StartList {
+    /// Sorts `listed` by module; runners under another name than `name_of`
+    /// gives come back apart (they stand for longer than the list).
+    fn new(
+        at: Instant,
+        listed: impl IntoIterator<Item = Seen>,
+        name_of: impl Fn(&ObjectKey) -> String,
+    ) -> (Self, HashMap<ObjectKey, Vec<Seen>>) {
+        let mut runners: HashMap<ObjectKey, Vec<Seen>> = HashMap::new();
+        let mut misnamed: HashMap<ObjectKey, Vec<Seen>> = HashMap::new();
+        for seen in listed {
+            let Some(key) = seen
+                .labels
+                .get(LABEL_MODULE)
+                .and_then(|m| ObjectKey::parse(m))
+            else {
+                continue;
+            };
+            let part = if seen.name == name_of(&key) {
+                &mut runners
+            } else {
+                &mut misnamed
+            };
+            part.entry(key).or_default().push(seen);
+        }
+        let list = Self {
+            at,
+            runners,
+            taken: HashSet::new(),
+        };
+        (list, misnamed)
+    }
+
+    fn stale(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.at) > START_LIST_FRESH
+    }
+
+    /// `key`'s part, once; `None` when it was taken before.
+    fn take(&mut self, key: &ObjectKey) -> Option<Vec<Seen>> {
+        if !self.taken.insert(key.clone()) {
+            return None;
+        }
+        Some(self.runners.remove(key).unwrap_or_default())
+    }
 }
 
 impl DockerRuntime {
@@ -96,6 +146,7 @@ impl DockerRuntime {
             instance,
             pull_stall,
             start_list: Arc::default(),
+            misnamed: Arc::default(),
         })
     }
 
@@ -111,21 +162,10 @@ impl DockerRuntime {
                 .map_err(engine("list containers"))
         })
         .await?;
-        let mut runners: HashMap<ObjectKey, Vec<Seen>> = HashMap::new();
-        for seen in listed.into_iter().filter_map(Seen::listed) {
-            if let Some(key) = seen
-                .labels
-                .get(LABEL_MODULE)
-                .and_then(|m| ObjectKey::parse(m))
-            {
-                runners.entry(key).or_default().push(seen);
-            }
-        }
-        *self.start_list.lock().unwrap_or_else(|e| e.into_inner()) = Some(StartList {
-            at,
-            runners,
-            taken: HashSet::new(),
-        });
+        let listed = listed.into_iter().filter_map(Seen::listed);
+        let (list, misnamed) = StartList::new(at, listed, |key| self.container_name(key));
+        *self.start_list.lock().unwrap_or_else(|e| e.into_inner()) = Some(list);
+        *self.misnamed.lock().unwrap_or_else(|e| e.into_inner()) = misnamed;
         // Dropped once stale, even if nothing looks again (only this list:
         // a later one stands on its own).
         let start_list = self.start_list.clone();
@@ -144,22 +184,33 @@ impl DockerRuntime {
     /// only (a lookup for the engine, where a label filter goes through
     /// every container it has).
     async fn look(&self, key: &ObjectKey) -> Result<Vec<Seen>, RuntimeError> {
-        if let Some(listed) = self.take_from_start_list(key) {
-            return Ok(listed);
-        }
-        let name = self.container_name(key);
-        let inspect = self.docker.inspect_container(&name, None);
-        match timed_docker("inspect", inspect).await {
+        let mut seen = match self.take_from_start_list(key) {
+            Some(listed) => listed,
             // Only this module's runner of this instance: anything else
             // under the name is someone else's, left alone (a create then
             // finds the name taken and says so).
-            Ok(info) => Ok(Seen::inspected(info)
+            None => self
+                .holder_of_name(key)
+                .await?
                 .filter(|seen| self.is_ours(&seen.labels, key))
                 .into_iter()
-                .collect()),
+                .collect(),
+        };
+        let misnamed = self.misnamed.lock().unwrap_or_else(|e| e.into_inner());
+        seen.extend(misnamed.get(key).into_iter().flatten().cloned());
+        Ok(seen)
+    }
+
+    /// Whatever container holds the name `key`'s runner is given, whoever
+    /// made it.
+    async fn holder_of_name(&self, key: &ObjectKey) -> Result<Option<Seen>, RuntimeError> {
+        let name = self.container_name(key);
+        let inspect = self.docker.inspect_container(&name, None);
+        match timed_docker("inspect", inspect).await {
+            Ok(info) => Ok(Seen::inspected(info)),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
-            }) => Ok(Vec::new()),
+            }) => Ok(None),
             Err(err) => Err(engine("inspect container")(err)),
         }
     }
@@ -174,14 +225,11 @@ impl DockerRuntime {
     fn take_from_start_list(&self, key: &ObjectKey) -> Option<Vec<Seen>> {
         let mut guard = self.start_list.lock().unwrap_or_else(|e| e.into_inner());
         let list = guard.as_mut()?;
-        if list.at.elapsed() > START_LIST_FRESH {
+        if list.stale(Instant::now()) {
             *guard = None;
             return None;
         }
-        if !list.taken.insert(key.clone()) {
-            return None;
-        }
-        Some(list.runners.remove(key).unwrap_or_default())
+        list.take(key)
     }
 
     /// The instance id its runners are labelled with.
@@ -232,13 +280,28 @@ impl DockerRuntime {
             .collect())
     }
 
+    /// Forgets a misnamed runner once it is gone.
+    fn forget_misnamed(&self, id: &str) {
+        let mut misnamed = self.misnamed.lock().unwrap_or_else(|e| e.into_inner());
+        if misnamed.is_empty() {
+            return;
+        }
+        misnamed.retain(|_, seen| {
+            seen.retain(|s| s.id != id);
+            !seen.is_empty()
+        });
+    }
+
     pub async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         let options = RemoveContainerOptionsBuilder::default().force(true).build();
         match self.docker.remove_container(id, Some(options)).await {
             Ok(())
             | Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
-            }) => Ok(()),
+            }) => {
+                self.forget_misnamed(id);
+                Ok(())
+            }
             Err(err) => Err(engine("remove container")(err)),
         }
     }
@@ -417,7 +480,7 @@ impl DockerRuntime {
                 Err(bollard::errors::Error::DockerResponseServerError {
                     status_code: 409, ..
                 }) if !freed => {
-                    self.free_name(spec, &name).await?;
+                    self.free_name(&spec.key).await?;
                     freed = true;
                 }
                 Err(err) => return Err(engine("create container")(err)),
@@ -428,19 +491,15 @@ impl DockerRuntime {
     /// Removes what holds `name`, if it is this module's runner of this
     /// instance (one the list missed, e.g. created by a step that was
     /// interrupted); anything else belongs to someone else and is left alone.
-    async fn free_name(&self, spec: &RunnerSpec, name: &str) -> Result<(), RuntimeError> {
-        let holder = self
-            .docker
-            .inspect_container(name, None)
-            .await
-            .map_err(engine("inspect container"))?;
-        let labels = holder.config.and_then(|c| c.labels).unwrap_or_default();
-        if !self.is_ours(&labels, &spec.key) {
-            return Err(RuntimeError::NameTaken {
-                name: name.to_owned(),
-            });
+    /// A name freed in the meantime is free.
+    async fn free_name(&self, key: &ObjectKey) -> Result<(), RuntimeError> {
+        match self.holder_of_name(key).await? {
+            Some(holder) if !self.is_ours(&holder.labels, key) => {
+                Err(RuntimeError::NameTaken { name: holder.name })
+            }
+            Some(holder) => self.remove(&holder.id).await,
+            None => Ok(()),
         }
-        self.remove(name).await
     }
 
     async fn start(&self, id: &str) -> Result<Runner, RuntimeError> {
@@ -556,6 +615,7 @@ impl Runtime for DockerRuntime {
 }
 
 /// What a look at the engine showed of one runner.
+#[derive(Clone)]
 struct Seen {
     id: String,
     name: String,
@@ -574,6 +634,7 @@ impl Seen {
             .into_iter()
             .find_map(|p| {
                 let tcp = p.typ.is_none_or(|t| t.to_string() == "tcp");
+                // Where forkletd calls it, as `published_port` reads an inspection.
                 let loopback = p.ip.as_deref() == Some("127.0.0.1");
                 (tcp && loopback && p.private_port == module_port).then_some(p.public_port?)
             });
@@ -616,12 +677,15 @@ fn loopback_runner(id: &str, port: u16) -> Runner {
     }
 }
 
-/// The host port the module port is published on, from an inspection.
+/// The loopback port the module port is published on, from an
+/// inspection: where forkletd calls it (as [`Seen::listed`] reads a list).
 fn published_port(mut ports: bollard::models::PortMap) -> Option<u16> {
+    let loopback = Ipv4Addr::LOCALHOST.to_string();
     ports
         .remove(MODULE_PORT)
         .flatten()?
         .into_iter()
+        .filter(|b| b.host_ip.as_deref() == Some(loopback.as_str()))
         .find_map(|b| b.host_port?.parse::<u16>().ok())
 }
 
@@ -706,5 +770,52 @@ mod tests {
             container_name("0123456789", &b)
         );
         assert_eq!(container_name("0123456789", &a), "forklet-01234567-a-b_c");
+    }
+
+    fn seen(id: &str, name: &str, module: &str) -> Seen {
+        Seen {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            labels: HashMap::from([(LABEL_MODULE.to_owned(), module.to_owned())]),
+            running: None,
+        }
+    }
+
+    fn ids(seen: &[Seen]) -> Vec<&str> {
+        seen.iter().map(|s| s.id.as_str()).collect()
+    }
+
+    #[test]
+    fn the_start_list_gives_each_module_its_runners_once_and_goes_stale() {
+        let web = ObjectKey::new("default", "web").unwrap();
+        let db = ObjectKey::new("default", "db").unwrap();
+        let at = Instant::now();
+        let listed = [
+            seen("1", &container_name("i", &web), "default/web"),
+            seen("2", "someone-renamed-it", "no valid key/"),
+        ];
+        let (mut list, _) = StartList::new(at, listed, |key| container_name("i", key));
+        assert_eq!(ids(&list.take(&web).unwrap()), ["1"]);
+        assert!(list.take(&web).is_none(), "a second look asks the engine");
+        assert_eq!(
+            ids(&list.take(&db).unwrap()),
+            Vec::<&str>::new(),
+            "none: create one"
+        );
+        assert!(!list.stale(at + START_LIST_FRESH));
+        assert!(list.stale(at + START_LIST_FRESH + Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn runners_under_an_older_name_are_set_apart_from_the_start_list() {
+        let web = ObjectKey::new("default", "web").unwrap();
+        let listed = [
+            seen("new", &container_name("i", &web), "default/web"),
+            seen("old", "forklet-i-default-web", "default/web"),
+        ];
+        let (mut list, misnamed) =
+            StartList::new(Instant::now(), listed, |key| container_name("i", key));
+        assert_eq!(ids(&list.take(&web).unwrap()), ["new"]);
+        assert_eq!(ids(&misnamed[&web]), ["old"]);
     }
 }

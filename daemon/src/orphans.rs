@@ -36,7 +36,8 @@ impl OrphanSweeper {
         // appears while forkletd runs (by hand, or by another process with
         // this state's instance id). forkletd's own creates are seen too (it
         // records a module before making its runner, so they are no
-        // suspects): a burst of installs costs one sweep after it.
+        // suspects): a burst of installs costs a sweep every `soon` at most
+        // while it lasts.
         let filters = HashMap::from([
             ("type", vec!["container".to_owned()]),
             ("event", vec!["create".to_owned()]),
@@ -47,6 +48,7 @@ impl OrphanSweeper {
         ]);
         let mut created = None;
         let mut failures: u32 = 0;
+        let mut stream_failures: u32 = 0;
         // Leftovers of a crash or a wiped state are looked for at start.
         let mut next = Instant::now() + soon;
         loop {
@@ -58,14 +60,22 @@ impl OrphanSweeper {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep_until(next) => {}
                 event = events.next() => {
-                    next = next.min(Instant::now() + soon);
-                    if !matches!(event, Some(Ok(_))) {
-                        // Events may be lost: look soon, and follow again
-                        // after a pause (an engine that is down fails at once).
+                    // A create, or events lost while the stream was down:
+                    // look soon, unless sweeps are failing and backing off.
+                    if failures == 0 {
+                        next = next.min(Instant::now() + soon);
+                    }
+                    if matches!(event, Some(Ok(_))) {
+                        stream_failures = 0;
+                    } else {
+                        // Followed again after a pause that grows while it
+                        // keeps failing (an engine that is down fails at once).
                         created = None;
+                        stream_failures += 1;
+                        let pause = Duration::from_secs(1 << stream_failures.min(6));
                         tokio::select! {
                             _ = shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = tokio::time::sleep(pause) => {}
                         }
                     }
                     continue;

@@ -78,7 +78,13 @@ pub fn raise_open_files_limit() {
     // SAFETY: setrlimit reads the struct passed, which lives on this stack.
     let set = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
     if set != 0 {
-        tracing::warn!("cannot raise the open files limit; with many modules calls may fail");
+        let error = std::io::Error::last_os_error();
+        tracing::warn!(
+            %error,
+            from = limit.rlim_cur,
+            to = wanted,
+            "cannot raise the open files limit; with many modules calls may fail"
+        );
     }
 }
 

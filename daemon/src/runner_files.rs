@@ -136,10 +136,12 @@ impl RunnerFiles {
         synced(&dir.join("config.json"))?;
         synced(&dir.join("workspace_kubeconfig"))?;
         // The directories too: the module's holds the renames, the
-        // namespace's the module's own name, the root the namespace's (all
-        // may be new). A missing one is an error.
+        // namespace's the module's own name, `runners/` the namespace's, the
+        // state directory `runners/` itself (all may be new). A missing one
+        // is an error.
         let namespace = dir.parent().unwrap_or(&dir);
-        for dir in [dir.as_path(), namespace, self.root.as_path()] {
+        let state = self.root.parent().unwrap_or(&self.root);
+        for dir in [dir.as_path(), namespace, self.root.as_path(), state] {
             fs::File::open(dir)
                 .and_then(|d| d.sync_all())
                 .map_err(|source| FilesError::Sync {

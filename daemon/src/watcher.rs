@@ -207,7 +207,10 @@ impl ManifestWatcher {
         let mut under_way = HashSet::new();
         note(&mut under_way, first);
         loop {
-            while let Ok(notice) = self.events.try_recv() {
+            // Bounded too: a writer that never stops does not hold the rescan.
+            while tokio::time::Instant::now() < give_up
+                && let Ok(notice) = self.events.try_recv()
+            {
                 note(&mut under_way, notice);
             }
             if under_way.is_empty() {

@@ -146,3 +146,45 @@ async fn a_runner_that_belongs_to_no_module_is_removed() {
         "the module's own runner stays"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_of_someone_else_under_a_runners_name_is_left_alone_and_named() {
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    // The name forkletd gives `default/app`'s runner, without its labels.
+    let name = format!("forklet-{}-default_app", &harness.instance()[..8]);
+    let options = bollard::query_parameters::CreateContainerOptionsBuilder::default()
+        .name(&name)
+        .build();
+    let body = ContainerCreateBody {
+        image: Some(HELLO_IMAGE.into()),
+        ..Default::default()
+    };
+    let squatter = harness
+        .docker
+        .create_container(Some(options), body)
+        .await
+        .unwrap()
+        .id;
+
+    harness.write("workspace.yaml", WORKSPACE);
+    harness.write("app.yaml", &module("app"));
+    let app = harness
+        .wait_until("the module saying its name is taken", || async {
+            harness.module("app").await.filter(|m| {
+                m.message
+                    .contains(&format!("container name {name} is taken"))
+            })
+        })
+        .await;
+    let still_there = harness.docker.inspect_container(&squatter, None).await;
+    let force = RemoveContainerOptionsBuilder::default().force(true).build();
+    let _ = harness
+        .docker
+        .remove_container(&squatter, Some(force))
+        .await;
+    assert!(still_there.is_ok(), "the other container was removed");
+    assert_ne!(app.phase, ModulePhase::Ready);
+    assert_eq!(app.container_id, None, "{app:?}");
+}

@@ -81,7 +81,7 @@ impl EngineView {
     pub async fn fetch(docker: &Docker) -> Result<Self, bollard::errors::Error> {
         let options = ListContainersOptionsBuilder::default().all(false).build();
         let listed = docker.list_containers(Some(options)).await?;
-        let containers = listed
+        let mut containers = listed
             .into_iter()
             .take(MAX_CONTAINERS)
             .filter_map(|c| {
@@ -132,7 +132,10 @@ impl EngineView {
                     ports,
                 })
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // Collected in place, it would keep the whole list's buffer (a
+        // thousand runners' summaries, most of a megabyte) for a few clusters.
+        containers.shrink_to_fit();
         let bridge_gateway = docker
             .inspect_network(
                 "bridge",

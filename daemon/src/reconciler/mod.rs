@@ -11,8 +11,11 @@
 //!   when its module is removed or forgotten.
 //! - [`steps`]: the lifecycle steps, each phase change committed before the
 //!   next call.
+//! - [`mailbox`]: what a worker is told besides its intent (retry, runner
+//!   news, a forced deletion), small enough for a thousand idle workers.
 //! - [`problems`]: manifest problems written into each module's history.
 
+mod mailbox;
 mod problems;
 mod steps;
 mod supervisor;

@@ -16,8 +16,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::Instant;
 
+use super::mailbox::Signal;
 use super::problems::ProblemHistory;
-use super::worker::{Signal, Worker, WorkerHandle, channels};
+use super::worker::{Worker, WorkerHandle, channels};
 use super::{Command, Context, ForgetError};
 use crate::hibernation::Hibernation;
 use crate::plan::Intent;
@@ -145,9 +146,7 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
 
     fn command(&mut self, command: Command) {
         let signal = |workers: &HashMap<ObjectKey, WorkerHandle>, key: &ObjectKey, signal| {
-            workers
-                .get(key)
-                .is_some_and(|w| w.signals.send(signal).is_ok())
+            workers.get(key).is_some_and(|w| w.post.signal(signal))
         };
         match command {
             Command::Retry(key, reply) => {
@@ -158,7 +157,7 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
             }
             Command::AllRunnersChanged => {
                 for worker in self.workers.values() {
-                    let _ = worker.signals.send(Signal::RunnerChanged(None));
+                    worker.post.signal(Signal::RunnerChanged(None));
                 }
             }
             // Only what no manifest names may be forgotten: decided here,
@@ -169,7 +168,7 @@ impl<R: Runtime, M: ModuleApi> Supervisor<R, M> {
                     let _ = reply.send(Err(ForgetError::StillDefined { key, file }));
                 }
                 Some(worker) => {
-                    if let Err(mpsc::error::SendError(reply)) = worker.force.send(reply) {
+                    if let Err(reply) = worker.post.force(reply) {
                         let _ = reply.send(Err(ForgetError::NotFound(key)));
                     }
                 }

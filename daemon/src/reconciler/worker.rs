@@ -12,9 +12,10 @@ use forklet_state::ObjectKey;
 use forklet_state::desired::DesiredModule;
 use forklet_state::event::EventReason;
 use forklet_state::store::{ModuleRecord, Phase, RunnerSettings};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
+use super::mailbox::{Mailbox, Post, Signal, mailbox};
 use super::steps::StepError;
 use super::{Context, ForgetError};
 use crate::plan::{Action, Intent, RunnerSeen, plan};
@@ -22,49 +23,30 @@ use crate::protocol::ModuleApi;
 use crate::runner_files::Durable;
 use crate::runtime::{Runner, Runtime};
 
-/// What a worker is told besides its intent.
-#[derive(Debug)]
-pub(super) enum Signal {
-    /// Try a failed step now.
-    Retry,
-    /// The runner with this container id changed; `None`: any may have.
-    RunnerChanged(Option<String>),
-}
-
 pub(super) type ForceReply = oneshot::Sender<Result<(), ForgetError>>;
 
 /// The supervisor's end of a worker.
 pub(super) struct WorkerHandle {
     pub intent: watch::Sender<Intent>,
-    pub signals: mpsc::UnboundedSender<Signal>,
-    /// `forklet delete --force`: abandons whatever step is under way.
-    pub force: mpsc::UnboundedSender<ForceReply>,
+    /// Signals, and `forklet delete --force` (which abandons whatever step
+    /// is under way).
+    pub post: Post,
 }
 
 /// The worker's end.
 pub(super) struct Inbox {
     pub intents: watch::Receiver<Intent>,
-    pub signals: mpsc::UnboundedReceiver<Signal>,
-    pub force: mpsc::UnboundedReceiver<ForceReply>,
+    pub mail: Mailbox,
 }
 
 pub(super) fn channels(intent: Intent) -> (WorkerHandle, Inbox) {
     let (intent_tx, intents) = watch::channel(intent);
-    let (signals_tx, signals) = mpsc::unbounded_channel();
-    let (force_tx, force) = mpsc::unbounded_channel();
+    let (post, mail) = mailbox();
     let handle = WorkerHandle {
         intent: intent_tx,
-        signals: signals_tx,
-        force: force_tx,
+        post,
     };
-    (
-        handle,
-        Inbox {
-            intents,
-            signals,
-            force,
-        },
-    )
+    (handle, Inbox { intents, mail })
 }
 
 /// What the worker knows of its runner.
@@ -229,11 +211,11 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
                     }
                 }
                 _ = retry_due => retry_at = None,
-                Some(signal) = inbox.signals.recv() => match signal {
+                signal = inbox.mail.signal() => match signal {
                     Signal::Retry => retry_at = None,
                     Signal::RunnerChanged(id) => self.runner.changed(id.as_deref()),
                 },
-                Some(reply) = inbox.force.recv() => {
+                reply = inbox.mail.forced() => {
                     if Box::pin(self.forget(reply)).await {
                         return;
                     }
@@ -282,7 +264,7 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         let result = tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => return Outcome::Stopped,
-            Some(reply) = inbox.force.recv() => return Outcome::Forced(reply),
+            reply = inbox.mail.forced() => return Outcome::Forced(reply),
             _ = removed => return Outcome::Abandoned,
             result = step => result,
         };
