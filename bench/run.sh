@@ -268,7 +268,7 @@ sleep_all() {
 # bounded by at this N.
 engine_stops() {
   local n=$1 k=100 t0
-  seq 1 "$k" | xargs -P "$parallel" -I{} docker run -d -q -p 127.0.0.1::8080 \
+  seq 1 "$k" | xargs -P "$parallel" -I{} docker run -d -q --init -p 127.0.0.1::8080 \
     --name "forklet-bench-stop-{}" "$image" >/dev/null
   t0=$(now_ms)
   seq 1 "$k" | xargs -P "$parallel" -I{} docker stop -t 10 "forklet-bench-stop-{}" >/dev/null

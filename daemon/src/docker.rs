@@ -17,7 +17,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use forklet_state::ObjectKey;
 use std::time::{Duration, Instant};
@@ -197,7 +197,12 @@ impl DockerRuntime {
                 .collect(),
         };
         let misnamed = self.misnamed.lock().unwrap_or_else(|e| e.into_inner());
-        seen.extend(misnamed.get(key).into_iter().flatten().cloned());
+        for old in misnamed.get(key).into_iter().flatten() {
+            // Once renamed to the name of now, it is found by name too.
+            if !seen.iter().any(|s| s.id == old.id) {
+                seen.push(old.clone());
+            }
+        }
         Ok(seen)
     }
 
@@ -534,6 +539,15 @@ impl DockerRuntime {
             .inspect_container(id, None)
             .await
             .map_err(engine("inspect container"))?;
+        // A module that exits at once has no port left to publish (and the
+        // engine may be restarting it already).
+        let state = info.state.unwrap_or_default();
+        if state.running == Some(false) || state.restarting == Some(true) {
+            return Err(RuntimeError::StoppedBeforeHealthy {
+                id: crate::runtime::short_id(id).to_owned(),
+                code: state.exit_code,
+            });
+        }
         let port = info
             .network_settings
             .and_then(|n| published_port(n.ports?))
@@ -600,6 +614,23 @@ impl Runtime for DockerRuntime {
             }
         }
         Ok(())
+    }
+
+    async fn stopped(&self, id: &str) -> Option<i64> {
+        let options = WaitContainerOptionsBuilder::default()
+            .condition("not-running")
+            .build();
+        let mut wait = self.docker.wait_container(id, Some(options));
+        match wait.next().await {
+            Some(Ok(answer)) => Some(answer.status_code),
+            // bollard's word for a non-zero exit code.
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Some(code),
+            Some(Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            })) => None,
+            _ => std::future::pending().await,
+        }
     }
 
     async fn remove_runners(&self, key: &ObjectKey) -> Result<(), RuntimeError> {

@@ -49,34 +49,44 @@ impl OrphanSweeper {
         let mut created = None;
         let mut failures: u32 = 0;
         let mut stream_failures: u32 = 0;
+        // The stream is followed again from this moment on after it failed.
+        let mut follow_at = Instant::now();
         // Leftovers of a crash or a wiped state are looked for at start.
         let mut next = Instant::now() + soon;
         loop {
-            let events = created.get_or_insert_with(|| {
-                let options = EventsOptionsBuilder::new().filters(&filters).build();
-                self.runtime.docker().events(Some(options)).boxed()
+            let paused = Instant::now() < follow_at;
+            let events = (!paused).then(|| {
+                created.get_or_insert_with(|| {
+                    let options = EventsOptionsBuilder::new().filters(&filters).build();
+                    self.runtime.docker().events(Some(options)).boxed()
+                })
             });
+            let event = async {
+                match events {
+                    Some(events) => events.next().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep_until(next) => {}
-                event = events.next() => {
-                    // A create, or events lost while the stream was down:
-                    // look soon, unless sweeps are failing and backing off.
-                    if failures == 0 {
-                        next = next.min(Instant::now() + soon);
-                    }
+                _ = tokio::time::sleep_until(follow_at), if paused => continue,
+                event = event => {
                     if matches!(event, Some(Ok(_))) {
+                        // The engine answers: any backoff is over.
                         stream_failures = 0;
+                        failures = 0;
                     } else {
                         // Followed again after a pause that grows while it
                         // keeps failing (an engine that is down fails at once).
                         created = None;
                         stream_failures += 1;
-                        let pause = Duration::from_secs(1 << stream_failures.min(6));
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(pause) => {}
-                        }
+                        follow_at = Instant::now() + Duration::from_secs(1 << stream_failures.min(6));
+                    }
+                    // A create, or events lost while the stream was down:
+                    // look soon, unless sweeps are failing and backing off.
+                    if failures == 0 {
+                        next = next.min(Instant::now() + soon);
                     }
                     continue;
                 }

@@ -73,6 +73,7 @@ pub fn raise_open_files_limit() {
     if read != 0 || limit.rlim_cur >= wanted {
         return;
     }
+    let current = limit.rlim_cur;
     limit.rlim_cur = wanted;
     #[allow(unsafe_code)]
     // SAFETY: setrlimit reads the struct passed, which lives on this stack.
@@ -81,7 +82,7 @@ pub fn raise_open_files_limit() {
         let error = std::io::Error::last_os_error();
         tracing::warn!(
             %error,
-            from = limit.rlim_cur,
+            from = current,
             to = wanted,
             "cannot raise the open files limit; with many modules calls may fail"
         );

@@ -53,6 +53,11 @@ pub enum RuntimeError {
          forklet leaves it alone (remove or rename it)"
     )]
     NameTaken { name: String },
+    #[error(
+        "runner container {id} stopped before it answered GET /health{}",
+        code.map(|code| format!(" (exit code {code})")).unwrap_or_default()
+    )]
+    StoppedBeforeHealthy { id: String, code: Option<i64> },
     #[error("runner container {id} publishes no port for 8080/tcp")]
     NoPort { id: String },
     #[error(
@@ -87,4 +92,14 @@ pub trait Runtime: Send + Sync + 'static {
         &self,
         key: &ObjectKey,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Resolves once runner container `id` is not running (at once if it
+    /// is not, or is gone), with its exit code where the engine says it;
+    /// pending while it runs, or when the engine cannot tell.
+    fn stopped(&self, id: &str) -> impl Future<Output = Option<i64>> + Send;
+}
+
+/// A container id as `docker ps` shows it (ids are ASCII hex).
+pub fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }

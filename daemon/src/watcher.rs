@@ -207,13 +207,11 @@ impl ManifestWatcher {
         let mut under_way = HashSet::new();
         note(&mut under_way, first);
         loop {
-            // Bounded too: a writer that never stops does not hold the rescan.
-            while tokio::time::Instant::now() < give_up
-                && let Ok(notice) = self.events.try_recv()
-            {
+            while let Ok(notice) = self.events.try_recv() {
                 note(&mut under_way, notice);
             }
-            if under_way.is_empty() {
+            // A writer that never stops does not hold the rescan.
+            if under_way.is_empty() || tokio::time::Instant::now() >= give_up {
                 return;
             }
             let wait = QUIET.min(give_up.saturating_duration_since(tokio::time::Instant::now()));

@@ -41,6 +41,12 @@ async fn every_kind_of_misbehaviour_ends_in_a_clear_failure() {
             "install failed: GET /health did not answer healthy within 2s; last: status 503 Service Unavailable",
         ),
         (
+            // Said at once, not after the health deadline.
+            "crashes",
+            "{health: exit}",
+            "install failed: runner container",
+        ),
+        (
             "hangs",
             "{install: hang}",
             "install failed: POST /install: no answer within 2s",
@@ -83,6 +89,11 @@ async fn every_kind_of_misbehaviour_ends_in_a_clear_failure() {
             .await;
         assert!(failed.attempts >= 1, "{name}");
     }
+    let crashed = harness.module("crashes").await.unwrap().message;
+    assert!(
+        crashed.contains("stopped before it answered GET /health (exit code 3)"),
+        "{crashed}"
+    );
 
     // Meanwhile the healthy module answers and acts on its manifest.
     assert_eq!(

@@ -340,6 +340,10 @@ pub fn parse_file(file: &Path, text: &str) -> ParsedFile {
             Err(problem) => parsed.problems.push(*problem),
         }
     }
+    // Kept for as long as the file is unchanged: a manifest is hundreds of
+    // bytes, and a first push reserves room for four.
+    parsed.manifests.shrink_to_fit();
+    parsed.problems.shrink_to_fit();
     parsed
 }
 

@@ -59,11 +59,16 @@ impl Post {
     pub fn signal(&self, signal: Signal) -> bool {
         self.post(|mail| match signal {
             Signal::Retry => mail.retry = true,
-            Signal::RunnerChanged(None) => mail.runner_changed = vec![None],
-            Signal::RunnerChanged(id) if mail.runner_changed.len() < RUNNER_NEWS => {
-                mail.runner_changed.push(id)
+            Signal::RunnerChanged(id) => {
+                let news = &mut mail.runner_changed;
+                // "Any" says all; the same id twice says it once.
+                if news.contains(&None) || news.contains(&id) {
+                } else if id.is_none() || news.len() >= RUNNER_NEWS {
+                    *news = vec![None];
+                } else {
+                    news.push(id);
+                }
             }
-            Signal::RunnerChanged(_) => mail.runner_changed = vec![None],
         })
     }
 

@@ -4,6 +4,7 @@
 //! it from there.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use chrono::Utc;
 use forklet_state::desired::DesiredModule;
@@ -17,7 +18,7 @@ use crate::fault::crash_point;
 use crate::plan::{Action, settled};
 use crate::protocol::{CallError, ModuleApi};
 use crate::runner_files::{Durable, FilesError, KubeconfigFile};
-use crate::runtime::{RunnerSpec, Runtime, RuntimeError};
+use crate::runtime::{RunnerSpec, Runtime, RuntimeError, short_id};
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum StepError {
@@ -38,6 +39,10 @@ pub(super) enum StepError {
     #[error("forkletd is stopping")]
     Stopping,
 }
+
+/// How long a runner may take to answer `GET /health` before the engine is
+/// asked whether it still runs.
+const STOPPED_LOOK_AFTER: Duration = Duration::from_millis(500);
 
 impl<R: Runtime, M: ModuleApi> Worker<R, M> {
     pub(super) async fn step(&mut self, action: Action) -> Result<(), StepError> {
@@ -321,7 +326,21 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
             let message = format!("runner container {}", short_id(&runner.container_id));
             self.save(EventReason::RunnerStarted, &message).await?;
         }
-        self.ctx.client.wait_healthy(runner.endpoint).await?;
+        // A runner that stops meanwhile (a module that exits at start, a
+        // runner adopted while it was being stopped) is news at once, not
+        // after the health deadline. Not asked while a runner answers at once.
+        let stopped = async {
+            tokio::time::sleep(STOPPED_LOOK_AFTER).await;
+            self.ctx.runtime.stopped(&runner.container_id).await
+        };
+        tokio::select! {
+            healthy = self.ctx.client.wait_healthy(runner.endpoint) => healthy?,
+            code = stopped => {
+                self.runner = RunnerState::Unknown;
+                let id = short_id(&runner.container_id).to_owned();
+                return Err(RuntimeError::StoppedBeforeHealthy { id, code }.into());
+            }
+        }
         tracing::debug!(module = %self.key, container = short_id(&runner.container_id), "runner healthy");
         let endpoint = runner.endpoint;
         self.runner = RunnerState::Up {
@@ -419,8 +438,4 @@ impl<R: Runtime, M: ModuleApi> Worker<R, M> {
         }
         Ok(())
     }
-}
-
-fn short_id(id: &str) -> &str {
-    &id[..id.len().min(12)]
 }

@@ -112,6 +112,10 @@ impl Runtime for Fake {
         self.world().runners.remove(key);
         Ok(())
     }
+
+    async fn stopped(&self, _id: &str) -> Option<i64> {
+        std::future::pending().await
+    }
 }
 
 impl ModuleApi for Fake {
@@ -516,5 +520,62 @@ async fn a_module_that_never_received_a_call_is_removed_without_one() {
     rig.desired.send_replace(state(&[]));
     rig.until("forgotten", |r| r.is_none()).await;
     assert!(fake.world().calls.is_empty(), "no /install, no /uninstall");
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_asked_for_runs_a_failed_step_at_once_not_after_its_backoff() {
+    let fake = Fake::default();
+    fake.answer(Operation::Install, Answer::Fail(100));
+    let rig = Rig::start(4, fake.clone(), state(&[module("app", false, "h")]));
+    // After six failures the next try is at least 16 s away (32 s, less
+    // up to half of it for jitter).
+    rig.until("failed six times", |r| r.is_some_and(|r| r.attempts >= 6))
+        .await;
+    let tried = fake.calls(Operation::Install).len();
+    let asked = Instant::now();
+    let (reply, answer) = oneshot::channel();
+    rig.commands
+        .send(Command::Retry(key("app"), reply))
+        .unwrap();
+    assert!(answer.await.unwrap(), "the worker took the retry");
+    rig.until_calls(Operation::Install, tried + 1).await;
+    let again = fake.calls(Operation::Install)[tried].1;
+    // Virtual time runs on while the store's thread writes: a margin.
+    assert!(
+        again - asked < Duration::from_secs(5),
+        "{:?}",
+        again - asked
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn news_of_its_runner_makes_a_worker_look_again_and_not_install_again() {
+    let fake = Fake::default();
+    let rig = Rig::with_app_ready(fake.clone()).await;
+    let made = || fake.world().made;
+    // News of a container that is not the module's runner changes nothing.
+    rig.commands
+        .send(Command::RunnerChanged(key("app"), "elsewhere".into()))
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(made(), 1);
+    // The runner went away, and the engine says so.
+    fake.world().runners.remove(&key("app"));
+    rig.commands
+        .send(Command::RunnerChanged(key("app"), "c1".into()))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    while made() < 2 {
+        assert!(Instant::now() < deadline, "the runner was never made again");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    rig.until("ready again", phase_is(Phase::Ready)).await;
+    assert_eq!(
+        fake.calls(Operation::Install).len(),
+        1,
+        "adopted, not installed"
+    );
     rig.stop().await;
 }

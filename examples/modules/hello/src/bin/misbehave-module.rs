@@ -1,8 +1,9 @@
 //! misbehave: a module that breaks the contract in the way its config says,
 //! to show (and test) what forklet does about it.
 //!
-//! - `health`: `"never"` answers 503 for ever; `"hang"` never answers.
-//!   (Read from `/forkspacer/config.json` at start.)
+//! - `health`: `"never"` answers 503 for ever; `"hang"` never answers;
+//!   `"exit"` exits with code 3 before it listens (a module that crashes at
+//!   start). (Read from `/forkspacer/config.json` at start.)
 //! - `sigterm`: `"ignore"` ignores SIGTERM, so that only a kill stops it.
 //! - `install`, `uninstall`, `sleep`, `resume`: `"ok"` (the default) answers
 //!   as the specification says; `"hang"` never answers; `"500"` answers 500;
@@ -14,6 +15,9 @@ use hello_module::{Reply, Request, config_file, health, serve};
 use serde_json::Value;
 
 fn main() {
+    if config_file().is_some_and(|c| c.get("health") == Some(&Value::from("exit"))) {
+        std::process::exit(3);
+    }
     let ignore = config_file().is_some_and(|c| c.get("sigterm") == Some(&Value::from("ignore")));
     serve(route, ignore);
 }
