@@ -617,6 +617,20 @@ impl Runtime for DockerRuntime {
     }
 
     async fn stopped(&self, id: &str) -> Option<i64> {
+        // A runner the engine is restarting counts as running to a wait:
+        // one that exited before the wait began is seen here.
+        match self.docker.inspect_container(id, None).await {
+            Ok(info) => {
+                let state = info.state.unwrap_or_default();
+                if state.running != Some(true) || state.restarting == Some(true) {
+                    return state.exit_code;
+                }
+            }
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return None,
+            Err(_) => {}
+        }
         let options = WaitContainerOptionsBuilder::default()
             .condition("not-running")
             .build();

@@ -55,7 +55,7 @@ pub enum RuntimeError {
     NameTaken { name: String },
     #[error(
         "runner container {id} stopped before it answered GET /health{}",
-        code.map(|code| format!(" (exit code {code})")).unwrap_or_default()
+        code.map_or(" (it is gone)".to_owned(), |code| format!(" (exit code {code})"))
     )]
     StoppedBeforeHealthy { id: String, code: Option<i64> },
     #[error("runner container {id} publishes no port for 8080/tcp")]

@@ -52,6 +52,8 @@ struct World {
     panic_once: bool,
     /// Runners never answer `GET /health`.
     unhealthy: bool,
+    /// Runners stop (exit code 3) before they answer `GET /health`.
+    exiting: bool,
 }
 
 #[derive(Clone, Default)]
@@ -114,12 +116,18 @@ impl Runtime for Fake {
     }
 
     async fn stopped(&self, _id: &str) -> Option<i64> {
+        if self.world().exiting {
+            return Some(3);
+        }
         std::future::pending().await
     }
 }
 
 impl ModuleApi for Fake {
     async fn wait_healthy(&self, _endpoint: SocketAddr) -> Result<(), CallError> {
+        if self.world().exiting {
+            std::future::pending::<()>().await;
+        }
         if self.world().unhealthy {
             return Err(CallError::NeverHealthy {
                 deadline: Duration::from_secs(60),
@@ -198,6 +206,19 @@ struct Rig {
 
 impl Rig {
     fn start(max_concurrent: usize, fake: Fake, first: Arc<DesiredState>) -> Self {
+        let backoff = Backoff {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(60),
+        };
+        Self::start_with(max_concurrent, fake, first, backoff)
+    }
+
+    fn start_with(
+        max_concurrent: usize,
+        fake: Fake,
+        first: Arc<DesiredState>,
+        backoff: Backoff,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("forklet.db")).unwrap());
         let shutdown = CancellationToken::new();
@@ -210,10 +231,7 @@ impl Rig {
             permits: Semaphore::new(max_concurrent),
             shutdown: shutdown.clone(),
             controller_dirs: Box::new(|w| Err(SocketError::SharedDirectory(w.to_string().into()))),
-            backoff: Backoff {
-                base: Duration::from_secs(1),
-                cap: Duration::from_secs(60),
-            },
+            backoff,
             removal_grace: Duration::from_secs(5),
             stop_runners_while_asleep: true,
             clusters: watch::channel(Default::default()).1,
@@ -526,27 +544,56 @@ async fn a_module_that_never_received_a_call_is_removed_without_one() {
 #[tokio::test(start_paused = true)]
 async fn a_retry_asked_for_runs_a_failed_step_at_once_not_after_its_backoff() {
     let fake = Fake::default();
-    fake.answer(Operation::Install, Answer::Fail(100));
-    let rig = Rig::start(4, fake.clone(), state(&[module("app", false, "h")]));
-    // After six failures the next try is at least 16 s away (32 s, less
-    // up to half of it for jitter).
-    rig.until("failed six times", |r| r.is_some_and(|r| r.attempts >= 6))
-        .await;
-    let tried = fake.calls(Operation::Install).len();
+    fake.answer(Operation::Install, Answer::Fail(1));
+    let hour = Duration::from_secs(3600);
+    let backoff = Backoff {
+        base: hour,
+        cap: hour,
+    };
+    let rig = Rig::start_with(
+        4,
+        fake.clone(),
+        state(&[module("app", false, "h")]),
+        backoff,
+    );
+    rig.until("failed", phase_is(Phase::Failed)).await;
     let asked = Instant::now();
     let (reply, answer) = oneshot::channel();
     rig.commands
         .send(Command::Retry(key("app"), reply))
         .unwrap();
     assert!(answer.await.unwrap(), "the worker took the retry");
-    rig.until_calls(Operation::Install, tried + 1).await;
-    let again = fake.calls(Operation::Install)[tried].1;
-    // Virtual time runs on while the store's thread writes: a margin.
+    rig.until("ready", phase_is(Phase::Ready)).await;
+    let again = fake.calls(Operation::Install)[1].1;
+    // The backoff alone waits at least half an hour. (Virtual time runs on
+    // while the store's thread writes, hence no tighter bound.)
+    assert!(again - asked < hour / 4, "{:?}", again - asked);
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_runner_that_stops_before_it_is_healthy_fails_the_step_at_once() {
+    let fake = Fake::default();
+    fake.world().exiting = true;
+    let rig = Rig::start(4, fake.clone(), state(&[module("app", false, "h")]));
+    let started = Instant::now();
+    rig.until("failed", phase_is(Phase::Failed)).await;
     assert!(
-        again - asked < Duration::from_secs(5),
-        "{:?}",
-        again - asked
+        started.elapsed() < Duration::from_secs(30),
+        "not after the health deadline"
     );
+    let failed = rig.store.modules().unwrap().remove(0);
+    assert!(
+        failed
+            .message
+            .ends_with("stopped before it answered GET /health (exit code 3)"),
+        "{}",
+        failed.message
+    );
+    // The next try looks at the runner again, and this time it answers.
+    fake.world().exiting = false;
+    rig.until("ready", phase_is(Phase::Ready)).await;
+    assert_eq!(fake.calls(Operation::Install).len(), 1);
     rig.stop().await;
 }
 

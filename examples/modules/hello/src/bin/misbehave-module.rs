@@ -2,8 +2,9 @@
 //! to show (and test) what forklet does about it.
 //!
 //! - `health`: `"never"` answers 503 for ever; `"hang"` never answers;
-//!   `"exit"` exits with code 3 before it listens (a module that crashes at
-//!   start). (Read from `/forkspacer/config.json` at start.)
+//!   `"exit"` exits with code 3 0.7 s after it starts, before it listens (a
+//!   module that crashes at start, after its container was seen running).
+//!   (Read from `/forkspacer/config.json` at start.)
 //! - `sigterm`: `"ignore"` ignores SIGTERM, so that only a kill stops it.
 //! - `install`, `uninstall`, `sleep`, `resume`: `"ok"` (the default) answers
 //!   as the specification says; `"hang"` never answers; `"500"` answers 500;
@@ -16,6 +17,7 @@ use serde_json::Value;
 
 fn main() {
     if config_file().is_some_and(|c| c.get("health") == Some(&Value::from("exit"))) {
+        std::thread::sleep(std::time::Duration::from_millis(700));
         std::process::exit(3);
     }
     let ignore = config_file().is_some_and(|c| c.get("sigterm") == Some(&Value::from("ignore")));
