@@ -7,6 +7,8 @@
 #       COLD_N:  modules for the cold start and the first sleep (default 200)
 #       --json:  every figure as one JSON object on stdout (the words go to
 #                stderr then)
+#   BENCH_SKIP="1 3 5" skips those sections (only these three: the others
+#   set up what follows them), to measure the scale figures alone.
 #
 # 1. ready latency: manifest written -> phase ready, against a hand-written
 #    `docker run` + poll /health every 10 ms + POST /install, in alternating
@@ -63,6 +65,8 @@ image=forklet-examples/hello:dev
 slow_image=forklet-examples/python:dev
 declare -A figures
 say() { if $json; then echo "$@" >&2; else echo "$@"; fi; }
+skip=" ${BENCH_SKIP:-} "
+wanted() { [[ "$skip" != *" $1 "* ]]; }
 # A figure that could not be measured is null, so the JSON stays JSON.
 figure() { figures[$1]=${2:-null}; }
 
@@ -81,6 +85,7 @@ keep_log=false
 cleanup() {
   [[ -n "$daemon" ]] && kill -TERM "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true
   docker ps -aq --filter "name=forklet-bench-" | xargs -r docker rm -f >/dev/null
+  docker network rm forklet-bench-stop >/dev/null 2>&1 || true
   # Only this run's runners: the instance label of its own daemon.
   [[ -n "$instance" ]] && docker ps -aq --filter "label=forklet.instance=$instance" | xargs -r docker rm -f >/dev/null
   # After a failure the daemon's log stays, for reading.
@@ -225,9 +230,11 @@ latency() {
   done <<<"$spans"
   say "      forkletd's steps (median ms after the one before):$steps"
 }
-say "==> 1. ready latency ($rounds alternating rounds each, medians)"
-latency hello "$image" 0
-latency slow-start "$slow_image" 1
+if wanted 1; then
+  say "==> 1. ready latency ($rounds alternating rounds each, medians)"
+  latency hello "$image" 0
+  latency slow-start "$slow_image" 1
+fi
 
 # Bulk waits take seconds to minutes: a poll every 0.1 s (one list of the
 # modules) costs them little accuracy and leaves the cores to the work.
@@ -265,20 +272,25 @@ sleep_all() {
 # engine_stops N: the engine's own cost of a stop beside N runners: 100 more
 # containers like them (the same image, a published port) stopped by
 # `docker stop` at the same parallelism; the figure a sleep per module is
-# bounded by at this N.
+# bounded by at this N. On a network of their own: a Linux bridge holds at
+# most 1023 containers, and the runners may fill Docker's default one.
 engine_stops() {
   local n=$1 k=100 t0
+  docker network create forklet-bench-stop >/dev/null
   seq 1 "$k" | xargs -P "$parallel" -I{} docker run -d -q --init -p 127.0.0.1::8080 \
-    --name "forklet-bench-stop-{}" "$image" >/dev/null
+    --network forklet-bench-stop --name "forklet-bench-stop-{}" "$image" >/dev/null
   t0=$(now_ms)
   seq 1 "$k" | xargs -P "$parallel" -I{} docker stop -t 10 "forklet-bench-stop-{}" >/dev/null
   figure "engine_stop_${n}_per_container_ms" "$(ratio "$(( $(now_ms) - t0 ))" "$k")"
   docker ps -aq --filter "name=forklet-bench-stop-" | xargs -r docker rm -f >/dev/null
+  docker network rm forklet-bench-stop >/dev/null
   figure "sleep_${n}_vs_engine_stop" "$(ratio "${figures[sleep_${n}_per_module_ms]}" "${figures[engine_stop_${n}_per_container_ms]}")"
   say "    docker stop beside $n runners, $parallel at a time: ${figures[engine_stop_${n}_per_container_ms]} ms a container; a sleep per module is ${figures[sleep_${n}_vs_engine_stop]}x that"
 }
-say "==> 3. a schedule sleeps all $cold_n at once"
-sleep_all "$cold_n"
+if wanted 3; then
+  say "==> 3. a schedule sleeps all $cold_n at once"
+  sleep_all "$cold_n"
+fi
 
 say "==> 4. growing to $scale_n, asking for one module meanwhile"
 t0=$(now_ms)
@@ -314,22 +326,24 @@ figure api_answer_under_load_p95_ms "$(p95 <"$work/answer-times")"
 say "    $((scale_n - cold_n)) more ready in ${figures[grow_ms]} ms; forklet get module meanwhile: median ${figures[get_module_under_load_median_ms]} ms, p95 ${figures[get_module_under_load_p95_ms]} ms over $(wc -l <"$work/get-times") asks (target <= 20)"
 say "    at the same moments: forklet --version (the process alone): median ${figures[cli_start_under_load_median_ms]} ms, p95 ${figures[cli_start_under_load_p95_ms]} ms; the API's answer (curl's time_total): median ${figures[api_answer_under_load_median_ms]} ms, p95 ${figures[api_answer_under_load_p95_ms]} ms"
 
-say "==> 5. idle with $scale_n modules ($idle_window s)"
-sleep 5
-t1=$(cpu_ticks)
-sleep "$idle_window"
-t2=$(cpu_ticks)
-hz=$(getconf CLK_TCK)
-figure idle_cpu_percent "$(awk "BEGIN {printf \"%.3f\", ($t2 - $t1) * 100 / $hz / $idle_window}")"
-figure idle_rss_kb "$(awk '/VmRSS/ {print $2}' "/proc/$daemon/status")"
-figure idle_heap_kb "$(awk '/RssAnon/ {print $2}' "/proc/$daemon/status")"
-for i in $(seq 1 $rounds); do
-  g0=$(now_us)
-  "$bin/forklet" --socket "$sock" get modules -o json >/dev/null
-  echo $(( ($(now_us) - g0) / 1000 ))
-done >"$work/list-times"
-figure get_modules_json_ms "$(median <"$work/list-times")"
-say "    CPU ${figures[idle_cpu_percent]} % (target <= 0.1); RSS ${figures[idle_rss_kb]} kB, ${figures[idle_heap_kb]} kB of it heap and stacks (target <= 40960); get modules -o json: ${figures[get_modules_json_ms]} ms (target <= 50)"
+if wanted 5; then
+  say "==> 5. idle with $scale_n modules ($idle_window s)"
+  sleep 5
+  t1=$(cpu_ticks)
+  sleep "$idle_window"
+  t2=$(cpu_ticks)
+  hz=$(getconf CLK_TCK)
+  figure idle_cpu_percent "$(awk "BEGIN {printf \"%.3f\", ($t2 - $t1) * 100 / $hz / $idle_window}")"
+  figure idle_rss_kb "$(awk '/VmRSS/ {print $2}' "/proc/$daemon/status")"
+  figure idle_heap_kb "$(awk '/RssAnon/ {print $2}' "/proc/$daemon/status")"
+  for i in $(seq 1 $rounds); do
+    g0=$(now_us)
+    "$bin/forklet" --socket "$sock" get modules -o json >/dev/null
+    echo $(( ($(now_us) - g0) / 1000 ))
+  done >"$work/list-times"
+  figure get_modules_json_ms "$(median <"$work/list-times")"
+  say "    CPU ${figures[idle_cpu_percent]} % (target <= 0.1); RSS ${figures[idle_rss_kb]} kB, ${figures[idle_heap_kb]} kB of it heap and stacks (target <= 40960); get modules -o json: ${figures[get_modules_json_ms]} ms (target <= 50)"
+fi
 
 say "==> 6. a schedule sleeps all $scale_n at once"
 sleep_all "$scale_n"
