@@ -122,6 +122,13 @@ impl Catalog {
     /// unreadable directory is an error, never "no manifests": that would
     /// uninstall every module.
     pub fn rescan(&mut self) -> io::Result<bool> {
+        self.rescan_holding(&HashSet::new())
+    }
+
+    /// As [`Self::rescan`], but the files in `writing` (still being
+    /// written) stand as they were read before, or unread if they are new:
+    /// a half-written manifest is never acted on.
+    pub fn rescan_holding(&mut self, writing: &HashSet<PathBuf>) -> io::Result<bool> {
         let mut seen = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
@@ -146,7 +153,9 @@ impl Catalog {
             self.remember(|store| store.forget_manifest(&path));
         }
         for path in seen {
-            changed |= self.refresh(path);
+            if !writing.contains(&path) {
+                changed |= self.refresh(path);
+            }
         }
         Ok(changed)
     }
@@ -492,6 +501,38 @@ mod tests {
 
     const WS: &str =
         "apiVersion: batch.forkspacer.com/v1\nkind: Workspace\nmetadata: {name: dev}\n";
+
+    #[test]
+    fn a_manifest_still_being_written_stands_as_it_was_read_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let ws = |name: &str| WS.replace("dev", name);
+        let (edited, new) = (dir.path().join("ws.yaml"), dir.path().join("new.yaml"));
+        fs::write(&edited, ws("before")).unwrap();
+        let mut catalog = scanned(dir.path(), state.path());
+        // Half of each: a valid document, but not the one being written.
+        fs::write(&edited, ws("bef")).unwrap();
+        fs::write(&new, ws("ne")).unwrap();
+        let writing = HashSet::from([edited.clone(), new.clone()]);
+        assert!(
+            !catalog.rescan_holding(&writing).unwrap(),
+            "nothing to act on yet"
+        );
+        let names = |catalog: &mut Catalog| -> Vec<String> {
+            let desired = catalog.desired();
+            desired
+                .workspaces
+                .keys()
+                .map(|k| k.name().to_owned())
+                .collect()
+        };
+        assert_eq!(names(&mut catalog), ["before"]);
+        // Done: read as they are.
+        fs::write(&edited, ws("after")).unwrap();
+        fs::write(&new, ws("newer")).unwrap();
+        assert!(catalog.rescan_holding(&HashSet::new()).unwrap());
+        assert_eq!(names(&mut catalog), ["after", "newer"]);
+    }
 
     #[test]
     fn a_file_that_breaks_keeps_its_last_good_documents_until_deleted() {

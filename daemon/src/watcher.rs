@@ -11,7 +11,7 @@
 //! rescan are gathered into the next one, and a slow periodic rescan covers
 //! events the kernel dropped.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,7 @@ use forklet_state::manifest::is_manifest_file;
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
@@ -42,6 +43,9 @@ pub struct ManifestWatcher {
     /// to watch.
     watched: Option<u64>,
     events: mpsc::UnboundedReceiver<Notice>,
+    /// Manifests being written, since when: each stands at its last
+    /// version until its writer is done, for up to [`WRITE_PATIENCE`].
+    writing: HashMap<PathBuf, Instant>,
 }
 
 /// What an event says of the change to a path.
@@ -61,6 +65,11 @@ type Notice = Option<Vec<(Change, PathBuf)>>;
 /// The longest a burst of changes is waited for before the directory is
 /// read anyway: a writer that never stops does not hold every other file.
 const MOST_SETTLE: Duration = Duration::from_millis(500);
+
+/// How long a manifest still being written stands at its last version: a
+/// slow writer (`scp`, a pipe) is waited for; a file held open for longer
+/// than any editor or copy would is read as it is.
+const WRITE_PATIENCE: Duration = Duration::from_secs(30);
 
 impl ManifestWatcher {
     pub fn start(dir: &Path) -> notify::Result<Self> {
@@ -87,6 +96,7 @@ impl ManifestWatcher {
             watcher,
             watched: None,
             events,
+            writing: HashMap::new(),
         };
         // The parent too, for the directory's name: a directory removed and
         // made again, renamed over, or a symlink flipped to another is seen
@@ -160,17 +170,20 @@ impl ManifestWatcher {
                     tracing::debug!("manifests changed");
                     self.settle(notice).await;
                     self.rewatch_if_replaced();
-                    catalog.with(rescan).await
+                    let writing = self.still_writing();
+                    catalog.with(move |c| rescan(c, &writing)).await
                 }
                 _ = resync.tick() => {
                     self.rewatch_if_replaced();
-                    catalog.with(|c| c.retry_failed_fetches() | rescan(c)).await
+                    let writing = self.still_writing();
+                    catalog.with(move |c| c.retry_failed_fetches() | rescan(c, &writing)).await
                 }
                 // The engine changed (a cluster started or moved) or a
                 // secret did: kubeconfigs and routes are looked at now.
                 Some(()) = look_again.recv() => {
                     while look_again.try_recv().is_ok() {}
-                    catalog.with(rescan).await
+                    let writing = self.still_writing();
+                    catalog.with(move |c| rescan(c, &writing)).await
                 }
                 Some(()) = refresh.recv() => {
                     // Fetched again in place; results come back as any fetch does.
@@ -203,23 +216,38 @@ impl ManifestWatcher {
     /// way, waits for the next event for up to [`QUIET`], and all in all
     /// for up to [`MOST_SETTLE`].
     async fn settle(&mut self, first: Notice) {
-        let give_up = tokio::time::Instant::now() + MOST_SETTLE;
-        let mut under_way = HashSet::new();
-        note(&mut under_way, first);
+        let give_up = Instant::now() + MOST_SETTLE;
+        let mut under_way = HashMap::new();
+        self.take(&mut under_way, first);
         loop {
             while let Ok(notice) = self.events.try_recv() {
-                note(&mut under_way, notice);
+                self.take(&mut under_way, notice);
             }
             // A writer that never stops does not hold the rescan.
-            if under_way.is_empty() || tokio::time::Instant::now() >= give_up {
+            if under_way.is_empty() || Instant::now() >= give_up {
                 return;
             }
-            let wait = QUIET.min(give_up.saturating_duration_since(tokio::time::Instant::now()));
+            let wait = QUIET.min(give_up.saturating_duration_since(Instant::now()));
             match tokio::time::timeout(wait, self.events.recv()).await {
-                Ok(Some(notice)) => note(&mut under_way, notice),
+                Ok(Some(notice)) => self.take(&mut under_way, notice),
                 _ => return,
             }
         }
+    }
+
+    /// Notes `notice` in this burst's `under_way` and in what is being
+    /// written across bursts.
+    fn take(&mut self, under_way: &mut HashMap<PathBuf, Instant>, notice: Notice) {
+        note(&mut self.writing, notice.clone());
+        note(under_way, notice);
+    }
+
+    /// The manifests still being written, for at most [`WRITE_PATIENCE`].
+    fn still_writing(&mut self) -> HashSet<PathBuf> {
+        let now = Instant::now();
+        self.writing
+            .retain(|_, since| now.saturating_duration_since(*since) < WRITE_PATIENCE);
+        self.writing.keys().cloned().collect()
     }
 }
 
@@ -252,9 +280,10 @@ impl SharedCatalog {
     }
 }
 
-/// `true` when the directory's manifests or definitions changed.
-fn rescan(catalog: &mut Catalog) -> bool {
-    catalog.rescan().unwrap_or_else(|err| {
+/// `true` when the directory's manifests or definitions changed; the
+/// manifests in `writing` stand as they were.
+fn rescan(catalog: &mut Catalog, writing: &HashSet<PathBuf>) -> bool {
+    catalog.rescan_holding(writing).unwrap_or_else(|err| {
         tracing::error!(error = %err, "cannot read the manifests directory; keeping the last state");
         false
     })
@@ -283,8 +312,9 @@ impl Fetches {
     }
 }
 
-/// Keeps `under_way` the paths whose change is not known to be done.
-fn note(under_way: &mut HashSet<PathBuf>, notice: Notice) {
+/// Keeps in `under_way` the paths whose change is not known to be done,
+/// with when it began.
+fn note(under_way: &mut HashMap<PathBuf, Instant>, notice: Notice) {
     let Some(changes) = notice else {
         under_way.clear();
         return;
@@ -292,7 +322,7 @@ fn note(under_way: &mut HashSet<PathBuf>, notice: Notice) {
     for (change, path) in changes {
         match change {
             Change::UnderWay => {
-                under_way.insert(path);
+                under_way.entry(path).or_insert_with(Instant::now);
             }
             Change::Done => {
                 under_way.remove(&path);
@@ -348,11 +378,11 @@ mod tests {
     }
 
     fn waits_for(events: &[(EventKind, &[&str])]) -> HashSet<PathBuf> {
-        let mut under_way = HashSet::new();
+        let mut under_way = HashMap::new();
         for (kind, names) in events {
             note(&mut under_way, Some(changes_of(kind, paths(names))));
         }
-        under_way
+        under_way.into_keys().collect()
     }
 
     const CREATE: EventKind = EventKind::Create(CreateKind::File);
@@ -439,7 +469,7 @@ mod tests {
 
     #[test]
     fn lost_events_end_every_wait() {
-        let mut under_way = HashSet::new();
+        let mut under_way = HashMap::new();
         note(
             &mut under_way,
             Some(changes_of(&CREATE, paths(&["c.yaml"]))),

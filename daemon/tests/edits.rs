@@ -322,3 +322,34 @@ async fn a_permission_or_resource_change_replaces_the_runner() {
         "the old runners are gone"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_written_slowly_is_read_once_its_writer_is_done() {
+    use std::io::Write;
+    let Some(harness) = Harness::start().await else {
+        return;
+    };
+    harness.write("workspace.yaml", forkletd::testing::WORKSPACE);
+    let manifest = format!(
+        "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {{name: app}}\nspec:\n  workspace: {{name: dev}}\n  source:\n    raw:\n      kind: Custom\n      metadata: {{name: app, version: 1.0.0, supportedOperatorVersion: '*'}}\n      spec: {{image: '{HELLO_IMAGE}'}}\n  config:\n    greeting: prod-cluster-eu-west-1\n"
+    );
+    // As `scp` or a pipe writes it: all but the end, a pause, the rest.
+    // Cut there, it is a valid manifest with the wrong config.
+    let (start, rest) = manifest.split_at(manifest.len() - 12);
+    let mut file = std::fs::File::create(harness.manifests.path().join("app.yaml")).unwrap();
+    file.write_all(start.as_bytes()).unwrap();
+    // Longer than any wait for a burst of events to settle.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        harness.module("app").await.is_none(),
+        "a manifest still being written was acted on"
+    );
+    file.write_all(rest.as_bytes()).unwrap();
+    drop(file);
+
+    let app = ready_with(&harness, json!({"greeting": "prod-cluster-eu-west-1"})).await;
+    let output = harness.follow_output(app.container_id.as_deref().unwrap());
+    let installs = output.wait_bodies("install", 1).await;
+    assert_eq!(installs.len(), 1, "{installs:?}");
+    assert_eq!(installs[0]["greeting"], "prod-cluster-eu-west-1");
+}
