@@ -153,7 +153,10 @@ impl Catalog {
             self.remember(|store| store.forget_manifest(&path));
         }
         for path in seen {
-            if !writing.contains(&path) {
+            // A symlink made in place (`ln -s`) has no writer to wait for.
+            let held = writing.contains(&path)
+                && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
+            if !held {
                 changed |= self.refresh(path);
             }
         }
@@ -532,6 +535,10 @@ mod tests {
         fs::write(&new, ws("newer")).unwrap();
         assert!(catalog.rescan_holding(&HashSet::new()).unwrap());
         assert_eq!(names(&mut catalog), ["after", "newer"]);
+        // Removed while under way: gone, not held.
+        fs::remove_file(&new).unwrap();
+        assert!(catalog.rescan_holding(&writing).unwrap());
+        assert_eq!(names(&mut catalog), ["after"]);
     }
 
     #[test]

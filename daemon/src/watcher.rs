@@ -85,7 +85,8 @@ impl ManifestWatcher {
                     if elsewhere || !can_change_content(&e.kind) {
                         return;
                     }
-                    Some(changes_of(&e.kind, e.paths))
+                    // The kernel's queue overflowed: events were lost.
+                    (!e.need_rescan()).then(|| changes_of(&e.kind, e.paths))
                 }
                 Err(_) => None,
             };
@@ -163,18 +164,19 @@ impl ManifestWatcher {
         let mut resync = tokio::time::interval(resync);
         resync.tick().await; // the first tick is immediate; the caller has just scanned
         loop {
+            let (holding, patience_ends) = (!self.writing.is_empty(), self.patience_ends());
             let changed = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 event = self.events.recv() => {
                     let Some(notice) = event else { return };
                     tracing::debug!("manifests changed");
                     self.settle(notice).await;
-                    self.rewatch_if_replaced();
+                    self.rewatch_replaced();
                     let writing = self.still_writing();
                     catalog.with(move |c| rescan(c, &writing)).await
                 }
                 _ = resync.tick() => {
-                    self.rewatch_if_replaced();
+                    self.rewatch_replaced();
                     let writing = self.still_writing();
                     catalog.with(move |c| c.retry_failed_fetches() | rescan(c, &writing)).await
                 }
@@ -182,6 +184,12 @@ impl ManifestWatcher {
                 // secret did: kubeconfigs and routes are looked at now.
                 Some(()) = look_again.recv() => {
                     while look_again.try_recv().is_ok() {}
+                    let writing = self.still_writing();
+                    catalog.with(move |c| rescan(c, &writing)).await
+                }
+                // A writer that kept a manifest open past the patience:
+                // read as it is now.
+                _ = tokio::time::sleep_until(patience_ends), if holding => {
                     let writing = self.still_writing();
                     catalog.with(move |c| rescan(c, &writing)).await
                 }
@@ -240,6 +248,20 @@ impl ManifestWatcher {
     fn take(&mut self, under_way: &mut HashMap<PathBuf, Instant>, notice: Notice) {
         note(&mut self.writing, notice.clone());
         note(under_way, notice);
+    }
+
+    /// A new directory holds none of the old one's writes (`rm -rf` then
+    /// `mv` marks every old path as under way, and nothing ends that).
+    fn rewatch_replaced(&mut self) {
+        if self.rewatch_if_replaced() {
+            self.writing.clear();
+        }
+    }
+
+    /// When the oldest write under way has been waited for long enough.
+    fn patience_ends(&self) -> Instant {
+        let oldest = self.writing.values().min().copied();
+        oldest.unwrap_or_else(Instant::now) + WRITE_PATIENCE
     }
 
     /// The manifests still being written, for at most [`WRITE_PATIENCE`].
@@ -351,10 +373,11 @@ fn changes_of(kind: &EventKind, paths: Vec<PathBuf>) -> Vec<(Change, PathBuf)> {
         false => (Change::Done, path),
     };
     match kind {
+        // Modes, owners and times (`chmod`, `tar x` after its close): no
+        // writer is at work, and none will close the file to say so.
         EventKind::Access(AccessKind::Close(AccessMode::Write))
-        | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Any)) => {
-            paths.into_iter().map(done).collect()
-        }
+        | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Any))
+        | EventKind::Modify(ModifyKind::Metadata(_)) => paths.into_iter().map(done).collect(),
         // From, then to: the old name may be replaced next, the new one is whole.
         EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
             let mut paths = paths.into_iter();
@@ -371,7 +394,7 @@ fn changes_of(kind: &EventKind, paths: Vec<PathBuf>) -> Vec<(Change, PathBuf)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use notify::event::{CreateKind, DataChange, RemoveKind};
+    use notify::event::{CreateKind, DataChange, MetadataKind, RemoveKind};
 
     fn paths(names: &[&str]) -> Vec<PathBuf> {
         names.iter().map(PathBuf::from).collect()
@@ -465,6 +488,39 @@ mod tests {
             waits_for(&[(REMOVE, &["a.yaml"][..])]),
             paths(&["a.yaml"]).into_iter().collect()
         );
+    }
+
+    #[test]
+    fn changing_modes_or_times_after_the_close_is_no_write_under_way() {
+        let chmod = EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any));
+        assert!(
+            waits_for(&[
+                (CREATE, &["a.yaml"]),
+                (CLOSE, &["a.yaml"]),
+                (chmod, &["a.yaml"])
+            ])
+            .is_empty()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_is_waited_for_at_most_its_patience_from_its_first_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut watcher = ManifestWatcher::start(dir.path()).unwrap();
+        let a = PathBuf::from("a.yaml");
+        note(
+            &mut watcher.writing,
+            Some(changes_of(&WRITE, vec![a.clone()])),
+        );
+        tokio::time::advance(WRITE_PATIENCE - Duration::from_millis(1)).await;
+        // A writer still writing does not push the end further.
+        note(
+            &mut watcher.writing,
+            Some(changes_of(&WRITE, vec![a.clone()])),
+        );
+        assert!(watcher.still_writing().contains(&a));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(watcher.still_writing().is_empty(), "read as it is now");
     }
 
     #[test]

@@ -330,6 +330,16 @@ async fn a_manifest_written_slowly_is_read_once_its_writer_is_done() {
         return;
     };
     harness.write("workspace.yaml", forkletd::testing::WORKSPACE);
+    // Read before the slow writer starts: a rescan for another file that
+    // runs while a new file's first bytes land reads them before their
+    // events arrive, a race the hold does not close (see the note).
+    harness
+        .wait_until("the workspace read", || async {
+            harness
+                .api::<serde_json::Value>("/v1/workspaces/default/dev")
+                .await
+        })
+        .await;
     let manifest = format!(
         "apiVersion: batch.forkspacer.com/v1\nkind: Module\nmetadata: {{name: app}}\nspec:\n  workspace: {{name: dev}}\n  source:\n    raw:\n      kind: Custom\n      metadata: {{name: app, version: 1.0.0, supportedOperatorVersion: '*'}}\n      spec: {{image: '{HELLO_IMAGE}'}}\n  config:\n    greeting: prod-cluster-eu-west-1\n"
     );
