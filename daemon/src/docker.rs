@@ -541,11 +541,10 @@ impl DockerRuntime {
             .map_err(engine("inspect container"))?;
         // A module that exits at once has no port left to publish (and the
         // engine may be restarting it already).
-        let state = info.state.unwrap_or_default();
-        if state.running == Some(false) || state.restarting == Some(true) {
+        if let Some(code) = exit_of(info.state.as_ref()) {
             return Err(RuntimeError::StoppedBeforeHealthy {
                 id: crate::runtime::short_id(id).to_owned(),
-                code: state.exit_code,
+                code,
             });
         }
         let port = info
@@ -621,9 +620,8 @@ impl Runtime for DockerRuntime {
         // one that exited before the wait began is seen here.
         match self.docker.inspect_container(id, None).await {
             Ok(info) => {
-                let state = info.state.unwrap_or_default();
-                if state.running != Some(true) || state.restarting == Some(true) {
-                    return state.exit_code;
+                if let Some(code) = exit_of(info.state.as_ref()) {
+                    return code;
                 }
             }
             Err(bollard::errors::Error::DockerResponseServerError {
@@ -720,6 +718,13 @@ fn loopback_runner(id: &str, port: u16) -> Runner {
         container_id: id.to_owned(),
         endpoint: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
     }
+}
+
+/// `Some` (with the exit code, where known) when an inspection shows the
+/// container not running, or being restarted after it exited.
+fn exit_of(state: Option<&bollard::models::ContainerState>) -> Option<Option<i64>> {
+    let state = state?;
+    (state.running != Some(true) || state.restarting == Some(true)).then_some(state.exit_code)
 }
 
 /// The loopback port the module port is published on, from an
